@@ -1,0 +1,125 @@
+"""``minicnn train``, ``minicnn evaluate`` and ``minicnn summary``."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+from . import add_runtime_options
+
+DATASETS = ("mnist", "fashion_mnist", "cifar10")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a preset model on a dataset")
+    p.add_argument("--preset", choices=("seed", "pooled"), default="seed")
+    p.add_argument("--dataset", choices=DATASETS, default="mnist")
+    p.add_argument("--data-dir", default=None, help="directory with the dataset files (default: $MINICNN_DATA_DIR, caches, download)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--optimizer", choices=("adam", "sgd", "rmsprop"), default="adam")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's Keras default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--validation-split", type=float, default=0.0)
+    p.add_argument("--limit", type=int, default=None, help="train on the first N training images only")
+    p.add_argument("--out", default=None, help="model file to write (default: models/<preset>-<dataset>.npz)")
+    p.add_argument("--checkpoint-dir", default=None, help="write a checkpoint after every epoch here")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="also checkpoint every N steps")
+    p.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint")
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
+    add_runtime_options(p)
+    p.set_defaults(func=run_train)
+
+    p = sub.add_parser("evaluate", help="test loss and accuracy of a saved model")
+    p.add_argument("model", help="a minicnn .npz, or a Keras .keras/.h5/.weights.h5 file")
+    p.add_argument("--dataset", choices=DATASETS, default="mnist")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--preset", choices=("seed", "pooled"), default=None,
+                   help="architecture for weights-only files (.weights.h5)")
+    add_runtime_options(p)
+    p.set_defaults(func=run_evaluate)
+
+    p = sub.add_parser("summary", help="print a preset's or a saved model's layer table")
+    p.add_argument("target", help="'seed', 'pooled', or a model file")
+    p.set_defaults(func=run_summary)
+
+
+def load_dataset(name, data_dir=None):
+    """(x_train, y_train), (x_test, y_test) as float NHWC in [0, 1] and integer labels."""
+    from .. import datasets
+    (xtr, ytr), (xte, yte) = datasets.load(name, path=data_dir)
+    return (datasets.to_float_nhwc(xtr), ytr), (datasets.to_float_nhwc(xte), yte)
+
+
+def load_any_model(path, preset=None, input_shape=(28, 28, 1)):
+    from ..presets import build_preset
+    from ..saving import load_model
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"model file {path!r} does not exist")
+    architecture = build_preset(preset, input_shape=input_shape) if preset else None
+    return load_model(path, architecture=architecture)
+
+
+def run_train(args) -> int:
+    from .. import optimizers
+    from ..datasets import one_hot
+    from ..kernels import backend_name
+    from ..presets import build_preset
+
+    if args.epochs < 0 or args.batch_size < 1:
+        raise ValueError("--epochs must be >= 0 and --batch-size >= 1")
+    (xtr, ytr), (xte, yte) = load_dataset(args.dataset, args.data_dir)
+    if args.limit:
+        xtr, ytr = xtr[:args.limit], ytr[:args.limit]
+    if args.dtype == "float64":
+        xtr, xte = xtr.astype(np.float64), xte.astype(np.float64)
+    model = build_preset(args.preset, input_shape=xtr.shape[1:], num_classes=10, dtype=args.dtype, seed=args.seed)
+    opt = optimizers.get(args.optimizer, **({"learning_rate": args.lr} if args.lr else {}))
+    model.compile(opt, "categorical_crossentropy", ["accuracy"])
+    print(f"minicnn: training '{args.preset}' on {args.dataset} ({len(xtr)} images), backend "
+          f"{backend_name()}, {args.dtype}, batch {args.batch_size}, {args.epochs} epochs")
+    t0 = time.perf_counter()
+    history = model.fit(xtr, one_hot(ytr, 10, xtr.dtype), batch_size=args.batch_size, epochs=args.epochs,
+                        verbose=args.verbose, validation_split=args.validation_split, seed=args.seed,
+                        checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
+                        resume=args.resume)
+    wall = time.perf_counter() - t0
+    loss, acc = model.evaluate(xte, one_hot(yte, 10, xte.dtype), batch_size=1000)
+    out = args.out or os.path.join("models", f"{args.preset}-{args.dataset}.npz")
+    model.save(out)
+    hist_path = os.path.splitext(out)[0] + ".history.json"
+    record = {**history.to_dict(), "test_loss": loss, "test_accuracy": acc, "train_seconds": wall,
+              "backend": backend_name(), "preset": args.preset, "dataset": args.dataset}
+    with open(hist_path, "w") as f:
+        json.dump(record, f, indent=1)
+    print(f"test loss {loss:.4f} - test accuracy {acc:.4f} ({acc * 100:.2f}%) - training took {wall:.1f} s")
+    print(f"saved model to {out} and history to {hist_path}")
+    return 0
+
+
+def run_evaluate(args) -> int:
+    from ..datasets import one_hot
+    (_, _), (xte, yte) = load_dataset(args.dataset, args.data_dir)
+    model = load_any_model(args.model, args.preset, input_shape=xte.shape[1:])
+    if model.loss is None:
+        model.compile("adam", "categorical_crossentropy", ["accuracy"])
+    if not model.metrics:
+        model.metrics = ["accuracy"]
+    loss, acc = model.evaluate(xte.astype(model.dtype, copy=False), one_hot(yte, 10, model.dtype),
+                               batch_size=args.batch_size)
+    print(f"{args.model}: test loss {loss:.4f} - test accuracy {acc:.4f} ({acc * 100:.2f}%) on {len(xte)} images")
+    return 0
+
+
+def run_summary(args) -> int:
+    from ..presets import PRESETS, build_preset
+    if args.target in PRESETS:
+        build_preset(args.target).summary()
+    else:
+        load_any_model(args.target).summary()
+    return 0

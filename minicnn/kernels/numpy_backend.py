@@ -1,0 +1,190 @@
+"""The readable reference backend: im2col/col2im + BLAS, pure NumPy.
+
+Layouts (Keras's): activations NHWC, conv kernels HWIO ``(KH, KW, C, F)``, dense kernels
+``(in, out)``. Every function allocates its outputs with the input's dtype, never writes into
+its inputs, and has a twin of the same name and signature in ``numba_backend``.
+
+``pads`` is always ``(top, bottom, left, right)`` as computed by :mod:`minicnn.kernels.shapes`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+NAME = "numpy"
+
+
+# ----------------------------------------------------------------------------- helpers
+def pad_nhwc(x: np.ndarray, pads, value=0.0) -> np.ndarray:
+    """Pad the H and W axes of ``x`` (N, H, W, C); returns ``x`` itself when no padding."""
+    top, bottom, left, right = pads
+    if not any(pads):
+        return x
+    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
+
+
+def windows(xp: np.ndarray, ksize, strides, out_hw) -> np.ndarray:
+    """Strided view (N, OH, OW, KH, KW, C) of every window of a padded input (no copy)."""
+    kh, kw = ksize
+    sh, sw = strides
+    oh, ow = out_hw
+    v = sliding_window_view(xp, (kh, kw), axis=(1, 2))  # (N, H-kh+1, W-kw+1, C, KH, KW)
+    v = v[:, : (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw]
+    return v.transpose(0, 1, 2, 4, 5, 3)
+
+
+def im2col(x: np.ndarray, ksize, strides, pads, out_hw) -> np.ndarray:
+    """Patches as rows: (N*OH*OW, KH*KW*C), columns in (kh, kw, c) order to match HWIO."""
+    xp = pad_nhwc(x, pads)
+    w = windows(xp, ksize, strides, out_hw)
+    n = x.shape[0]
+    return w.reshape(n * out_hw[0] * out_hw[1], -1)  # reshape of a non-contiguous view copies
+
+
+def col2im(cols: np.ndarray, x_shape, ksize, strides, pads, out_hw) -> np.ndarray:
+    """Adjoint of :func:`im2col`: scatter-add patch rows back into an (N, H, W, C) array."""
+    n, h, w, c = x_shape
+    kh, kw = ksize
+    sh, sw = strides
+    oh, ow = out_hw
+    top, bottom, left, right = pads
+    dxp = np.zeros((n, h + top + bottom, w + left + right, c), dtype=cols.dtype)
+    cols6 = cols.reshape(n, oh, ow, kh, kw, c)
+    for i in range(kh):
+        for j in range(kw):
+            dxp[:, i : i + (oh - 1) * sh + 1 : sh, j : j + (ow - 1) * sw + 1 : sw, :] += cols6[:, :, :, i, j, :]
+    return dxp[:, top : top + h, left : left + w, :]
+
+
+def out_hw_of(x_shape, ksize, strides, pads):
+    """Output (OH, OW) from an input shape and explicit pads (callers already validated)."""
+    oh = (x_shape[1] + pads[0] + pads[1] - ksize[0]) // strides[0] + 1
+    ow = (x_shape[2] + pads[2] + pads[3] - ksize[1]) // strides[1] + 1
+    return oh, ow
+
+
+# ----------------------------------------------------------------------------- conv2d
+def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None):
+    """2-D cross-correlation (what deep learning calls convolution; the kernel is not flipped).
+
+    Parameters
+    ----------
+    x : (N, H, W, C) input.
+    kernel : (KH, KW, C, F).
+    bias : (F,) or None.
+    strides : (SH, SW).
+    pads : (top, bottom, left, right), zero padding.
+    relu : apply max(0, .) to the result (fused activation).
+    cache : optional dict owned by the caller; the forward pass may keep intermediates in it
+        (here: the im2col matrix) for :func:`conv2d_backward` to reuse.
+
+    Returns
+    -------
+    y : (N, OH, OW, F), same dtype as ``x``.
+    """
+    kh, kw, c, f = kernel.shape
+    out_hw = out_hw_of(x.shape, (kh, kw), strides, pads)
+    cols = im2col(x, (kh, kw), strides, pads, out_hw)
+    if cache is not None:
+        cache["cols"] = cols
+    y = cols @ kernel.reshape(kh * kw * c, f)
+    if bias is not None:
+        y += bias
+    if relu:
+        np.maximum(y, 0, out=y)
+    return y.reshape(x.shape[0], out_hw[0], out_hw[1], f)
+
+
+def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None):
+    """Gradients of :func:`conv2d_forward` (without activation).
+
+    Parameters
+    ----------
+    dy : (N, OH, OW, F) upstream gradient.
+    x, kernel, strides, pads : as given to the forward pass.
+    need_dx : skip the input gradient (first layer) when False.
+    cache : the dict given to the forward pass, if any.
+
+    Returns
+    -------
+    dx : (N, H, W, C) or None; dkernel : (KH, KW, C, F); dbias : (F,).
+    """
+    kh, kw, c, f = kernel.shape
+    out_hw = dy.shape[1:3]
+    dy2 = dy.reshape(-1, f)
+    cols = cache.get("cols") if cache else None
+    if cols is None:
+        cols = im2col(x, (kh, kw), strides, pads, out_hw)
+    dkernel = (cols.T @ dy2).reshape(kernel.shape)
+    dbias = dy2.sum(axis=0)
+    dx = None
+    if need_dx:
+        dcols = dy2 @ kernel.reshape(kh * kw * c, f).T
+        dx = col2im(dcols, x.shape, (kh, kw), strides, pads, out_hw)
+    return dx, dkernel, dbias
+
+
+# ----------------------------------------------------------------------------- max pooling
+def maxpool2d_forward(x, pool_size, strides, pads):
+    """Max over each window; padded cells are -inf so they never win.
+
+    Returns
+    -------
+    y : (N, OH, OW, C).
+    argmax : (N, OH, OW, C) int32, the window-local index ``i * PW + j`` of the *first*
+        maximum in row-major window order (TensorFlow's tie rule).
+    """
+    out_hw = out_hw_of(x.shape, pool_size, strides, pads)
+    xp = pad_nhwc(x, pads, value=-np.inf)
+    w = windows(xp, pool_size, strides, out_hw)  # (N, OH, OW, PH, PW, C)
+    n, oh, ow, ph, pw, c = w.shape
+    flat = w.transpose(0, 1, 2, 5, 3, 4).reshape(n, oh, ow, c, ph * pw)
+    argmax = flat.argmax(axis=-1).astype(np.int32)  # np.argmax returns the first maximum
+    y = np.take_along_axis(flat, argmax[..., None].astype(np.intp), axis=-1)[..., 0]
+    return y, argmax
+
+
+def maxpool2d_backward(dy, argmax, x_shape, pool_size, strides, pads):
+    """Route each upstream gradient to the input cell that won its window.
+
+    Returns dx : (N, H, W, C) with ``dy``'s dtype.
+    """
+    n, h, w, c = x_shape
+    ph, pw = pool_size
+    sh, sw = strides
+    oh, ow = dy.shape[1:3]
+    top, bottom, left, right = pads
+    dxp = np.zeros((n, h + top + bottom, w + left + right, c), dtype=dy.dtype)
+    for i in range(ph):
+        for j in range(pw):
+            routed = np.where(argmax == i * pw + j, dy, 0)
+            dxp[:, i : i + (oh - 1) * sh + 1 : sh, j : j + (ow - 1) * sw + 1 : sw, :] += routed
+    return dxp[:, top : top + h, left : left + w, :]
+
+
+# ----------------------------------------------------------------------------- relu, dense
+def relu_forward(x):
+    """max(x, 0), same dtype (NaN propagates, as in TensorFlow)."""
+    return np.maximum(x, 0)
+
+
+def relu_backward(dy, y):
+    """dy where the output was positive, 0 elsewhere (so the gradient at exactly 0 is 0)."""
+    return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
+
+
+def dense_forward(x, kernel, bias, relu=False):
+    """``x @ kernel + bias``: x (N, in), kernel (in, out), bias (out,) or None -> (N, out)."""
+    y = x @ kernel
+    if bias is not None:
+        y += bias
+    if relu:
+        np.maximum(y, 0, out=y)
+    return y
+
+
+def dense_backward(dy, x, kernel, need_dx=True):
+    """Returns dx (N, in) or None, dkernel (in, out), dbias (out,)."""
+    dx = dy @ kernel.T if need_dx else None
+    return dx, x.T @ dy, dy.sum(axis=0)

@@ -1,0 +1,157 @@
+"""The layer contract.
+
+Every layer has ``forward(x, training)`` and ``backward(dy) -> dx`` side by side, ``params`` and
+``grads`` dicts keyed like Keras weights (``kernel``, ``bias``), ``build(input_shape, dtype,
+rng)`` to create weights once the input shape is known, and ``get_config()``. Shapes given to
+``build`` and stored in ``input_shape``/``output_shape`` exclude the batch axis.
+
+Gradients are *overwritten* by each backward pass (never accumulated). Backward never writes into
+``dy``. What a layer keeps from its forward pass for its backward pass is listed in its docstring
+and lives in ``self._cache``; calling ``backward`` without a training forward pass fails clearly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import activations
+from ..kernels import get_backend
+
+
+class Layer:
+    """Base class: bookkeeping, input validation and config round-trips."""
+
+    #: Keras's auto-name stem (conv2d, dense, max_pooling2d, ...).
+    kind = "layer"
+    #: names of the weights in Keras order (get_weights order)
+    weight_names: tuple[str, ...] = ()
+
+    def __init__(self, name: str | None = None, input_shape=None):
+        self.name = name
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.input_shape: tuple[int, ...] | None = tuple(input_shape) if input_shape is not None else None
+        self.output_shape: tuple[int, ...] | None = None
+        self.dtype = None
+        self.built = False
+        self._cache: dict = {}
+
+    # -- shapes ------------------------------------------------------------------------------
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Output shape for ``input_shape`` (no batch axis); raises ValueError if impossible."""
+        return tuple(input_shape)
+
+    def build(self, input_shape, dtype=np.float32, rng: np.random.Generator | None = None):
+        """Fix the input shape and dtype, validate them and create the weights."""
+        input_shape = tuple(int(d) for d in input_shape)
+        self.output_shape = self.compute_output_shape(input_shape)
+        self.input_shape = input_shape
+        self.dtype = np.dtype(dtype)
+        self._create_weights(rng if rng is not None else np.random.default_rng())
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.built = True
+
+    def _create_weights(self, rng):
+        pass
+
+    def _fail(self, message: str):
+        raise ValueError(f"layer '{self.name}' ({type(self).__name__}): {message}")
+
+    def _check_input(self, x: np.ndarray):
+        if not self.built:
+            self._fail("is not built; call model.build(input_shape) or layer.build(...) first")
+        if not isinstance(x, np.ndarray):
+            self._fail(f"expected a NumPy array, got {type(x).__name__}")
+        if x.shape[1:] != self.input_shape:
+            self._fail(f"expected input shape (batch, {', '.join(map(str, self.input_shape))}), "
+                       f"received {tuple(x.shape)}")
+        if x.dtype != self.dtype:
+            self._fail(f"expected dtype {self.dtype}, received {x.dtype}")
+
+    def _cached(self, key):
+        try:
+            return self._cache[key]
+        except KeyError:
+            self._fail("backward() called without a forward(training=True) pass before it") 
+
+    # -- the maths -----------------------------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    # -- weights & config ------------------------------------------------------------------
+    def get_weights(self) -> list[np.ndarray]:
+        return [self.params[k] for k in self.weight_names if k in self.params]
+
+    def set_weights(self, weights) -> None:
+        names = [k for k in self.weight_names if k in self.params]
+        if len(weights) != len(names):
+            self._fail(f"expected {len(names)} weight arrays ({', '.join(names)}), received {len(weights)}")
+        for k, w in zip(names, weights):
+            w = np.asarray(w)
+            if w.shape != self.params[k].shape:
+                self._fail(f"weight '{k}' must have shape {self.params[k].shape}, received {w.shape}")
+            self.params[k][...] = w  # in place: optimizers and callers keep their references
+
+    def count_params(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+    def get_config(self) -> dict:
+        return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class ActivatedLayer(Layer):
+    """A layer ``act(linear(x))`` whose activation is None, relu or softmax.
+
+    ReLU is fused into the backend kernel; softmax is applied here and its logits kept so a
+    softmax + cross-entropy loss can use the fused gradient (``logits_backward``).
+    """
+
+    def __init__(self, activation=None, name=None, input_shape=None):
+        super().__init__(name=name, input_shape=input_shape)
+        self.activation = activations.normalize(activation)
+
+    @property
+    def ends_in_softmax(self) -> bool:
+        return self.activation == "softmax"
+
+    def _finish_forward(self, z: np.ndarray, training: bool) -> np.ndarray:
+        """Apply softmax if asked (relu was fused by the kernel) and keep what backward needs."""
+        if self.activation == "softmax":
+            y = activations.softmax(z)
+            self.logits = z
+        else:
+            y = z
+        if training:
+            self._cache["y"] = y
+        return y
+
+    def _activation_backward(self, dy: np.ndarray) -> np.ndarray:
+        if self.activation == "relu":
+            return get_backend().relu_backward(dy, self._cached("y"))
+        if self.activation == "softmax":
+            return activations.softmax_backward(dy, self._cached("y"))
+        return dy
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return self._linear_backward(self._activation_backward(dy))
+
+    def logits_backward(self, dz: np.ndarray) -> np.ndarray:
+        """Backward from the gradient w.r.t. the pre-softmax logits (fused softmax + CE)."""
+        return self._linear_backward(dz)
+
+    def _linear_backward(self, dz: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation}

@@ -1,0 +1,83 @@
+"""Conv2D: NHWC input, HWIO kernel, TensorFlow's 'valid'/'same' padding."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import initializers
+from ..kernels import get_backend
+from ..kernels.shapes import normalize_padding, normalize_pair, window_output
+from .base import ActivatedLayer
+
+
+class Conv2D(ActivatedLayer):
+    """2-D convolution (cross-correlation, as in every deep-learning framework).
+
+    Shapes: input (N, H, W, C) -> output (N, OH, OW, filters); ``kernel`` (KH, KW, C, filters),
+    ``bias`` (filters,). OH = floor((H - KH) / SH) + 1 for 'valid', ceil(H / SH) for 'same'
+    (see :mod:`minicnn.kernels.shapes`).
+
+    Cache for backward: the input ``x``, the activated output (for relu's mask) and whatever the
+    backend keeps (the im2col matrix).
+    """
+
+    kind = "conv2d"
+    weight_names = ("kernel", "bias")
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
+                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 name=None, input_shape=None):
+        super().__init__(activation=activation, name=name, input_shape=input_shape)
+        if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
+            raise ValueError(f"Conv2D filters must be a positive int, got {filters!r}")
+        self.filters = filters
+        self.kernel_size = normalize_pair(kernel_size, "Conv2D kernel_size")
+        self.strides = normalize_pair(strides, "Conv2D strides")
+        self.padding = normalize_padding(padding)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        initializers.get(kernel_initializer), initializers.get(bias_initializer)  # validate now
+        self.pads = None
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            self._fail(f"expects inputs of shape (batch, height, width, channels), "
+                       f"received (batch, {', '.join(map(str, input_shape))})")
+        (oh, ow), pads = window_output(input_shape[:2], self.kernel_size, self.strides, self.padding)
+        if oh < 1 or ow < 1:
+            self._fail(f"kernel {self.kernel_size} is larger than its input {input_shape[:2]} "
+                       f"with padding '{self.padding}'")
+        self.pads = pads
+        return (oh, ow, self.filters)
+
+    def _create_weights(self, rng):
+        shape = (*self.kernel_size, self.input_shape[-1], self.filters)
+        self.params["kernel"] = initializers.get(self.kernel_initializer)(shape, self.dtype, rng)
+        if self.use_bias:
+            self.params["bias"] = initializers.get(self.bias_initializer)((self.filters,), self.dtype, rng)
+
+    def forward(self, x, training=False):
+        self._check_input(x)
+        self._cache = {"x": x} if training else {}
+        z = get_backend().conv2d_forward(
+            x, self.params["kernel"], self.params.get("bias"), self.strides, self.pads,
+            relu=self.activation == "relu", cache=self._cache if training else None)
+        return self._finish_forward(z, training)
+
+    def _linear_backward(self, dz):
+        dx, dk, db = get_backend().conv2d_backward(
+            dz, self._cached("x"), self.params["kernel"], self.strides, self.pads,
+            need_dx=self.need_dx, cache=self._cache)
+        self.grads["kernel"] = dk
+        if self.use_bias:
+            self.grads["bias"] = db
+        return dx
+
+    #: set by the model: the first layer needs no input gradient
+    need_dx = True
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
+                "strides": list(self.strides), "padding": self.padding, "use_bias": self.use_bias,
+                "kernel_initializer": self.kernel_initializer, "bias_initializer": self.bias_initializer}

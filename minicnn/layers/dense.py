@@ -1,0 +1,61 @@
+"""Dense: y = act(x @ kernel + bias)."""
+
+from __future__ import annotations
+
+from .. import initializers
+from ..kernels import get_backend
+from .base import ActivatedLayer
+
+
+class Dense(ActivatedLayer):
+    """Fully connected layer on (N, in) inputs; ``kernel`` (in, units), ``bias`` (units,).
+
+    Like Keras 3, minicnn's Dense only takes 2-D inputs here: put a Flatten before it.
+    Cache for backward: the input ``x`` and the activated output.
+    """
+
+    kind = "dense"
+    weight_names = ("kernel", "bias")
+    need_dx = True
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", name=None, input_shape=None):
+        super().__init__(activation=activation, name=name, input_shape=input_shape)
+        if not isinstance(units, int) or isinstance(units, bool) or units < 1:
+            raise ValueError(f"Dense units must be a positive int, got {units!r}")
+        self.units = units
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        initializers.get(kernel_initializer), initializers.get(bias_initializer)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 1:
+            self._fail(f"expects inputs of shape (batch, features), received "
+                       f"(batch, {', '.join(map(str, input_shape))}); add a Flatten layer before it")
+        return (self.units,)
+
+    def _create_weights(self, rng):
+        shape = (self.input_shape[0], self.units)
+        self.params["kernel"] = initializers.get(self.kernel_initializer)(shape, self.dtype, rng)
+        if self.use_bias:
+            self.params["bias"] = initializers.get(self.bias_initializer)((self.units,), self.dtype, rng)
+
+    def forward(self, x, training=False):
+        self._check_input(x)
+        self._cache = {"x": x} if training else {}
+        z = get_backend().dense_forward(x, self.params["kernel"], self.params.get("bias"),
+                                        relu=self.activation == "relu")
+        return self._finish_forward(z, training)
+
+    def _linear_backward(self, dz):
+        dx, dk, db = get_backend().dense_backward(dz, self._cached("x"), self.params["kernel"],
+                                                  need_dx=self.need_dx)
+        self.grads["kernel"] = dk
+        if self.use_bias:
+            self.grads["bias"] = db
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "use_bias": self.use_bias,
+                "kernel_initializer": self.kernel_initializer, "bias_initializer": self.bias_initializer}

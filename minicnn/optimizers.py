@@ -1,0 +1,186 @@
+"""Optimizers with Keras 3's update rules and defaults.
+
+All updates happen in place (``p -= ...``), so layers keep their references to their weights.
+State arrays (momenta, moments) are keyed by (layer name, weight name) and have the weight's
+dtype. ``iterations`` counts applied steps, like Keras's ``optimizer.iterations``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class Optimizer:
+    """Template: :meth:`step` walks the parameters and calls :meth:`_update` on each."""
+
+    name = "optimizer"
+    slot_names: tuple[str, ...] = ()
+
+    def __init__(self, learning_rate: float):
+        if not (isinstance(learning_rate, (int, float)) and learning_rate > 0 and math.isfinite(learning_rate)):
+            raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
+        self.learning_rate = float(learning_rate)
+        self.iterations = 0
+        self.slots: dict[str, dict[str, np.ndarray]] = {s: {} for s in self.slot_names}
+
+    def step(self, named_params) -> None:
+        """Apply one update. ``named_params`` yields (key, param, grad) triples."""
+        t = self.iterations + 1
+        for key, p, g in named_params:
+            state = {}
+            for s in self.slot_names:
+                if key not in self.slots[s]:
+                    self.slots[s][key] = np.zeros_like(p)
+                state[s] = self.slots[s][key]
+            self._update(p, g, state, t)
+        self.iterations = t
+
+    def _update(self, p, g, state, t):
+        raise NotImplementedError
+
+    # -- state for checkpoints ----------------------------------------------------------------
+    def get_state(self) -> dict[str, np.ndarray]:
+        flat = {f"{s}/{k}": v for s, d in self.slots.items() for k, v in d.items()}
+        flat["iterations"] = np.array(self.iterations, dtype=np.int64)
+        return flat
+
+    def set_state(self, flat: dict[str, np.ndarray]) -> None:
+        self.iterations = int(flat["iterations"])
+        self.slots = {s: {} for s in self.slot_names}
+        for name, v in flat.items():
+            if name != "iterations":
+                s, k = name.split("/", 1)
+                self.slots[s][k] = np.array(v)
+
+    def get_config(self):
+        return {"name": self.name, "learning_rate": self.learning_rate}
+
+
+class SGD(Optimizer):
+    """Keras SGD: ``m = momentum*m - lr*g``; ``p += m`` (or ``p += momentum*m - lr*g`` for Nesterov)."""
+
+    name = "sgd"
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
+        super().__init__(learning_rate)
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self.slot_names = ("momentum",) if self.momentum else ()
+        self.slots = {s: {} for s in self.slot_names}
+
+    def _update(self, p, g, state, t):
+        lr = p.dtype.type(self.learning_rate)
+        if not self.momentum:
+            p -= lr * g
+            return
+        mom = p.dtype.type(self.momentum)
+        m = state["momentum"]
+        m *= mom
+        m -= lr * g
+        if self.nesterov:
+            p += mom * m - lr * g
+        else:
+            p += m
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Keras Adam (epsilon is the paper's "epsilon hat", outside the bias correction)::
+
+        alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
+        m += (g - m) * (1 - beta_1);  v += (g^2 - v) * (1 - beta_2)
+        p -= alpha * m / (sqrt(v) + epsilon)
+
+    ``epsilon_mode='pytorch'`` instead adds epsilon to sqrt(v_hat) (PyTorch's placement).
+    """
+
+    name = "adam"
+    slot_names = ("m", "v")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, epsilon_mode="keras"):
+        super().__init__(learning_rate)
+        if epsilon_mode not in ("keras", "pytorch"):
+            raise ValueError(f"epsilon_mode must be 'keras' or 'pytorch', got {epsilon_mode!r}")
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self.epsilon_mode = epsilon_mode
+
+    def _update(self, p, g, state, t):
+        dt = p.dtype.type
+        b1, b2 = dt(self.beta_1), dt(self.beta_2)
+        m, v = state["m"], state["v"]
+        m += (g - m) * (dt(1) - b1)
+        v += (np.square(g) - v) * (dt(1) - b2)
+        # Keras computes the powers in the variable's dtype
+        b1_t, b2_t = b1 ** dt(t), b2 ** dt(t)
+        if self.epsilon_mode == "keras":
+            alpha = dt(self.learning_rate) * np.sqrt(dt(1) - b2_t) / (dt(1) - b1_t)
+            p -= alpha * m / (np.sqrt(v) + dt(self.epsilon))
+        else:
+            m_hat = m / (dt(1) - b1_t)
+            v_hat = v / (dt(1) - b2_t)
+            p -= dt(self.learning_rate) * m_hat / (np.sqrt(v_hat) + dt(self.epsilon))
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon, "epsilon_mode": self.epsilon_mode}
+
+
+class RMSprop(Optimizer):
+    """Keras RMSprop: ``v = rho*v + (1-rho)*g^2``; ``p -= lr * g / sqrt(v + epsilon)`` (epsilon
+    inside the root, as Keras 3 does), with optional momentum and centering."""
+
+    name = "rmsprop"
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False):
+        super().__init__(learning_rate)
+        self.rho, self.momentum, self.epsilon, self.centered = float(rho), float(momentum), float(epsilon), bool(centered)
+        self.slot_names = ("velocity",) + (("momentum",) if self.momentum else ()) + (("average_gradient",) if self.centered else ())
+        self.slots = {s: {} for s in self.slot_names}
+
+    def _update(self, p, g, state, t):
+        dt = p.dtype.type
+        rho = dt(self.rho)
+        v = state["velocity"]
+        v *= rho
+        v += (dt(1) - rho) * np.square(g)
+        denom = v + dt(self.epsilon)
+        if self.centered:
+            ag = state["average_gradient"]
+            ag *= rho
+            ag += (dt(1) - rho) * g
+            denom = denom - np.square(ag)
+        increment = dt(self.learning_rate) * g / np.sqrt(denom)
+        if self.momentum:
+            m = state["momentum"]
+            m *= dt(self.momentum)
+            m += increment
+            p -= m
+        else:
+            p -= increment
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
+                "epsilon": self.epsilon, "centered": self.centered}
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+
+
+def get(opt, **overrides):
+    """An optimizer from an instance, a name ('adam') or a config dict."""
+    if isinstance(opt, Optimizer):
+        return opt
+    if isinstance(opt, dict):
+        cfg = dict(opt)
+        return get(cfg.pop("name"), **cfg)
+    try:
+        cls = OPTIMIZERS[str(opt).lower()]
+    except KeyError:
+        raise ValueError(f"unknown optimizer {opt!r}; choose one of {', '.join(OPTIMIZERS)}") from None
+    return cls(**overrides)
