@@ -41,6 +41,8 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
 
 def apply_runtime_options(args) -> None:
     from .. import kernels
+    if not hasattr(args, "backend"):  # the command computes nothing
+        return
     if getattr(args, "threads", None) is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
