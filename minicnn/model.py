@@ -216,6 +216,7 @@ class Sequential:
     # ------------------------------------------------------------------------------ passes
     def forward(self, x, training=False, record=False):
         """Run every layer. With ``record=True`` returns (output, [each layer's output])."""
+        self._ensure_built(x)
         outputs = []
         for layer in self.layers:
             x = layer.forward(x, training=training)

@@ -1,0 +1,87 @@
+"""Optimizers against Keras 3's update rules written out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from minicnn.optimizers import SGD, Adam, RMSprop, get
+
+
+def run(opt, grads, p0):
+    p = p0.copy()
+    for g in grads:
+        opt.step([("w", p, g)])
+    return p
+
+
+@pytest.fixture
+def case(rng):
+    return rng.standard_normal(6), [rng.standard_normal(6) for _ in range(5)]
+
+
+def test_sgd_plain_momentum_nesterov(case):
+    p0, grads = case
+    np.testing.assert_allclose(run(SGD(0.1), grads, p0), p0 - 0.1 * sum(grads), rtol=1e-14)
+    for nesterov in (False, True):
+        p, m = p0.copy(), np.zeros_like(p0)
+        for g in grads:
+            m = 0.9 * m - 0.1 * g
+            p = p + (0.9 * m - 0.1 * g if nesterov else m)
+        np.testing.assert_allclose(run(SGD(0.1, momentum=0.9, nesterov=nesterov), grads, p0), p, rtol=1e-13)
+
+
+def test_adam_keras_epsilon_hat(case):
+    p0, grads = case
+    lr, b1, b2, eps = 1e-3, 0.9, 0.999, 1e-7
+    p, m, v = p0.copy(), 0 * p0, 0 * p0
+    for t, g in enumerate(grads, 1):
+        m = m + (g - m) * (1 - b1)
+        v = v + (g * g - v) * (1 - b2)
+        alpha = lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        p = p - alpha * m / (np.sqrt(v) + eps)
+    opt = Adam()
+    assert (opt.learning_rate, opt.beta_1, opt.beta_2, opt.epsilon) == (lr, b1, b2, eps)  # Keras defaults
+    np.testing.assert_allclose(run(opt, grads, p0), p, rtol=1e-13)
+    assert opt.iterations == 5
+
+
+def test_adam_epsilon_placement_matters_for_tiny_gradients():
+    # MNIST border pixels have near-zero gradients: there the two placements differ visibly
+    g = [np.full(3, 1e-9)]
+    keras = run(Adam(epsilon_mode="keras"), g, np.zeros(3))
+    torch = run(Adam(epsilon_mode="pytorch"), g, np.zeros(3))
+    assert not np.allclose(keras, torch, rtol=1e-3)
+
+
+def test_rmsprop_epsilon_inside_the_root(case):
+    p0, grads = case
+    p, v = p0.copy(), 0 * p0
+    for g in grads:
+        v = 0.9 * v + 0.1 * g * g
+        p = p - 1e-3 * g / np.sqrt(v + 1e-7)
+    np.testing.assert_allclose(run(RMSprop(), grads, p0), p, rtol=1e-13)
+
+
+def test_updates_are_in_place_and_keep_dtype(rng):
+    p = rng.standard_normal(4).astype(np.float32)
+    ref = p
+    Adam().step([("w", p, np.ones(4, np.float32))])
+    assert p is ref and p.dtype == np.float32
+
+
+def test_state_round_trip(case):
+    p0, grads = case
+    a = Adam()
+    pa = run(a, grads[:3], p0)
+    b = Adam()
+    b.set_state({k: v.copy() for k, v in a.get_state().items()})
+    np.testing.assert_array_equal(run(b, grads[3:], pa), run(a, grads[3:], pa))
+
+
+def test_get_and_errors():
+    assert isinstance(get("adam"), Adam) and get("sgd", learning_rate=0.5).learning_rate == 0.5
+    with pytest.raises(ValueError, match="unknown optimizer 'adamw'"):
+        get("adamw")
+    with pytest.raises(ValueError, match="learning_rate must be a positive number"):
+        Adam(learning_rate=-1)
