@@ -31,3 +31,25 @@ def mnist_dir():
     if not d:
         pytest.skip("MINICNN_DATA_DIR is not set")
     return d
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    """Write a uint8 array as an IDX file (magic 0x08 type byte, big-endian dims), raw."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with open(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+def write_fake_mnist(directory, n_train=200, n_test=50, seed=0):
+    """A tiny MNIST-shaped dataset whose classes are learnable: class c lights up band c."""
+    os.makedirs(directory, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        y = rng.integers(0, 10, n).astype(np.uint8)
+        x = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(y):
+            x[i, 2 + 2 * c: 4 + 2 * c, 4:24] = 255
+        write_idx(os.path.join(directory, f"{prefix}-images-idx3-ubyte"), x)
+        write_idx(os.path.join(directory, f"{prefix}-labels-idx1-ubyte"), y)
+    return directory
