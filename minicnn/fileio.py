@@ -2,17 +2,24 @@
 
 * :func:`atomic_write` writes to a temporary file in the destination's directory, fsyncs it and
   renames it into place, so a crash leaves either the old file or the new one, never half of one.
-* :func:`read_npz` loads an ``.npz`` with ``allow_pickle=False`` (no code from files, ever) and
-  turns every way it can fail into a :class:`~minicnn.errors.ModelFileError` naming the file.
-* :func:`arrays_digest` is the SHA-256 over names, dtypes, shapes and bytes of a set of arrays.
+* :func:`write_npz` / :func:`read_npz`: minicnn's container, an uncompressed ``.npz`` (a zip of
+  ``.npy`` entries) holding named arrays plus a JSON object under ``config.json``. The JSON carries
+  ``sha256``, a digest over every array (name, dtype, shape, bytes) *and* the rest of the JSON, so
+  any change to a weight, a shape or a setting is detected.
+* The reader never unpickles and never runs code: it walks the zip itself, parses each ``.npy``
+  header with NumPy's header parser (a literal parser, no ``eval``), refuses object, string and
+  structured dtypes before reading any data, checks every entry's declared size against what the
+  archive really holds (so a forged header cannot make it allocate gigabytes), and turns every way
+  the bytes can be wrong into a :class:`~minicnn.errors.ModelFileError` naming the file.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
+import math
 import os
+import re
 import tempfile
 import zipfile
 
@@ -21,18 +28,41 @@ import numpy as np
 from .errors import ModelFileError
 
 JSON_KEY = "config.json"
+#: more entries than any minicnn file has (a model has 2 per layer, a checkpoint 4 per layer + 2)
+MAX_ENTRIES = 10_000
+#: the only array element kinds minicnn files hold: bool, signed/unsigned int, float
+_ARRAY_KINDS = "biuf"
+_TMP_PREFIX = ".tmp-"
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+# ----------------------------------------------------------------------------- writing
+def _umask() -> int:
+    # os.umask can only be read by setting it; set a restrictive value for the instant in between
+    old = os.umask(0o077)
+    os.umask(old)
+    return old
+
+
+def atomic_write(path: str | os.PathLike, data) -> None:
+    """Write ``data`` (bytes, or a callable taking a binary file object) to ``path`` atomically.
+
+    The temporary file lives in the destination's directory (so the rename cannot cross file
+    systems), is fsynced before the rename, and gets the permissions a plain ``open(path, 'wb')``
+    would give it; the directory is fsynced after the rename so the new name itself is durable.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix="-" + os.path.basename(path), dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -48,43 +78,173 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         pass
 
 
-def npz_bytes(arrays: dict[str, np.ndarray], meta: dict) -> bytes:
-    """An uncompressed .npz holding ``arrays`` plus ``meta`` as UTF-8 JSON under ``config.json``."""
-    buf = io.BytesIO()
-    payload = dict(arrays)
-    payload[JSON_KEY] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
-    np.savez(buf, **payload)
-    return buf.getvalue()
-
-
-def read_npz(path: str | os.PathLike, what: str = "model file") -> tuple[dict[str, np.ndarray], dict]:
-    """Load (arrays, meta) from a file written by :func:`npz_bytes`; ModelFileError on any damage."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ModelFileError(f"{what} {path!r} does not exist")
+def stale_temp_files(directory, name_pattern: re.Pattern) -> list[str]:
+    """Temporary files :func:`atomic_write` left behind in ``directory`` (a process killed while
+    writing) for destinations whose names match ``name_pattern``."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, zipfile.LargeZipFile) as e:
-        raise ModelFileError(f"{what} {path!r} is not a readable .npz archive: {e}") from None
-    except Exception as e:  # zlib/struct errors from a tampered archive
-        raise ModelFileError(f"{what} {path!r} is damaged: {type(e).__name__}: {e}") from None
-    raw = arrays.pop(JSON_KEY, None)
-    if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
-        raise ModelFileError(f"{what} {path!r} has no '{JSON_KEY}' entry; it was not written by minicnn")
-    try:
-        meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelFileError(f"{what} {path!r} has a corrupt '{JSON_KEY}': {e}") from None
-    if not isinstance(meta, dict):
-        raise ModelFileError(f"{what} {path!r}: '{JSON_KEY}' must hold a JSON object")
-    return arrays, meta
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        if name.startswith(_TMP_PREFIX) and "-" in name[len(_TMP_PREFIX):]:
+            target = name[len(_TMP_PREFIX):].split("-", 1)[1]
+            if name_pattern.fullmatch(target):
+                out.append(os.path.join(directory, name))
+    return sorted(out)
 
 
-def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+def _canonical_json(meta: dict) -> str:
+    return json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=True)
+
+
+def digest(arrays: dict[str, np.ndarray], meta: dict | None = None) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes of ``arrays`` and the canonical JSON of
+    ``meta`` (without its ``sha256`` key)."""
     h = hashlib.sha256()
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
-        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.tobytes())
+        h.update(f"{len(name)}:{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.reshape(-1).view(np.uint8))
+    if meta is not None:
+        rest = {k: v for k, v in meta.items() if k != "sha256"}
+        h.update(b"|meta|" + _canonical_json(rest).encode())
     return h.hexdigest()
+
+
+def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over the arrays alone (kept for callers that checksum weights only)."""
+    return digest(arrays)
+
+
+def _signed_meta(arrays, meta) -> dict:
+    # round-trip through JSON first so the digest is taken over exactly what a reader will parse
+    # (tuples become lists, int dict keys become strings)
+    meta = json.loads(_canonical_json({k: v for k, v in meta.items() if k != "sha256"}))
+    meta["sha256"] = digest(arrays, meta)
+    return meta
+
+
+def _write_npz_to(f, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    for name in arrays:
+        if name == JSON_KEY or not name or name.endswith(".npy"):
+            raise ValueError(f"invalid array name {name!r}")
+    payload = dict(arrays)
+    payload[JSON_KEY] = np.frombuffer(_canonical_json(_signed_meta(arrays, meta)).encode(), dtype=np.uint8)
+    np.savez(f, **payload)
+
+
+def write_npz(path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """Atomically write ``arrays`` and ``meta`` (JSON-serialisable; gets a ``sha256``) to ``path``."""
+    atomic_write(path, lambda f: _write_npz_to(f, arrays, meta))
+
+
+def npz_bytes(arrays: dict[str, np.ndarray], meta: dict) -> bytes:
+    """The bytes :func:`write_npz` would write."""
+    import io
+    buf = io.BytesIO()
+    _write_npz_to(buf, arrays, meta)
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- reading
+def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, archive_size: int, fail) -> np.ndarray:
+    """One ``.npy`` entry, refusing anything but plain numeric arrays whose size adds up."""
+    fmt = np.lib.format
+    if info.flag_bits & 0x1:
+        fail(f"entry {info.filename!r} is encrypted")
+    if info.compress_type != zipfile.ZIP_STORED:
+        fail(f"entry {info.filename!r} is compressed (method {info.compress_type}); minicnn writes stored entries only")
+    if info.file_size != info.compress_size or info.file_size > archive_size:
+        fail(f"entry {info.filename!r} declares {info.file_size} bytes, more than the file holds")
+    with zf.open(info) as f:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(f)
+        else:
+            fail(f"entry {info.filename!r} has unsupported .npy version {version}")
+        if dtype.hasobject:
+            fail(f"entry {info.filename!r} holds Python objects (dtype {dtype}); minicnn never "
+                 "unpickles file contents")
+        if dtype.kind not in _ARRAY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+            fail(f"entry {info.filename!r} has unsupported dtype {dtype}")
+        nbytes = math.prod(shape) * dtype.itemsize
+        header = f.tell()
+        if header + nbytes != info.file_size:
+            fail(f"entry {info.filename!r} declares shape {shape} {dtype} ({nbytes} bytes) but holds "
+                 f"{info.file_size - header} bytes of data")
+        buf = bytearray(nbytes)
+        got = f.readinto(buf) if nbytes else 0
+        if got != nbytes or f.read(1):  # reading to the end also makes zipfile check the CRC
+            fail(f"entry {info.filename!r} is truncated")
+    a = np.frombuffer(buf, dtype=dtype)
+    return a.reshape(shape[::-1]).T if fortran else a.reshape(shape)
+
+
+def read_npz(path: str | os.PathLike, what: str = "model file") -> tuple[dict[str, np.ndarray], dict]:
+    """Load (arrays, meta) from a file written by :func:`write_npz`, after verifying its checksum.
+
+    Raises ModelFileError (naming the file) if it is missing, not an archive, truncated, tampered
+    with, holds objects or anything else minicnn did not write.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ModelFileError(f"{what} {path!r} does not exist")
+    if not os.path.isfile(path):
+        raise ModelFileError(f"{what} {path!r} is not a file")
+
+    def fail(msg):
+        raise ModelFileError(f"{what} {path!r}: {msg}")
+
+    try:
+        size = os.path.getsize(path)
+        zf = zipfile.ZipFile(path)
+    except Exception as e:  # BadZipFile, OSError, EOFError, ValueError, struct errors, ...
+        raise ModelFileError(f"{what} {path!r} is not a readable .npz archive: {e}") from None
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with zf:
+            infos = zf.infolist()
+            if len(infos) > MAX_ENTRIES:
+                fail(f"has {len(infos)} entries, more than any minicnn file")
+            for info in infos:
+                name = info.filename
+                if not name.endswith(".npy") or name.startswith("/") or info.is_dir():
+                    fail(f"unexpected entry {name!r}; it was not written by minicnn")
+                key = name[:-len(".npy")]
+                if key in arrays:
+                    fail(f"entry {name!r} appears twice")
+                arrays[key] = _read_entry(zf, info, size, fail)
+    except ModelFileError:
+        raise
+    except Exception as e:  # zipfile/zlib/struct/numpy header errors from damaged bytes
+        raise ModelFileError(f"{what} {path!r} is damaged: {type(e).__name__}: {e}") from None
+    raw = arrays.pop(JSON_KEY, None)
+    if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
+        fail(f"has no '{JSON_KEY}' entry; it was not written by minicnn")
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ModelFileError(f"{what} {path!r} has a corrupt '{JSON_KEY}': {type(e).__name__}: {e}") from None
+    if not isinstance(meta, dict):
+        fail(f"'{JSON_KEY}' must hold a JSON object")
+    if not isinstance(meta.get("sha256"), str):
+        fail("has no checksum; it was not written by this version of minicnn")
+    try:
+        ok = digest(arrays, meta) == meta["sha256"]
+    except (ValueError, TypeError, RecursionError) as e:  # e.g. a JSON too deeply nested to re-encode
+        raise ModelFileError(f"{what} {path!r} has a corrupt '{JSON_KEY}': {type(e).__name__}: {e}") from None
+    if not ok:
+        fail("fails its checksum (damaged or tampered with)")
+    return arrays, meta
+
+
+# ----------------------------------------------------------------------------- validation helpers
+def is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)

@@ -8,9 +8,11 @@ place. ``fit`` adds batching, shuffling, validation, callbacks, a progress bar, 
 from __future__ import annotations
 
 import math
+import numbers
+import os
 import signal
+import sys
 import threading
-import time
 
 import numpy as np
 
@@ -266,65 +268,116 @@ class Sequential:
         return [loss, losses_mod.accuracy(y, out)] if self.metrics else [loss]
 
     def _guard_finite(self, loss, x, where):
-        """Stop before the update if the loss or any gradient is NaN/inf, naming the first layer."""
+        """Stop before the update if the loss or any gradient is NaN/inf, naming the first layer
+        where a non-finite value appears (weights, then outputs in forward order, then gradients
+        in backward order)."""
         bad = None
         if not math.isfinite(loss):
             bad = "loss"
         else:
-            for key, _, g in self.named_parameters():
-                if not np.isfinite(g.sum(dtype=np.float64)):  # one cheap pass; a non-finite sum flags it
-                    if not np.isfinite(g).all():
-                        bad = f"gradient of {key}"
-                        break
+            for _, _, g in self.named_parameters():
+                if not _all_finite(g):
+                    bad = "gradient"
+                    break
         if bad is None:
             return
-        _, outs = self.forward(x, training=False, record=True)
-        first = next((f"the output of layer '{l.name}'" for l, o in zip(self.layers, outs)
-                      if not np.isfinite(o).all()), None)
-        if first is None:
-            first = bad
-        raise NonFiniteError(f"non-finite {bad}{where}; it first appears in {first}. "
-                             "Weights were not updated; the last checkpoint (if any) is intact. "
+        raise NonFiniteError(f"non-finite {bad}{where}; {self._locate_nonfinite(x)}. The weights were "
+                             "not updated in this step; the last checkpoint (if any) is intact. "
                              "Try a lower learning rate.")
 
+    def _locate_nonfinite(self, x) -> str:
+        """Where a non-finite value first shows up (only called once something went wrong)."""
+        with np.errstate(all="ignore"):
+            key = _nonfinite_param(self)
+            if key is not None:
+                return f"it first appears in the weights of layer '{key.split('/')[0]}' ({key})"
+            _, outs = self.forward(x, training=False, record=True)
+            for layer, out in zip(self.layers, outs):
+                if not np.isfinite(out).all():
+                    return f"it first appears in the output of layer '{layer.name}' ({type(layer).__name__})"
+            for layer in reversed(self.layers):
+                for k, g in layer.grads.items():
+                    if not np.isfinite(g).all():
+                        return (f"it first appears in the gradient of layer '{layer.name}' "
+                                f"({layer.name}/{k}; layers counted in backward order)")
+        return "every layer's output is finite: it first appears in the loss"
+
     # ------------------------------------------------------------------------------ validation
-    def _check_x(self, x, what="x"):
-        """Validate rank, shape, dtype and finiteness; cast floats to the model dtype."""
-        if not isinstance(x, np.ndarray):
-            x = np.asarray(x)
+    def _describe_input(self) -> str:
+        first = self.layers[0]
+        return f"model '{self.name}' (first layer '{first.name}', {type(first).__name__})"
+
+    def _check_x_layout(self, x, what="x") -> np.ndarray:
+        """Validate rank, shape, dtype and size (no pass over the data)."""
+        x = _as_array(x, what)
+        if x.dtype.kind in "biu":
+            raise ValueError(f"{what} must be floating point (scaled to [0, 1]), received dtype {x.dtype}, "
+                             f"for {self._describe_input()}: use x.astype('float32') / 255, or "
+                             "minicnn.datasets.to_float_nhwc(x)")
         if x.dtype.kind != "f":
-            raise ValueError(f"{what} must be floating point (scaled to [0, 1]), received dtype {x.dtype}; "
-                             "use minicnn.datasets.to_float_nhwc(x)")
-        expected = self.input_shape
+            raise ValueError(f"{what} must be a real floating-point array, received dtype {x.dtype}")
+        expected = tuple(self.input_shape)
         if x.shape[1:] != expected:
-            raise ValueError(f"{what} has shape {x.shape}; model '{self.name}' (first layer "
-                             f"'{self.layers[0].name}') expects (batch, {', '.join(map(str, expected))})")
-        if x.dtype != self.dtype:
-            x = x.astype(self.dtype)
-        if not np.isfinite(x).all():
-            idx = int(np.flatnonzero(~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1))[0])
-            raise ValueError(f"{what} contains NaN or inf (first at sample {idx})")
+            hint = ""
+            if x.shape[1:] + (1,) == expected:
+                hint = "; add the channel axis: x[..., None]"
+            elif x.shape == expected:
+                hint = "; add the batch axis: x[None]"
+            raise ValueError(f"{what} has shape {x.shape} ({x.ndim}-D); {self._describe_input()} expects "
+                             f"(batch, {', '.join(map(str, expected))}){hint}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{what} has no samples (shape {x.shape})")
         return x
 
+    def _check_x(self, x, what="x"):
+        """Validate rank, shape, dtype, size and finiteness; cast floats to the model dtype."""
+        x = self._check_x_layout(x, what)
+        with np.errstate(over="ignore"):
+            cast = x.astype(self.dtype) if x.dtype != self.dtype else x
+        if not _all_finite(cast):
+            rows = ~np.isfinite(cast.reshape(cast.shape[0], -1)).all(axis=1)
+            idx = int(np.flatnonzero(rows)[0])
+            if cast is not x and np.isfinite(x[idx]).all():
+                raise ValueError(f"{what} has values beyond the {self.dtype} range (first at sample {idx})")
+            raise ValueError(f"{what} contains NaN or inf (first at sample {idx})")
+        return cast
+
     def _check_y(self, y, n, what="y"):
-        y = np.asarray(y)
+        """Validate labels against ``n`` samples and the model's output and loss."""
+        y = _as_array(y, what)
+        last = self.layers[-1]
+        out_shape = tuple(self.output_shape)
+        if len(out_shape) != 1:
+            raise ValueError(f"the last layer '{last.name}' ({type(last).__name__}) outputs (batch, "
+                             f"{', '.join(map(str, out_shape))}); cross-entropy needs (batch, classes): "
+                             "end the model with Flatten and Dense")
+        k = out_shape[0]
+        if y.ndim == 0:
+            raise ValueError(f"{what} must hold one label per sample, received a scalar")
+        if y.dtype.kind not in "biuf":
+            raise ValueError(f"{what} must hold numbers, received dtype {y.dtype}")
         if y.shape[0] != n:
             raise ValueError(f"{what} has {y.shape[0]} samples but x has {n}")
-        k = self.output_shape[-1]
+        loss_name = self.loss.name if self.loss is not None else "categorical_crossentropy"
         if self.loss is not None and self.loss.sparse:
             if y.ndim not in (1, 2) or (y.ndim == 2 and y.shape[1] != 1) or y.dtype.kind not in "iu":
                 raise ValueError(f"{what} must hold integer class labels of shape ({n},) for "
-                                 f"{self.loss.name}, received {y.shape} {y.dtype}")
+                                 f"{loss_name}, received shape {y.shape} dtype {y.dtype}")
             bad = (y < 0) | (y >= k)
             if bad.any():
                 i = int(np.flatnonzero(bad.reshape(-1))[0])
-                raise ValueError(f"{what}: label {y.reshape(-1)[i]} at index {i} is out of range [0, {k})")
+                raise ValueError(f"{what}: label {y.reshape(-1)[i]} at index {i} is out of range [0, {k}) "
+                                 f"(the last layer '{last.name}' has {k} outputs)")
             return y
         if y.ndim == 1 and y.dtype.kind in "iu":
-            raise ValueError(f"{what} holds integer labels {y.shape} but the loss is {self.loss.name if self.loss else 'categorical'}: "
+            raise ValueError(f"{what} holds integer labels {y.shape} but the loss is {loss_name}: "
                              "one-hot them (minicnn.datasets.one_hot) or use loss='sparse_categorical_crossentropy'")
         if y.ndim != 2 or y.shape[1] != k:
-            raise ValueError(f"{what} must have shape ({n}, {k}) (one-hot), received {y.shape}")
+            raise ValueError(f"{what} must have shape ({n}, {k}) (one-hot; the last layer '{last.name}' "
+                             f"has {k} outputs), received {y.shape}")
+        if y.dtype.kind == "f" and not _all_finite(y):
+            i = int(np.flatnonzero(~np.isfinite(y).all(axis=1))[0])
+            raise ValueError(f"{what} contains NaN or inf (first at sample {i})")
         return y
 
     # ------------------------------------------------------------------------------ fit & co
@@ -333,50 +386,76 @@ class Sequential:
             checkpoint_every=None, keep_checkpoints=3, resume=False, stream=None):
         """Train for ``epochs`` epochs; returns a :class:`History` (also at ``model.history``).
 
+        Everything is validated before any computation. Batches are gathered one at a time
+        (``x[indices]``): the training set is never copied as a whole.
+
         ``validation_split`` takes the *last* fraction of the samples, before shuffling (Keras).
         With ``checkpoint_dir`` a checkpoint is written atomically after every epoch (and every
-        ``checkpoint_every`` steps), keeping the last ``keep_checkpoints``; ``resume=True``
-        continues from the newest valid one, bitwise as if never interrupted.
+        ``checkpoint_every`` steps within an epoch), keeping the last ``keep_checkpoints``; a
+        directory holding checkpoints of another run is refused unless ``resume=True``, which
+        continues from the newest valid one, bitwise as if never interrupted (same backend and
+        thread count). With a checkpoint directory, SIGINT/SIGTERM finish the current step, write
+        a checkpoint and raise :class:`TrainingInterrupted` (a second signal stops at once).
+        A NaN/inf loss or gradient raises :class:`~minicnn.errors.NonFiniteError` before the
+        update; no checkpoint with non-finite weights is ever written.
         """
         from . import checkpoint as ckpt
 
         self._require_compiled("fit")
+        batch_size = _int_arg(batch_size, "batch_size", 1)
+        epochs = _int_arg(epochs, "epochs", 0)
+        initial_epoch = _int_arg(initial_epoch, "initial_epoch", 0)
+        if checkpoint_dir is None and (resume or checkpoint_every is not None):
+            raise ValueError("resume and checkpoint_every need checkpoint_dir")
+        if checkpoint_every is not None:
+            checkpoint_every = _int_arg(checkpoint_every, "checkpoint_every", 1)
+        if checkpoint_dir is not None:
+            keep_checkpoints = _int_arg(keep_checkpoints, "keep_checkpoints", 1)
+
+        x = _as_array(x, "x")
         self._ensure_built(x)
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        if not isinstance(epochs, int) or epochs < 0:
-            raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
-        if resume and checkpoint_dir is None:
-            raise ValueError("resume=True needs checkpoint_dir")
-        x = np.asarray(x)
-        if x.ndim != len(self.input_shape) + 1:
-            raise ValueError(f"x must have shape (batch, {', '.join(map(str, self.input_shape))}), received {x.shape}")
-        _check_finite_chunks(x, "x")
-        self._check_x(x[:1], "x")
+        self._check_x_layout(x, "x")
         y = self._check_y(y, x.shape[0], "y")
         if validation_data is None and validation_split:
-            if not 0.0 < validation_split < 1.0:
-                raise ValueError(f"validation_split must be in (0, 1), got {validation_split!r}")
+            if not (isinstance(validation_split, float) and 0.0 < validation_split < 1.0):
+                raise ValueError(f"validation_split must be a float in (0, 1), got {validation_split!r}")
             split = int(x.shape[0] * (1.0 - validation_split))
+            if not 0 < split < x.shape[0]:
+                raise ValueError(f"validation_split={validation_split} leaves {split} training and "
+                                 f"{x.shape[0] - split} validation samples; both need at least one")
             validation_data = (x[split:], y[split:])
             x, y = x[:split], y[:split]
         if validation_data is not None:
-            vx, vy = validation_data
-            _check_finite_chunks(np.asarray(vx), "validation x")
-            vy = self._check_y(vy, len(vx), "validation y")
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (x_val, y_val)")
+            vx = _as_array(validation_data[0], "validation x")
+            self._check_x_layout(vx, "validation x")
+            _check_finite_chunks(vx, "validation x", self.dtype)
+            vy = self._check_y(validation_data[1], vx.shape[0], "validation y")
+        _check_finite_chunks(x, "x", self.dtype)
         if seed is not None:
             self.train_rng.bit_generator.state = self._rngs(seed)[1].bit_generator.state
 
-        n = x.shape[0]
-        steps = max(1, math.ceil(n / batch_size))
-        history = History()
-        history.params = {"epochs": epochs, "steps": steps, "batch_size": batch_size}
-        state = ckpt.TrainState(epoch=initial_epoch, step=0, perm=None, sums={}, history=history)
+        n = int(x.shape[0])
+        steps = math.ceil(n / batch_size)
+        fit_info = {"batch_size": batch_size, "num_samples": n, "shuffle": bool(shuffle)}
+        state = ckpt.TrainState(epoch=initial_epoch, step=0, perm=None, sums={}, history=History())
+        out = stream if stream is not None else sys.stdout
         if resume:
-            found = ckpt.restore_latest(checkpoint_dir, self, state, stream=stream)
-            if found is None and verbose:
-                (stream or _stdout()).write(f"No checkpoint in {checkpoint_dir}; starting from scratch.\n")
+            found = ckpt.restore_latest(checkpoint_dir, self, state, fit_info, stream=stream)
+            if verbose:
+                out.write(f"Resuming from {found}: epoch {min(state.epoch + 1, epochs)}/{epochs}, "
+                          f"step {state.step}/{steps}.\n" if found else
+                          f"No checkpoint in {checkpoint_dir}; starting from scratch.\n")
+        elif checkpoint_dir is not None:
+            later = [p for p in ckpt.list_checkpoints(checkpoint_dir)
+                     if _checkpoint_iterations(p) > self.optimizer.iterations]
+            if later:
+                raise ValueError(f"checkpoint directory {os.fspath(checkpoint_dir)!r} already holds checkpoints "
+                                 f"of another run (newest: {os.path.basename(later[-1])}): pass "
+                                 "resume=True (CLI: --resume) to continue it, or use another directory")
         history = state.history
+        history.params = {"epochs": epochs, "steps": steps, "batch_size": batch_size}
         self.history = history
         cbs = ([ProgressBar(steps, epochs, verbose, stream=stream)] if verbose else []) + list(callbacks or [])
         for cb in cbs:
@@ -384,50 +463,73 @@ class Sequential:
                 raise TypeError(f"callbacks must be minicnn Callback instances, got {type(cb).__name__}")
             cb.set_model(self)
         self.stop_training = False
-        saver = ckpt.CheckpointWriter(checkpoint_dir, keep_checkpoints) if checkpoint_dir else None
-        interrupted = _SignalFlag() if saver is not None else None
+        saver = ckpt.CheckpointWriter(checkpoint_dir, keep_checkpoints) if checkpoint_dir is not None else None
+
+        def save(where):
+            key = _nonfinite_param(self)
+            if key is not None:  # never checkpoint a diverged model
+                raise NonFiniteError(f"non-finite weights in layer '{key.split('/')[0]}' ({key}) after the "
+                                     f"update{where}; the update overflowed. No checkpoint was written; "
+                                     "the last checkpoint (if any) is intact. Try a lower learning rate.")
+            saver.save(self, state, fit_info)
+
         for cb in cbs:
             cb.on_train_begin()
+        interrupted = _SignalFlag(checkpoint_dir) if saver is not None else None
         try:
-            while state.epoch < epochs and not self.stop_training:
-                if state.perm is None:
-                    state.perm = self.train_rng.permutation(n) if shuffle else np.arange(n)
-                    state.sums = {"loss": 0.0, "accuracy": 0.0, "count": 0}
-                for cb in cbs:
-                    cb.on_epoch_begin(state.epoch)
-                while state.step < steps:
-                    idx = state.perm[state.step * batch_size:(state.step + 1) * batch_size]
-                    xb, yb = x[idx], y[idx]
-                    res = self.train_on_batch(xb, yb, _where=f" at epoch {state.epoch + 1}, step {state.step + 1}")
-                    nb = len(idx)
-                    state.sums["loss"] += res[0] * nb
-                    if self.metrics:
-                        state.sums["accuracy"] += res[1] * nb
-                    state.sums["count"] += nb
-                    state.step += 1
-                    logs = state.running_logs(self.metrics)
+            # non-finite values are reported by the guard (NonFiniteError), not as numpy warnings
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                while state.epoch < epochs and not self.stop_training:
+                    if state.perm is None:
+                        state.perm = self.train_rng.permutation(n) if shuffle else np.arange(n)
+                        state.sums = {"loss": 0.0, "accuracy": 0.0, "count": 0}
                     for cb in cbs:
-                        cb.on_batch_end(state.step, logs)
-                    if saver and state.step < steps and (
-                            (checkpoint_every and state.step % checkpoint_every == 0) or interrupted.raised):
-                        saver.save(self, state)
+                        cb.on_epoch_begin(state.epoch)
+                    while state.step < steps:
+                        idx = state.perm[state.step * batch_size:(state.step + 1) * batch_size]
+                        where = f" at epoch {state.epoch + 1}, step {state.step + 1} (of {steps})"
+                        res = self.train_on_batch(x[idx], y[idx], _where=where)
+                        nb = len(idx)
+                        state.sums["loss"] += res[0] * nb
+                        if self.metrics:
+                            state.sums["accuracy"] += res[1] * nb
+                        state.sums["count"] += nb
+                        state.step += 1
+                        logs = state.running_logs(self.metrics)
+                        for cb in cbs:
+                            cb.on_batch_end(state.step, logs)
+                        if saver is None or state.step == steps:
+                            continue  # the end of the epoch checkpoints (and handles a signal)
+                        if interrupted.raised or (checkpoint_every and state.step % checkpoint_every == 0):
+                            save(where)
+                        if interrupted.raised:
+                            raise TrainingInterrupted(_interrupt_message(interrupted.raised, state, epochs,
+                                                                         steps, saver.last_path))
+                    logs = state.running_logs(self.metrics)
+                    if validation_data is not None:
+                        val = self.evaluate(vx, vy, batch_size=max(batch_size, 256), verbose=0)
+                        logs["val_loss"] = val[0]
+                        if self.metrics:
+                            logs["val_accuracy"] = val[1]
+                    for cb in [history, *cbs]:
+                        cb.on_epoch_end(state.epoch, logs)
+                    state.epoch += 1
+                    state.step = 0
+                    state.perm = None
+                    if saver is not None:
+                        save(f" at the end of epoch {state.epoch}")
                     if interrupted is not None and interrupted.raised:
-                        raise TrainingInterrupted(_interrupt_message(interrupted.raised, state, checkpoint_dir))
-                logs = state.running_logs(self.metrics)
-                if validation_data is not None:
-                    val = self.evaluate(vx, vy, batch_size=max(batch_size, 256), verbose=0)
-                    logs["val_loss"] = val[0]
-                    if self.metrics:
-                        logs["val_accuracy"] = val[1]
-                for cb in [history, *cbs]:
-                    cb.on_epoch_end(state.epoch, logs)
-                state.epoch += 1
-                state.step = 0
-                state.perm = None
-                if saver:
-                    saver.save(self, state)
-                if interrupted is not None and interrupted.raised:
-                    raise TrainingInterrupted(_interrupt_message(interrupted.raised, state, checkpoint_dir))
+                        raise TrainingInterrupted(_interrupt_message(interrupted.raised, state, epochs,
+                                                                     steps, saver.last_path))
+                key = _nonfinite_param(self)
+                if key is not None:
+                    raise NonFiniteError(f"non-finite weights in layer '{key.split('/')[0]}' ({key}) at the "
+                                         "end of training; the last update overflowed. Try a lower learning rate.")
+        except NonFiniteError as e:
+            newest = ckpt.list_checkpoints(checkpoint_dir)[-1:] if checkpoint_dir is not None else []
+            if newest:
+                raise NonFiniteError(f"{e} Newest checkpoint: {newest[0]}.") from None
+            raise
         finally:
             if interrupted is not None:
                 interrupted.restore()
@@ -488,39 +590,98 @@ def _stdout():
     return sys.stdout
 
 
-def _check_finite_chunks(x, what, chunk=4096):
-    """NaN/inf check over the whole array without a full-size temporary."""
-    if x.dtype.kind != "f":
+def _as_array(x, what) -> np.ndarray:
+    if isinstance(x, np.ndarray):
+        return x
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{what} cannot be turned into an array: {e}") from None
+
+
+def _int_arg(value, name, minimum) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _all_finite(a) -> bool:
+    """True if ``a`` holds no NaN/inf. One summing pass (a NaN/inf anywhere makes the sum
+    non-finite); only if the sum overflows is the exact elementwise test needed."""
+    if a.dtype.kind != "f" or a.size == 0:
+        return True
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(a.sum()):
+            return True
+    return bool(np.isfinite(a).all())
+
+
+def _nonfinite_param(model):
+    """Key ('layer/weight') of the first weight holding NaN/inf, or None."""
+    for key, p, _ in model.named_parameters():
+        if not _all_finite(p):
+            return key
+    return None
+
+
+def _checkpoint_iterations(path) -> int:
+    return int(os.path.basename(path)[len("ckpt-"):-len(".npz")])
+
+
+def _check_finite_chunks(x, what, dtype=None, chunk_elements=1 << 18):
+    """NaN/inf check over the whole array, a bounded chunk at a time (no full-size temporary).
+    With ``dtype``, values that would overflow when cast to it count as non-finite."""
+    if x.dtype.kind != "f" or x.size == 0:
         return
-    for start in range(0, x.shape[0], chunk):
-        part = x[start:start + chunk]
-        if not np.isfinite(part).all():
-            bad = np.flatnonzero(~np.isfinite(part.reshape(part.shape[0], -1)).all(axis=1))[0]
-            raise ValueError(f"{what} contains NaN or inf (first at sample {start + int(bad)})")
+    narrowing = dtype is not None and np.dtype(dtype).itemsize < x.dtype.itemsize
+    rows = max(1, chunk_elements // max(1, math.prod(x.shape[1:])))
+    for start in range(0, x.shape[0], rows):
+        part = x[start:start + rows]
+        if narrowing:
+            with np.errstate(over="ignore"):
+                part = part.astype(dtype)
+        if not _all_finite(part):
+            bad = int(np.flatnonzero(~np.isfinite(part.reshape(part.shape[0], -1)).all(axis=1))[0])
+            if narrowing and np.isfinite(x[start + bad]).all():
+                raise ValueError(f"{what} has values beyond the {np.dtype(dtype)} range (first at sample {start + bad})")
+            raise ValueError(f"{what} contains NaN or inf (first at sample {start + bad})")
 
 
 class _SignalFlag:
-    """Turn SIGINT/SIGTERM into a flag checked between steps (main thread only)."""
+    """Turn SIGINT/SIGTERM into a flag checked between steps (main thread only). A second
+    signal stops at once, without writing a checkpoint."""
 
-    def __init__(self):
+    def __init__(self, directory=None):
         self.raised = None
+        self.directory = directory
         self._old = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handler)
 
     def _handler(self, signum, frame):
-        self.raised = signal.Signals(signum).name
+        name = signal.Signals(signum).name
+        if self.raised is None:
+            self.raised = name
+            return
+        self.restore()
+        raise TrainingInterrupted(f"second {name} received: stopped at once, without a new checkpoint; "
+                                  f"the newest checkpoint in {os.fspath(self.directory)!r} is intact. "
+                                  "Resume with the same command plus --resume.")
 
     def restore(self):
         for sig, old in self._old.items():
-            signal.signal(sig, old)
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        self._old = {}
 
 
-def _interrupt_message(signame, state, directory):
-    return (f"{signame} received: stopped at epoch {state.epoch + (1 if state.step else 0)}, "
-            f"step {state.step}; checkpoint written to {directory}. Resume with the same command "
-            f"plus --resume (or fit(..., checkpoint_dir={str(directory)!r}, resume=True)).")
+def _interrupt_message(signame, state, epochs, steps, path):
+    where = (f"in epoch {state.epoch + 1}/{epochs} after step {state.step}/{steps}" if state.step
+             else f"after epoch {state.epoch}/{epochs}")
+    directory = os.path.dirname(path)
+    return (f"{signame} received: training stopped {where}; checkpoint written to {path}. "
+            f"To resume, run the same command with --resume (Python: fit(..., "
+            f"checkpoint_dir={directory!r}, resume=True)).")
 
 
 def load_model(path) -> Sequential:

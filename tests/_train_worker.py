@@ -1,0 +1,129 @@
+"""Training subprocess for tests/test_resume.py (killed, interrupted and resumed by the tests).
+
+``python tests/_train_worker.py api --out W.npz --checkpoint-dir D [--checkpoint-every N]
+[--resume] [--epochs E] [--step-sleep S]`` trains a small model (Conv2D, MaxPool2D, Dropout,
+Dense) on seeded synthetic data with ``Sequential.fit`` and saves the final model to ``--out``.
+TrainingInterrupted is reported on stderr with exit status 130, as the CLI does.
+
+``python tests/_train_worker.py cli ARGS...`` runs ``minicnn.cli.main(ARGS)``. If the dataset
+loader (``minicnn.datasets``) does not exist yet, a minimal stand-in that reads the IDX files the
+test wrote is installed first. ``MINICNN_TEST_STEP_SLEEP`` (seconds) slows every training step
+down so that a test can reliably signal the process mid-epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import types
+
+import numpy as np
+
+
+def _slow_steps():
+    delay = float(os.environ.get("MINICNN_TEST_STEP_SLEEP", "0") or 0)
+    if delay <= 0:
+        return
+    from minicnn.model import Sequential
+    original = Sequential.train_on_batch
+
+    def train_on_batch(self, *args, **kwargs):
+        time.sleep(delay)
+        return original(self, *args, **kwargs)
+
+    Sequential.train_on_batch = train_on_batch
+
+
+def small_model(seed=0):
+    from minicnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D
+    from minicnn.model import Sequential
+    model = Sequential([Conv2D(4, 3, activation="relu"), MaxPool2D(2), Dropout(0.25), Flatten(),
+                        Dense(16, activation="relu"), Dropout(0.5), Dense(10, activation="softmax")],
+                       input_shape=(12, 12, 1), seed=seed)
+    model.compile("adam", "categorical_crossentropy", ["accuracy"])
+    return model
+
+
+def synthetic_data(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n)
+    x = rng.random((n, 12, 12, 1), dtype=np.float32) * 0.3
+    for i, c in enumerate(y):  # learnable: class c lights up row c
+        x[i, 1 + c, 2:10, 0] += 0.7
+    return x, np.eye(10, dtype=np.float32)[y]
+
+
+def run_api(argv) -> int:
+    from minicnn.model import TrainingInterrupted
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", required=True)
+    p.add_argument("--checkpoint-dir", required=True)
+    p.add_argument("--checkpoint-every", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--resume", action="store_true")
+    args = p.parse_args(argv)
+    x, y = synthetic_data()
+    model = small_model()
+    try:
+        model.fit(x, y, batch_size=10, epochs=args.epochs, verbose=0, seed=0, validation_split=0.2,
+                  checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
+                  resume=args.resume)
+    except TrainingInterrupted as e:
+        print(f"worker: {e}", file=sys.stderr)
+        return 130
+    model.save(args.out)
+    return 0
+
+
+# ----------------------------------------------------------------------------- CLI mode
+def _read_idx(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _install_dataset_stand_in():
+    try:
+        import minicnn.datasets  # noqa: F401
+        return
+    except ModuleNotFoundError as e:
+        if e.name != "minicnn.datasets":
+            raise
+    mod = types.ModuleType("minicnn.datasets")
+
+    def load(name, path=None):
+        path = path or os.environ["MINICNN_DATA_DIR"]
+        parts = []
+        for prefix in ("train", "t10k"):
+            parts.append((_read_idx(os.path.join(path, f"{prefix}-images-idx3-ubyte")),
+                          _read_idx(os.path.join(path, f"{prefix}-labels-idx1-ubyte"))))
+        return tuple(parts)
+
+    def to_float_nhwc(x):
+        x = np.asarray(x)
+        return (x.astype(np.float32) / 255.0)[..., None] if x.ndim == 3 else x.astype(np.float32) / 255.0
+
+    def one_hot(y, k=10, dtype=np.float32):
+        return np.eye(k, dtype=dtype)[np.asarray(y, dtype=np.intp)]
+
+    mod.load, mod.to_float_nhwc, mod.one_hot = load, to_float_nhwc, one_hot
+    sys.modules["minicnn.datasets"] = mod
+    import minicnn
+    minicnn.datasets = mod
+
+
+def run_cli(argv) -> int:
+    _install_dataset_stand_in()
+    from minicnn.cli import main
+    return main(argv)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    _slow_steps()
+    mode, rest = sys.argv[1], sys.argv[2:]
+    sys.exit(run_api(rest) if mode == "api" else run_cli(rest))
