@@ -585,10 +585,6 @@ def _readable_bytes(n: int) -> str:
         n /= 1024
 
 
-def _stdout():
-    import sys
-    return sys.stdout
-
 
 def _as_array(x, what) -> np.ndarray:
     if isinstance(x, np.ndarray):

@@ -29,6 +29,7 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, help="model file to write (default: models/<preset>-<dataset>.npz)")
     p.add_argument("--checkpoint-dir", default=None, help="write a checkpoint after every epoch here")
     p.add_argument("--checkpoint-every", type=int, default=None, help="also checkpoint every N steps")
+    p.add_argument("--keep-checkpoints", type=int, default=3, help="how many checkpoints to keep (default 3)")
     p.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
     add_runtime_options(p)
@@ -87,7 +88,7 @@ def run_train(args) -> int:
     history = model.fit(xtr, one_hot(ytr, 10, xtr.dtype), batch_size=args.batch_size, epochs=args.epochs,
                         verbose=args.verbose, validation_split=args.validation_split, seed=args.seed,
                         checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
-                        resume=args.resume)
+                        keep_checkpoints=args.keep_checkpoints, resume=args.resume)
     wall = time.perf_counter() - t0
     loss, acc = model.evaluate(xte, one_hot(yte, 10, xte.dtype), batch_size=1000)
     out = args.out or os.path.join("models", f"{args.preset}-{args.dataset}.npz")

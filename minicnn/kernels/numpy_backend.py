@@ -38,8 +38,8 @@ def im2col(x: np.ndarray, ksize, strides, pads, out_hw) -> np.ndarray:
     """Patches as rows: (N*OH*OW, KH*KW*C), columns in (kh, kw, c) order to match HWIO."""
     xp = pad_nhwc(x, pads)
     w = windows(xp, ksize, strides, out_hw)
-    n = x.shape[0]
-    return w.reshape(n * out_hw[0] * out_hw[1], -1)  # reshape of a non-contiguous view copies
+    n, kh, kw, c = x.shape[0], ksize[0], ksize[1], x.shape[3]
+    return w.reshape(n * out_hw[0] * out_hw[1], kh * kw * c)  # reshape of a strided view copies
 
 
 def col2im(cols: np.ndarray, x_shape, ksize, strides, pads, out_hw) -> np.ndarray:

@@ -21,7 +21,7 @@ class Flatten(Layer):
 
     def forward(self, x, training=False):
         self._check_input(x)
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], self.output_shape[0])  # explicit size: works for 0 samples too
 
     def backward(self, dy):
         return dy.reshape((dy.shape[0], *self.input_shape))
