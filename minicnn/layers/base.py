@@ -68,6 +68,17 @@ class Layer:
         if x.dtype != self.dtype:
             self._fail(f"expected dtype {self.dtype}, received {x.dtype}")
 
+    def _window_output(self, input_shape, window, what):
+        """Validate an (H, W, C) input for a sliding-window layer; set ``self.pads``; return (OH, OW)."""
+        from ..kernels.shapes import window_output
+        if len(input_shape) != 3:
+            self._fail(f"expects inputs of shape (batch, height, width, channels), "
+                       f"received (batch, {', '.join(map(str, input_shape))})")
+        (oh, ow), self.pads = window_output(input_shape[:2], window, self.strides, self.padding)
+        if oh < 1 or ow < 1:
+            self._fail(f"{what} {window} is larger than its input {input_shape[:2]} with padding '{self.padding}'")
+        return oh, ow
+
     def _cached(self, key):
         try:
             return self._cache[key]

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import initializers
 from ..kernels import get_backend
-from ..kernels.shapes import normalize_padding, normalize_pair, window_output
+from ..kernels.shapes import normalize_padding, normalize_pair
 from .base import ActivatedLayer
 
 
@@ -41,14 +41,7 @@ class Conv2D(ActivatedLayer):
         self.pads = None
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            self._fail(f"expects inputs of shape (batch, height, width, channels), "
-                       f"received (batch, {', '.join(map(str, input_shape))})")
-        (oh, ow), pads = window_output(input_shape[:2], self.kernel_size, self.strides, self.padding)
-        if oh < 1 or ow < 1:
-            self._fail(f"kernel {self.kernel_size} is larger than its input {input_shape[:2]} "
-                       f"with padding '{self.padding}'")
-        self.pads = pads
+        oh, ow = self._window_output(input_shape, self.kernel_size, "kernel")
         return (oh, ow, self.filters)
 
     def _create_weights(self, rng):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..kernels import get_backend
-from ..kernels.shapes import normalize_padding, normalize_pair, window_output
+from ..kernels.shapes import normalize_padding, normalize_pair
 from .base import Layer
 
 
@@ -26,13 +26,7 @@ class MaxPool2D(Layer):
         self.pads = None
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            self._fail(f"expects inputs of shape (batch, height, width, channels), "
-                       f"received (batch, {', '.join(map(str, input_shape))})")
-        (oh, ow), pads = window_output(input_shape[:2], self.pool_size, self.strides, self.padding)
-        if oh < 1 or ow < 1:
-            self._fail(f"pool window {self.pool_size} is larger than its input {input_shape[:2]}")
-        self.pads = pads
+        oh, ow = self._window_output(input_shape, self.pool_size, "pool window")
         return (oh, ow, input_shape[2])
 
     def forward(self, x, training=False):
