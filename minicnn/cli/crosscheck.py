@@ -1,0 +1,44 @@
+"""``minicnn crosscheck``: compare a model layer by layer (and over K training steps) with Keras.
+
+minicnn itself never imports TensorFlow: the work is done by :mod:`reference.crosscheck`
+(the TensorFlow side of the project), imported only when the command runs. It needs the ``tf``
+extra and a source checkout (the ``reference`` package).
+"""
+
+from __future__ import annotations
+
+from . import add_runtime_options
+
+
+def register(sub) -> None:
+    p = sub.add_parser("crosscheck", help="compare a model with TensorFlow/Keras layer by layer",
+                       description="Feed the same weights and the same real MNIST batch to minicnn and "
+                                   "Keras; compare every layer's output and gradients, then K optimizer "
+                                   "steps. Exit status 1 if anything is outside the documented "
+                                   "tolerances (docs/parity.md).")
+    p.add_argument("--preset", choices=("seed", "pooled"), default=None,
+                     help="check a freshly initialised preset (default: seed); with --model, the "
+                          "architecture for weights-only files")
+    p.add_argument("--model", default=None, help="check a saved model (.npz, .keras, .h5)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--batch", type=int, default=32, help="images per batch (default 32)")
+    p.add_argument("--steps", type=int, default=50, help="optimizer steps to compare (default 50; 0 skips)")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument("--sample", choices=("first", "random"), default="first",
+                   help="first N test images, or a seeded random sample")
+    p.add_argument("--seed", type=int, default=0, help="seeds the weights, the upstream gradient and --sample random")
+    p.add_argument("--data-dir", default=None, help="MNIST directory (default: $MINICNN_DATA_DIR, caches)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
+    add_runtime_options(p)
+    p.set_defaults(func=run_crosscheck)
+
+
+def run_crosscheck(args) -> int:
+    try:
+        from reference.crosscheck import run
+        return run(args)
+    except ModuleNotFoundError as e:  # no TensorFlow, or not a source checkout
+        if (e.name or "").split(".")[0] not in ("tensorflow", "keras", "reference", "h5py"):
+            raise
+        raise ValueError(f"crosscheck needs TensorFlow and the 'reference' package of a source "
+                         f"checkout (pip install -e '.[tf]'): {e}") from None

@@ -1,0 +1,186 @@
+"""Train a minicnn preset with Keras on whatever devices TensorFlow sees.
+
+    python -m reference.train --preset seed --epochs 10 [--strategy default|mirrored|multiworker]
+        [--batch-size 100] [--out DIR] [--data-dir DIR] [--limit N] [--logical-devices N]
+
+The model is minicnn's preset converted with :func:`reference.convert.to_keras` (so it starts
+from minicnn's seeded initial weights), trained with Adam (Keras defaults) on categorical
+cross-entropy, and saved as ``DIR/<preset>.keras``, ``DIR/<preset>.h5`` (legacy) and
+``DIR/<preset>.weights.h5``, plus ``DIR/<preset>.test_probabilities.npy`` (the trained model's
+float32 predictions on the MNIST test set) and ``DIR/<preset>.history.json``. minicnn loads all
+three model files without TensorFlow (``minicnn evaluate DIR/seed.keras``).
+
+Devices and strategies:
+
+* TF32 is turned off (``enable_tensor_float_32_execution(False)``), so GPU matmuls/convs stay
+  float32-accurate;
+* ``--strategy default`` picks MultiWorkerMirroredStrategy when ``TF_CONFIG`` is set,
+  MirroredStrategy when more than one device (GPU, or logical CPU) is visible, and the default
+  strategy otherwise; ``mirrored`` / ``multiworker`` force one;
+* ``--logical-devices N`` splits the first physical CPU (or GPU) into N logical devices, for
+  testing the mirrored path on one machine.
+
+Under MultiWorkerMirroredStrategy only the chief (worker 0) writes to ``--out``; the other
+workers save into a temporary directory that is removed (Keras requires every worker to save).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+def choose_strategy(requested: str, n_devices: int, tf_config: str | None) -> str:
+    """'multiworker', 'mirrored' or 'single' for the requested strategy and what is visible."""
+    if requested not in STRATEGIES:
+        raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {requested!r}")
+    if requested == "multiworker":
+        return "multiworker"
+    if requested == "mirrored":
+        return "mirrored"
+    if tf_config and tf_config.strip():
+        return "multiworker"
+    return "mirrored" if n_devices > 1 else "single"
+
+
+def task_info(tf_config: str | None) -> tuple[str, int]:
+    """(task type, index) from TF_CONFIG; ('worker', 0) when unset."""
+    if not tf_config:
+        return "worker", 0
+    try:
+        cfg = json.loads(tf_config)
+        task = cfg.get("task", {})
+        return str(task.get("type", "worker")), int(task.get("index", 0))
+    except (ValueError, TypeError, AttributeError) as e:
+        raise ValueError(f"TF_CONFIG is not valid JSON with a task: {e}") from None
+
+
+def is_chief(tf_config: str | None) -> bool:
+    kind, index = task_info(tf_config)
+    return kind == "chief" or (kind == "worker" and index == 0 and not _has_chief(tf_config))
+
+
+def _has_chief(tf_config):
+    try:
+        return bool(json.loads(tf_config).get("cluster", {}).get("chief"))
+    except (ValueError, TypeError, AttributeError):
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m reference.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", choices=("seed", "pooled"), default="seed")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=100, help="global batch size (split across replicas)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="default")
+    p.add_argument("--out", default="models/keras", help="output directory (default models/keras)")
+    p.add_argument("--data-dir", default=None, help="MNIST directory (default: $MINICNN_DATA_DIR, caches)")
+    p.add_argument("--limit", type=int, default=None, help="train on the first N training images only")
+    p.add_argument("--logical-devices", type=int, default=None,
+                   help="split the first physical device into N logical devices")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2)
+    return p
+
+
+def _configure_devices(tf, logical: int | None) -> str:
+    """TF32 off and the logical device split; touches only configuration (no runtime start:
+    MultiWorkerMirroredStrategy must be created before the runtime initialises). Returns the
+    device kind in use, 'GPU' or 'CPU'."""
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    gpus = tf.config.list_physical_devices("GPU")
+    if logical and logical > 1:
+        target = gpus[0] if gpus else tf.config.list_physical_devices("CPU")[0]
+        extra = {"memory_limit": 1024} if gpus else {}
+        tf.config.set_logical_device_configuration(
+            target, [tf.config.LogicalDeviceConfiguration(**extra) for _ in range(logical)])
+    return "GPU" if gpus else "CPU"
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.epochs < 0 or args.batch_size < 1 or (args.limit is not None and args.limit < 1):
+        raise SystemExit("--epochs must be >= 0, --batch-size >= 1 and --limit >= 1")
+
+    import keras
+    import tensorflow as tf
+
+    from minicnn import datasets
+    from minicnn.presets import build_preset
+    from reference.convert import to_keras
+
+    tf_config = os.environ.get("TF_CONFIG")
+    device_kind = _configure_devices(tf, args.logical_devices)
+    if choose_strategy(args.strategy, 0, tf_config) == "multiworker":
+        kind = "multiworker"
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()  # before anything starts the runtime
+        devices = [d.name for d in tf.config.list_logical_devices(device_kind)]
+    else:
+        devices = [d.name for d in tf.config.list_logical_devices(device_kind)]
+        kind = choose_strategy(args.strategy, len(devices), tf_config)
+        if kind == "mirrored":
+            strategy = tf.distribute.MirroredStrategy(devices=devices)
+        else:
+            strategy = tf.distribute.get_strategy()
+    keras.utils.set_random_seed(args.seed)
+    keras.config.set_floatx(args.dtype)
+
+    (xtr, ytr), (xte, yte) = datasets.load_mnist(args.data_dir)
+    if args.limit:
+        xtr, ytr = xtr[:args.limit], ytr[:args.limit]
+    xtr, xte = datasets.to_float_nhwc(xtr, args.dtype), datasets.to_float_nhwc(xte, args.dtype)
+    ytr_1h, yte_1h = datasets.one_hot(ytr, 10, args.dtype), datasets.one_hot(yte, 10, args.dtype)
+
+    print(f"reference.train: '{args.preset}' on {len(xtr)} MNIST images, {args.epochs} epochs, batch "
+          f"{args.batch_size}, {args.dtype}; strategy {type(strategy).__name__} with "
+          f"{strategy.num_replicas_in_sync} replica(s) on {', '.join(devices)}; TF32 off; "
+          f"TensorFlow {tf.__version__}, Keras {keras.__version__}", flush=True)
+    with strategy.scope():
+        model = to_keras(build_preset(args.preset, dtype=args.dtype, seed=args.seed))
+        model.compile(optimizer=keras.optimizers.Adam(), loss=keras.losses.CategoricalCrossentropy(),
+                      metrics=["accuracy"], jit_compile=False)
+    t0 = time.perf_counter()
+    history = model.fit(xtr, ytr_1h, batch_size=args.batch_size, epochs=args.epochs, shuffle=True,
+                        verbose=args.verbose)
+    wall = time.perf_counter() - t0
+    loss, acc = model.evaluate(xte, yte_1h, batch_size=1000, verbose=0)
+    probs = model.predict(xte, batch_size=1000, verbose=0).astype(np.float32)
+
+    chief = kind != "multiworker" or is_chief(tf_config)
+    out = args.out if chief else tempfile.mkdtemp(prefix="reference-train-worker-")
+    os.makedirs(out, exist_ok=True)
+    stem = os.path.join(out, args.preset)
+    model.save(stem + ".keras")
+    model.save(stem + ".h5")
+    model.save_weights(stem + ".weights.h5")
+    np.save(stem + ".test_probabilities.npy", probs)
+    record = {"history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+              "test_loss": float(loss), "test_accuracy": float(acc), "train_seconds": wall,
+              "strategy": type(strategy).__name__, "replicas": int(strategy.num_replicas_in_sync),
+              "devices": devices, "preset": args.preset, "images": int(len(xtr)), "epochs": args.epochs,
+              "batch_size": args.batch_size, "dtype": args.dtype, "tensorflow": tf.__version__,
+              "keras": keras.__version__}
+    with open(stem + ".history.json", "w") as f:
+        json.dump(record, f, indent=1)
+    if not chief:
+        import shutil
+        shutil.rmtree(out, ignore_errors=True)
+    print(f"test loss {loss:.4f} - test accuracy {acc:.4f} - training took {wall:.1f} s")
+    if chief:
+        print(f"saved {stem}.keras, {stem}.h5, {stem}.weights.h5, {stem}.test_probabilities.npy")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""python -m reference.train: Keras training (distributed on two logical CPUs), files minicnn loads."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from reference.train import choose_strategy, is_chief, task_info
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_strategy_choice():
+    assert choose_strategy("default", 1, None) == "single"
+    assert choose_strategy("default", 2, None) == "mirrored"
+    assert choose_strategy("default", 1, '{"cluster": {}}') == "multiworker"
+    assert choose_strategy("mirrored", 1, None) == "mirrored"
+    assert choose_strategy("multiworker", 4, None) == "multiworker"
+    with pytest.raises(ValueError):
+        choose_strategy("tpu", 1, None)
+    cfg = '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}'
+    assert task_info(cfg) == ("worker", 1) and not is_chief(cfg)
+    assert is_chief(cfg.replace('"index": 1', '"index": 0')) and is_chief(None)
+    assert not is_chief('{"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}')
+
+
+def run_train(out, *args, env_extra=None):
+    from tests.helpers import mnist_dir
+    pytest.importorskip("tensorflow")
+    env = {**os.environ, "MINICNN_DATA_DIR": mnist_dir(), "TF_CPP_MIN_LOG_LEVEL": "2", **(env_extra or {})}
+    r = subprocess.run([sys.executable, "-m", "reference.train", "--out", str(out), "--verbose", "0", *args],
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
+
+
+@pytest.mark.tf
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_mirrored_training_and_minicnn_loads_every_format(tmp_path):
+    """1 epoch on 6000 images under MirroredStrategy (2 logical CPUs); minicnn reproduces Keras's
+    predictions on the whole MNIST test set from each of the three files."""
+    from minicnn import build_preset, datasets, keras_files
+    from minicnn.cli import main
+    from tests.helpers import mnist_dir
+
+    r = run_train(tmp_path, "--preset", "seed", "--epochs", "1", "--limit", "6000", "--logical-devices", "2")
+    record = json.loads((tmp_path / "seed.history.json").read_text())
+    assert record["strategy"] == "MirroredStrategy" and record["replicas"] == 2, r.stdout
+    assert record["test_accuracy"] > 0.85
+    probs = np.load(tmp_path / "seed.test_probabilities.npy")
+    models = [keras_files.load(tmp_path / "seed.keras"), keras_files.load(tmp_path / "seed.h5"),
+              keras_files.load(tmp_path / "seed.weights.h5", architecture=build_preset("seed"))]
+    for other in models[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(models[0].get_weights(), other.get_weights()))
+    (_, _), (xte, yte) = datasets.load_mnist(mnist_dir())
+    p = models[0].predict(datasets.to_float_nhwc(xte), batch_size=500)
+    assert (p.argmax(1) == probs.argmax(1)).mean() >= 0.999
+    np.testing.assert_allclose(p, probs, rtol=0, atol=1e-5)
+    acc = float((p.argmax(1) == yte).mean())
+    assert abs(acc - record["test_accuracy"]) < 1e-3
+    assert main(["evaluate", str(tmp_path / "seed.keras"), "--data-dir", mnist_dir()]) == 0
+
+
+@pytest.mark.tf
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_multiworker_single_worker(tmp_path):
+    """MultiWorkerMirroredStrategy from TF_CONFIG (one worker on loopback), a tiny run."""
+    from minicnn import keras_files
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tf_config = json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}})
+    run_train(tmp_path, "--preset", "pooled", "--epochs", "1", "--limit", "300", env_extra={"TF_CONFIG": tf_config})
+    record = json.loads((tmp_path / "pooled.history.json").read_text())
+    assert record["strategy"] in ("MultiWorkerMirroredStrategy", "CollectiveAllReduceStrategy")
+    assert keras_files.load(tmp_path / "pooled.keras").name == "pooled"
