@@ -3,6 +3,12 @@
 All updates happen in place (``p -= ...``), so layers keep their references to their weights.
 State arrays (momenta, moments) are keyed by (layer name, weight name) and have the weight's
 dtype. ``iterations`` counts applied steps, like Keras's ``optimizer.iterations``.
+
+Keras's arithmetic is reproduced to the bit where it matters for float64 parity: the learning
+rate is a float32 variable, and ``ops.cast(beta, dtype)`` / ``ops.cast(momentum, dtype)`` turn
+the Python float into a float32 tensor first, so those hyperparameters reach a float64 model
+already rounded to float32 (:func:`keras_hyper`). Expressions Keras writes with Python floats,
+such as ``1 - beta_1``, are computed in float64 and then cast (:func:`python_scalar`).
 """
 
 from __future__ import annotations
@@ -10,6 +16,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+
+def keras_hyper(value: float, dt):
+    """A hyperparameter as Keras's TF backend sees it in dtype ``dt``: rounded through float32."""
+    return dt(np.float32(value))
+
+
+def python_scalar(value: float, dt):
+    """A Python-float expression (computed in float64) cast to ``dt``, as TensorFlow does."""
+    return dt(value)
 
 
 class Optimizer:
@@ -73,11 +89,11 @@ class SGD(Optimizer):
         self.slots = {s: {} for s in self.slot_names}
 
     def _update(self, p, g, state, t):
-        lr = p.dtype.type(self.learning_rate)
+        lr = keras_hyper(self.learning_rate, p.dtype.type)
         if not self.momentum:
             p -= lr * g
             return
-        mom = p.dtype.type(self.momentum)
+        mom = keras_hyper(self.momentum, p.dtype.type)
         m = state["momentum"]
         m *= mom
         m -= lr * g
@@ -112,19 +128,20 @@ class Adam(Optimizer):
 
     def _update(self, p, g, state, t):
         dt = p.dtype.type
-        b1, b2 = dt(self.beta_1), dt(self.beta_2)
+        lr, eps = keras_hyper(self.learning_rate, dt), python_scalar(self.epsilon, dt)
         m, v = state["m"], state["v"]
-        m += (g - m) * (dt(1) - b1)
-        v += (np.square(g) - v) * (dt(1) - b2)
-        # Keras computes the powers in the variable's dtype
-        b1_t, b2_t = b1 ** dt(t), b2 ** dt(t)
+        m += (g - m) * python_scalar(1.0 - self.beta_1, dt)
+        v += (np.square(g) - v) * python_scalar(1.0 - self.beta_2, dt)
+        # the powers are taken in the variable's dtype, of betas rounded through float32
+        b1_t = keras_hyper(self.beta_1, dt) ** dt(t)
+        b2_t = keras_hyper(self.beta_2, dt) ** dt(t)
         if self.epsilon_mode == "keras":
-            alpha = dt(self.learning_rate) * np.sqrt(dt(1) - b2_t) / (dt(1) - b1_t)
-            p -= alpha * m / (np.sqrt(v) + dt(self.epsilon))
+            alpha = lr * np.sqrt(dt(1) - b2_t) / (dt(1) - b1_t)
+            p -= m * alpha / (np.sqrt(v) + eps)
         else:
             m_hat = m / (dt(1) - b1_t)
             v_hat = v / (dt(1) - b2_t)
-            p -= dt(self.learning_rate) * m_hat / (np.sqrt(v_hat) + dt(self.epsilon))
+            p -= lr * m_hat / (np.sqrt(v_hat) + eps)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
@@ -145,20 +162,20 @@ class RMSprop(Optimizer):
 
     def _update(self, p, g, state, t):
         dt = p.dtype.type
-        rho = dt(self.rho)
+        rho, one_minus_rho = python_scalar(self.rho, dt), python_scalar(1.0 - self.rho, dt)
         v = state["velocity"]
         v *= rho
-        v += (dt(1) - rho) * np.square(g)
-        denom = v + dt(self.epsilon)
+        v += one_minus_rho * np.square(g)
+        denom = v + python_scalar(self.epsilon, dt)
         if self.centered:
             ag = state["average_gradient"]
             ag *= rho
-            ag += (dt(1) - rho) * g
+            ag += one_minus_rho * g
             denom = denom - np.square(ag)
-        increment = dt(self.learning_rate) * g / np.sqrt(denom)
+        increment = keras_hyper(self.learning_rate, dt) * g / np.sqrt(denom)
         if self.momentum:
             m = state["momentum"]
-            m *= dt(self.momentum)
+            m *= keras_hyper(self.momentum, dt)
             m += increment
             p -= m
         else:

@@ -18,8 +18,8 @@ How the two sides are driven (see docs/parity.md):
   ``training=False``; minicnn's check runs on a copy whose Dropout rates are 0 (a training
   forward with rate 0 is the identity and keeps what backward needs).
 * Training check. Both sides get a copy with Dropout disabled (rate 0: masks cannot be shared
-  between frameworks), the same optimizer (Keras defaults, Adam's betas rounded to float32: see
-  :data:`ADAM_BETAS`) and categorical cross-entropy. float64 is judged free-running, float32
+  between frameworks), the same optimizer (Keras's defaults; the learning rate given as its
+  float32 value, see :func:`optimizer_pair`) and categorical cross-entropy. float64 is judged free-running, float32
   step by step (see :func:`training_check`).
   Keras runs ``compile(..., jit_compile=False)`` + ``train_on_batch`` (a graph-mode
   ``tf.function``), where a model ending in softmax gets its loss from the logits; minicnn's
@@ -57,11 +57,10 @@ TOLERANCES = {
     ("float32", "weights/sgd"): (None, None),
 }
 
-#: Adam's beta_1/beta_2 in the training check: Keras's defaults rounded to float32 (the values
-#: Keras's TF backend itself uses in the bias correction, since ``ops.cast(0.9, "float64")``
-#: goes through a float32 tensor). With them both frameworks do the same arithmetic; with the
-#: exact defaults minicnn and Keras differ by design (see docs/parity.md, "Adam").
-ADAM_BETAS = (float(np.float32(0.9)), float(np.float32(0.999)))
+#: learning rates of the training check, as float32 values. Keras keeps the learning rate in a
+#: ``floatx`` variable, and minicnn (like Keras under the default floatx) rounds it through
+#: float32; the check sets floatx to its dtype, so it hands Keras the already-rounded value.
+LEARNING_RATES = {"adam": float(np.float32(0.001)), "sgd": float(np.float32(0.01))}
 
 TENSORS = ("out", "dX", "dW", "db")
 
@@ -265,11 +264,13 @@ def optimizer_pair(name):
     from minicnn import optimizers
 
     if name == "adam":
-        b1, b2 = ADAM_BETAS
-        return (optimizers.Adam(beta_1=b1, beta_2=b2), keras.optimizers.Adam(beta_1=b1, beta_2=b2),
-                f"Adam(learning_rate=0.001, beta_1={b1!r}, beta_2={b2!r}, epsilon=1e-07)")
+        lr = LEARNING_RATES["adam"]
+        return (optimizers.Adam(learning_rate=lr), keras.optimizers.Adam(learning_rate=lr),
+                f"Adam(learning_rate={lr!r}, beta_1=0.9, beta_2=0.999, epsilon=1e-07)")
     if name == "sgd":
-        return optimizers.SGD(), keras.optimizers.SGD(), "SGD(learning_rate=0.01, momentum=0.0)"
+        lr = LEARNING_RATES["sgd"]
+        return (optimizers.SGD(learning_rate=lr), keras.optimizers.SGD(learning_rate=lr),
+                f"SGD(learning_rate={lr!r}, momentum=0.0)")
     raise ValueError(f"optimizer must be 'adam' or 'sgd', got {name!r}")
 
 

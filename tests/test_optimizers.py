@@ -8,6 +8,11 @@ import pytest
 from minicnn.optimizers import SGD, Adam, RMSprop, get
 
 
+def f32(v):
+    """A hyperparameter as Keras hands it to a float64 variable: rounded through float32."""
+    return float(np.float32(v))
+
+
 def run(opt, grads, p0):
     p = p0.copy()
     for g in grads:
@@ -22,12 +27,16 @@ def case(rng):
 
 def test_sgd_plain_momentum_nesterov(case):
     p0, grads = case
-    np.testing.assert_allclose(run(SGD(0.1), grads, p0), p0 - 0.1 * sum(grads), rtol=1e-14)
+    lr, mom = f32(0.1), f32(0.9)
+    p = p0.copy()
+    for g in grads:
+        p = p - lr * g
+    np.testing.assert_allclose(run(SGD(0.1), grads, p0), p, rtol=1e-14)
     for nesterov in (False, True):
         p, m = p0.copy(), np.zeros_like(p0)
         for g in grads:
-            m = 0.9 * m - 0.1 * g
-            p = p + (0.9 * m - 0.1 * g if nesterov else m)
+            m = mom * m - lr * g
+            p = p + (mom * m - lr * g if nesterov else m)
         np.testing.assert_allclose(run(SGD(0.1, momentum=0.9, nesterov=nesterov), grads, p0), p, rtol=1e-13)
 
 
@@ -38,8 +47,8 @@ def test_adam_keras_epsilon_hat(case):
     for t, g in enumerate(grads, 1):
         m = m + (g - m) * (1 - b1)
         v = v + (g * g - v) * (1 - b2)
-        alpha = lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
-        p = p - alpha * m / (np.sqrt(v) + eps)
+        alpha = f32(lr) * np.sqrt(1 - f32(b2) ** t) / (1 - f32(b1) ** t)
+        p = p - m * alpha / (np.sqrt(v) + eps)
     opt = Adam()
     assert (opt.learning_rate, opt.beta_1, opt.beta_2, opt.epsilon) == (lr, b1, b2, eps)  # Keras defaults
     np.testing.assert_allclose(run(opt, grads, p0), p, rtol=1e-13)
@@ -58,8 +67,8 @@ def test_rmsprop_epsilon_inside_the_root(case):
     p0, grads = case
     p, v = p0.copy(), 0 * p0
     for g in grads:
-        v = 0.9 * v + 0.1 * g * g
-        p = p - 1e-3 * g / np.sqrt(v + 1e-7)
+        v = 0.9 * v + (1 - 0.9) * g * g
+        p = p - f32(1e-3) * g / np.sqrt(v + 1e-7)
     np.testing.assert_allclose(run(RMSprop(), grads, p0), p, rtol=1e-13)
 
 
