@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from .kernels import get_backend
+
 
 def keras_hyper(value: float, dt):
     """A hyperparameter as Keras's TF backend sees it in dtype ``dt``: rounded through float32."""
@@ -130,15 +132,17 @@ class Adam(Optimizer):
         dt = p.dtype.type
         lr, eps = keras_hyper(self.learning_rate, dt), python_scalar(self.epsilon, dt)
         m, v = state["m"], state["v"]
-        m += (g - m) * python_scalar(1.0 - self.beta_1, dt)
-        v += (np.square(g) - v) * python_scalar(1.0 - self.beta_2, dt)
         # the powers are taken in the variable's dtype, of betas rounded through float32
         b1_t = keras_hyper(self.beta_1, dt) ** dt(t)
         b2_t = keras_hyper(self.beta_2, dt) ** dt(t)
         if self.epsilon_mode == "keras":
             alpha = lr * np.sqrt(dt(1) - b2_t) / (dt(1) - b1_t)
-            p -= m * alpha / (np.sqrt(v) + eps)
+            # one fused pass on the numba backend; the same operations in the same order in numpy
+            get_backend().adam_update(p, g, m, v, python_scalar(1.0 - self.beta_1, dt),
+                                      python_scalar(1.0 - self.beta_2, dt), alpha, eps)
         else:
+            m += (g - m) * python_scalar(1.0 - self.beta_1, dt)
+            v += (np.square(g) - v) * python_scalar(1.0 - self.beta_2, dt)
             m_hat = m / (dt(1) - b1_t)
             v_hat = v / (dt(1) - b2_t)
             p -= lr * m_hat / (np.sqrt(v_hat) + eps)

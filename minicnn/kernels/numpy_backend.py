@@ -188,3 +188,12 @@ def dense_backward(dy, x, kernel, need_dx=True):
     """Returns dx (N, in) or None, dkernel (in, out), dbias (out,)."""
     dx = dy @ kernel.T if need_dx else None
     return dx, x.T @ dy, dy.sum(axis=0)
+
+
+# ----------------------------------------------------------------------------- optimizer updates
+def adam_update(p, g, m, v, c1, c2, alpha, eps):
+    """Keras's Adam step, in place: ``m += (g - m) c1; v += (g^2 - v) c2;
+    p -= m alpha / (sqrt(v) + eps)``; scalars have the weights' dtype."""
+    m += (g - m) * c1
+    v += (np.square(g) - v) * c2
+    p -= m * alpha / (np.sqrt(v) + eps)

@@ -1,0 +1,41 @@
+"""The fused numba Adam update equals the numpy one bit for bit (same operations, same order)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from minicnn.kernels import numpy_backend
+
+numba_optim = pytest.importorskip("minicnn.kernels.numba_optim")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 3, 1, 32), (257,), (40, 7)])
+def test_adam_update_bitwise_equal(dtype, shape):
+    rng = np.random.default_rng(0)
+    p = rng.standard_normal(shape).astype(dtype)
+    g = (rng.standard_normal(shape) * 1e-3).astype(dtype)
+    m = (rng.standard_normal(shape) * 1e-4).astype(dtype)
+    v = (np.abs(rng.standard_normal(shape)) * 1e-6).astype(dtype)
+    g[..., 0] = 0  # exact zeros, as on MNIST's border pixels
+    scalars = (dtype(1 - 0.9), dtype(1 - 0.999), dtype(3e-4), dtype(1e-7))
+    a = [x.copy() for x in (p, g, m, v)]
+    b = [x.copy() for x in (p, g, m, v)]
+    for _ in range(3):
+        numpy_backend.adam_update(*a, *scalars)
+        numba_optim.adam_update(*b, *scalars)
+    for name, x, y in zip("pgmv", a, b):
+        np.testing.assert_array_equal(x, y, err_msg=name)
+        assert x.dtype == y.dtype == dtype
+    np.testing.assert_array_equal(b[1], g)  # the gradient is not touched
+
+
+def test_adam_update_non_contiguous_gradient():
+    rng = np.random.default_rng(1)
+    p, m, v = (np.zeros((6, 5), np.float32) for _ in range(3))
+    g = rng.standard_normal((5, 6)).astype(np.float32).T  # a transposed view
+    q = p.copy()
+    numba_optim.adam_update(p, g, m, v, *(np.float32(s) for s in (0.1, 0.001, 1e-3, 1e-7)))
+    numpy_backend.adam_update(q, g, m.copy() * 0, v.copy() * 0, *(np.float32(s) for s in (0.1, 0.001, 1e-3, 1e-7)))
+    np.testing.assert_array_equal(p, q)
