@@ -294,10 +294,7 @@ def test_kernel_fuzz_right_answer_or_clean_build_error(restore_backend, kind, n,
             np.testing.assert_allclose(ga[key], gb[key], rtol=1e-9, atol=1e-12)
 
 
-ZERO_BATCH_XFAIL = {
-    ("numba", "conv"): "numba conv2d_backward returns uninitialised memory as dkernel/dbias for an empty "
-                       "batch (reads an empty partial-sum array: IndexError under NUMBA_BOUNDSCHECK=1)",
-}
+ZERO_BATCH_XFAIL: dict = {}  # every backend handles an empty batch now
 
 
 @pytest.mark.parametrize("backend_name", BACKEND_NAMES)

@@ -1,0 +1,1 @@
+"""Benchmarks for minicnn (not tests): ``python -m benchmarks.run [--quick] [--out DIR]``."""

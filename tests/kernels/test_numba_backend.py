@@ -1,0 +1,403 @@
+"""The numba backend against the numpy backend (the reference), property by property.
+
+Tolerances (relative: max|difference| / max|reference|): 1e-12 in float64, 1e-5 in float32.
+Max-pooling argmax and the relu/pool gradients must be *exactly* equal.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from minicnn.kernels import numpy_backend as ref
+from minicnn.kernels.shapes import window_output
+
+nb = pytest.importorskip("minicnn.kernels.numba_backend")
+
+TOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def numba_kernels_even_for_small_inputs():
+    """Tiny dense/relu inputs normally go to numpy (no parallel launch): force the numba kernels
+    so that the small shapes of these tests exercise them."""
+    saved = nb._SMALL_GEMM, nb._SMALL_ELEMENTWISE
+    nb._SMALL_GEMM, nb._SMALL_ELEMENTWISE = -1, 0
+    yield
+    nb._SMALL_GEMM, nb._SMALL_ELEMENTWISE = saved
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def rel_err(got, want):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape
+    scale = np.abs(want).max() if want.size else 0.0
+    diff = np.abs(got - want).max() if want.size else 0.0
+    return diff / scale if scale > 0 else diff
+
+
+def assert_close(got, want, dtype, what):
+    assert got.dtype == np.dtype(dtype), f"{what}: dtype {got.dtype}, expected {np.dtype(dtype)}"
+    err = rel_err(got, want)
+    assert err <= TOL[dtype], f"{what}: relative error {err:.3g} > {TOL[dtype]:g}"
+
+
+def layout(a, how):
+    """The same values as ``a`` in a non-contiguous array ('slice': every other element of a wider
+    array along W; 'transpose': a transposed view of an array stored in another order)."""
+    if how == "slice":
+        wide = np.zeros(a.shape[:2] + (2 * a.shape[2],) + a.shape[3:], dtype=a.dtype)
+        wide[:, :, ::2] = a
+        v = wide[:, :, ::2]
+    elif how == "transpose":
+        v = np.ascontiguousarray(np.moveaxis(a, -1, 0))
+        v = np.moveaxis(v, 0, -1)
+    else:
+        return a
+    assert np.array_equal(v, a, equal_nan=True)
+    return v
+
+
+@st.composite
+def conv_cases(draw):
+    n = draw(st.integers(1, 4))
+    h = draw(st.integers(1, 9))
+    w = draw(st.integers(1, 9))
+    # channel counts that are and are not multiples of the vector width (16 float32 / 8 float64
+    # lanes) reach the FMA-tile kernels and the direct-loop / im2col + GEMM fallbacks
+    c = draw(st.sampled_from([1, 2, 3, 5, 8, 16]))
+    kh = draw(st.sampled_from([1, 2, 3, 4, h]))
+    kw = draw(st.sampled_from([1, 2, 3, 5, w]))
+    f = draw(st.sampled_from([1, 2, 3, 5, 8, 16, 32, 48]))
+    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = draw(st.sampled_from(["valid", "same"]))
+    (oh, ow), pads = window_output((h, w), (kh, kw), s, padding)
+    return dict(n=n, h=h, w=w, c=c, kh=kh, kw=kw, f=f, strides=s, pads=pads, out=(oh, ow),
+                relu=draw(st.booleans()), need_dx=draw(st.booleans()), bias=draw(st.booleans()),
+                dtype=draw(st.sampled_from([np.float32, np.float64])),
+                layout=draw(st.sampled_from(["c", "c", "slice", "transpose"])),
+                tiles=draw(st.booleans()), seed=draw(st.integers(0, 2**31 - 1)))
+
+
+@settings(SETTINGS, max_examples=100)
+@given(conv_cases())
+def test_conv2d_matches_numpy(case):
+    if min(case["out"]) < 1:
+        return  # the kernel does not fit: the layer rejects this shape before any kernel runs
+    saved, nb._TILES = nb._TILES, case["tiles"] and nb._TILES
+    try:
+        _check_conv(case)
+    finally:
+        nb._TILES = saved
+
+
+def _check_conv(case):
+    rng = np.random.default_rng(case["seed"])
+    dt = case["dtype"]
+    x = rng.standard_normal((case["n"], case["h"], case["w"], case["c"])).astype(dt)
+    k = rng.standard_normal((case["kh"], case["kw"], case["c"], case["f"])).astype(dt)
+    b = rng.standard_normal(case["f"]).astype(dt) if case["bias"] else None
+    x_in, k_in = layout(x, case["layout"]), layout(k, case["layout"])
+    x_copy, k_copy = x_in.copy(), k_in.copy()
+    args = (case["strides"], case["pads"])
+
+    y = nb.conv2d_forward(x_in, k_in, b, *args, relu=case["relu"], cache={})
+    y_ref = ref.conv2d_forward(x, k, b, *args, relu=case["relu"], cache={})
+    assert y.shape == y_ref.shape
+    assert_close(y, y_ref, dt, "forward")
+
+    dy = layout(rng.standard_normal(y.shape).astype(dt), case["layout"])
+    dy_copy = dy.copy()
+    cache = {}
+    nb.conv2d_forward(x_in, k_in, b, *args, cache=cache)
+    dx, dk, db = nb.conv2d_backward(dy, x_in, k_in, *args, need_dx=case["need_dx"], cache=cache)
+    dx_r, dk_r, db_r = ref.conv2d_backward(np.ascontiguousarray(dy), x, k, *args, need_dx=case["need_dx"])
+    assert_close(dk, dk_r, dt, "dkernel")
+    assert_close(db, db_r, dt, "dbias")
+    if case["need_dx"]:
+        assert dx.shape == x.shape
+        assert_close(dx, dx_r, dt, "dx")
+    else:
+        assert dx is None
+    for before, after in ((x_copy, x_in), (k_copy, k_in), (dy_copy, dy)):
+        assert np.array_equal(before, after), "an input was modified"
+
+
+@st.composite
+def pool_cases(draw):
+    n = draw(st.integers(1, 3))
+    h, w = draw(st.integers(1, 8)), draw(st.integers(1, 8))
+    c = draw(st.integers(1, 4))
+    p = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = draw(st.sampled_from(["valid", "same"]))
+    (oh, ow), pads = window_output((h, w), p, s, padding)
+    values = draw(st.sampled_from(["few_ints", "zeros_after_relu", "normal"]))
+    return dict(shape=(n, h, w, c), pool=p, strides=s, pads=pads, out=(oh, ow), values=values,
+                dtype=draw(st.sampled_from([np.float32, np.float64])),
+                layout=draw(st.sampled_from(["c", "slice", "transpose"])),
+                seed=draw(st.integers(0, 2**31 - 1)))
+
+
+@SETTINGS
+@given(pool_cases())
+def test_maxpool_matches_numpy_exactly(case):
+    if min(case["out"]) < 1:
+        return
+    rng = np.random.default_rng(case["seed"])
+    dt = case["dtype"]
+    if case["values"] == "few_ints":  # heavy ties
+        x = rng.integers(-1, 2, case["shape"]).astype(dt)
+    elif case["values"] == "zeros_after_relu":  # mostly all-zero windows
+        x = np.maximum(rng.standard_normal(case["shape"]) - 1.5, 0).astype(dt)
+    else:
+        x = rng.standard_normal(case["shape"]).astype(dt)
+    x_in = layout(x, case["layout"])
+    args = (case["pool"], case["strides"], case["pads"])
+    y, arg = nb.maxpool2d_forward(x_in, *args)
+    y_r, arg_r = ref.maxpool2d_forward(x, *args)
+    assert y.dtype == dt and arg.dtype == np.int32
+    np.testing.assert_array_equal(arg, arg_r)
+    np.testing.assert_array_equal(y, y_r)
+    dy = layout(rng.standard_normal(y.shape).astype(dt), case["layout"])
+    dy_copy = dy.copy()
+    dx = nb.maxpool2d_backward(dy, arg, x.shape, *args)
+    dx_r = ref.maxpool2d_backward(np.ascontiguousarray(dy), arg_r, x.shape, *args)
+    assert dx.dtype == dt
+    np.testing.assert_array_equal(dx, dx_r)
+    assert np.array_equal(dy, dy_copy) and np.array_equal(x_in, x)
+
+
+def test_maxpool_tie_goes_to_first_in_row_major_order():
+    x = np.array([[1, 2], [2, 2]], dtype=np.float32).reshape(1, 2, 2, 1)
+    y, arg = nb.maxpool2d_forward(x, (2, 2), (2, 2), (0, 0, 0, 0))
+    assert y.item() == 2 and arg.item() == 1
+    dx = nb.maxpool2d_backward(np.ones((1, 1, 1, 1), np.float32), arg, x.shape, (2, 2), (2, 2), (0, 0, 0, 0))
+    np.testing.assert_array_equal(dx.reshape(2, 2), [[0, 1], [0, 0]])
+
+
+def test_maxpool_nan_and_padding_follow_numpy():
+    x = np.array([[1, np.nan], [np.nan, 5]], dtype=np.float64).reshape(1, 2, 2, 1)
+    for pads in ((0, 0, 0, 0), (1, 0, 1, 0)):
+        oh = (2 + pads[0] + pads[1] - 2) // 1 + 1
+        got = nb.maxpool2d_forward(x, (2, 2), (1, 1), pads)
+        want = ref.maxpool2d_forward(x, (2, 2), (1, 1), pads)
+        assert got[0].shape == (1, oh, oh, 1)
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_array_equal(got[0], want[0])  # NaN == NaN for assert_array_equal
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_relu_exact(dt):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 5, 4, 2)).astype(dt)
+    x[0, 0, 0] = 0.0
+    x[0, 0, 1, 0] = np.nan
+    for x_in in (x, layout(x, "slice"), layout(x, "transpose")):
+        y = nb.relu_forward(x_in)
+        assert y.dtype == dt
+        np.testing.assert_array_equal(y, ref.relu_forward(x))
+        dy = rng.standard_normal(x.shape).astype(dt)
+        dx = nb.relu_backward(layout(dy, "transpose"), y)
+        assert dx.dtype == dt
+        np.testing.assert_array_equal(dx, ref.relu_backward(dy, y))
+        assert (dx[y == 0] == 0).all()  # the gradient at exactly 0 is 0
+        assert np.array_equal(x_in, x, equal_nan=True)
+
+
+@st.composite
+def dense_cases(draw):
+    return dict(n=draw(st.integers(1, 70)), i=draw(st.integers(1, 150)), o=draw(st.integers(1, 140)),
+                relu=draw(st.booleans()), need_dx=draw(st.booleans()), bias=draw(st.booleans()),
+                dtype=draw(st.sampled_from([np.float32, np.float64])),
+                transposed=draw(st.booleans()), seed=draw(st.integers(0, 2**31 - 1)))
+
+
+@settings(SETTINGS, max_examples=40)
+@given(dense_cases())
+def test_dense_matches_numpy(case):
+    rng = np.random.default_rng(case["seed"])
+    dt = case["dtype"]
+    x = rng.standard_normal((case["n"], case["i"])).astype(dt)
+    k = rng.standard_normal((case["i"], case["o"])).astype(dt)
+    b = rng.standard_normal(case["o"]).astype(dt) if case["bias"] else None
+    x_in = np.asfortranarray(x) if case["transposed"] else x
+    y = nb.dense_forward(x_in, k, b, relu=case["relu"])
+    assert_close(y, ref.dense_forward(x, k, b, relu=case["relu"]), dt, "dense forward")
+    dy = rng.standard_normal(y.shape).astype(dt)
+    got = nb.dense_backward(dy, x_in, k, need_dx=case["need_dx"])
+    want = ref.dense_backward(dy, x, k, need_dx=case["need_dx"])
+    for name, g, w in zip(("dx", "dkernel", "dbias"), got, want):
+        if w is None:
+            assert g is None
+        else:
+            assert_close(g, w, dt, f"dense {name}")
+    assert np.array_equal(x_in, x)
+
+
+def _model_like_case(n=6, seed=3, dt=np.float32, f=32):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 14, 14, 16)).astype(dt)
+    k = rng.standard_normal((3, 3, 16, f)).astype(dt)
+    dy = rng.standard_normal((n, 12, 12, f)).astype(dt)
+    return x, k, dy
+
+
+@pytest.fixture(params=["tiles", "im2col+gemm"])
+def conv_path(request):
+    """Run once with the FMA tiles (where the CPU has them) and once with im2col + GEMM."""
+    saved = nb._TILES
+    nb._TILES = saved and request.param == "tiles"
+    yield request.param
+    nb._TILES = saved
+
+
+def test_conv_backward_is_bitwise_deterministic(conv_path):
+    x, k, dy = _model_like_case()
+    first = nb.conv2d_backward(dy, x, k, (1, 1), (0, 0, 0, 0))
+    second = nb.conv2d_backward(dy, x, k, (1, 1), (0, 0, 0, 0))
+    for a, b in zip(first, second):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_results_do_not_depend_on_the_thread_count(conv_path):
+    import numba
+
+    x, k, dy = _model_like_case(n=9)
+    threads = numba.get_num_threads()
+    if threads < 2:
+        pytest.skip("one numba thread only")
+
+    def run():
+        return (*nb.conv2d_backward(dy, x, k, (1, 1), (0, 0, 0, 0)),
+                nb.conv2d_forward(x, k, None, (1, 1), (0, 0, 0, 0)),
+                *nb.dense_backward(dy.reshape(9, -1)[:, :5], x.reshape(9, -1), np.ones((x[0].size, 5), np.float32)),
+                nb.dense_forward(x.reshape(9, -1), np.ones((x[0].size, 5), np.float32), None))
+
+    many = run()
+    numba.set_num_threads(1)
+    try:
+        one = run()
+    finally:
+        numba.set_num_threads(threads)
+    for a, b in zip(many, one):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_blas_thread_count_is_restored():
+    if not nb._FAST:
+        pytest.skip("BLAS-in-numba path not available")
+    before = nb._blas.threads()
+    x, k, dy = _model_like_case(n=2)
+    nb.conv2d_backward(dy, x, k, (1, 1), (0, 0, 0, 0))
+    nb.dense_forward(x.reshape(2, -1), np.ones((x[0].size, 3), np.float32), None)
+    assert nb._blas.threads() == before
+
+
+def test_fallback_path_matches(monkeypatch):
+    monkeypatch.setattr(nb, "_FAST", False)
+    x, k, dy = _model_like_case(n=2, dt=np.float64)
+    y = nb.conv2d_forward(x, k, None, (2, 1), (1, 1, 0, 1), relu=True)
+    assert_close(y, ref.conv2d_forward(x, k, None, (2, 1), (1, 1, 0, 1), relu=True), np.float64, "fallback")
+    got = nb.dense_backward(np.ones((2, 3)), x.reshape(2, -1), np.ones((x[0].size, 3)))
+    want = ref.dense_backward(np.ones((2, 3)), x.reshape(2, -1), np.ones((x[0].size, 3)))
+    for g, w in zip(got, want):
+        assert_close(g, w, np.float64, "fallback dense")
+    # float32 with 32 filters: the tiles need no BLAS; dx of a strided conv falls back whole
+    x, k, dy = _model_like_case(n=2)
+    for strides in ((1, 1), (2, 2)):
+        y = nb.conv2d_forward(x, k, None, strides, (0, 0, 0, 0))
+        assert_close(y, ref.conv2d_forward(x, k, None, strides, (0, 0, 0, 0)), np.float32, "fallback f32")
+        dy = np.ones_like(y)
+        for g, w in zip(nb.conv2d_backward(dy, x, k, strides, (0, 0, 0, 0)),
+                        ref.conv2d_backward(dy, x, k, strides, (0, 0, 0, 0))):
+            assert_close(g, w, np.float32, "fallback f32 backward")
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_empty_batch(dt):
+    x, k = np.zeros((0, 5, 5, 16), dt), np.ones((3, 3, 16, 32), dt)
+    y = nb.conv2d_forward(x, k, np.ones(32, dt), (1, 1), (1, 1, 1, 1), relu=True)
+    assert y.shape == (0, 5, 5, 32) and y.dtype == dt
+    for need_dx in (True, False):
+        dx, dk, db = nb.conv2d_backward(y, x, k, (1, 1), (1, 1, 1, 1), need_dx=need_dx)
+        assert (dx is None) == (not need_dx) and not dk.any() and not db.any() and dk.shape == k.shape
+    p, a = nb.maxpool2d_forward(x, (2, 2), (2, 2), (0, 0, 0, 0))
+    assert p.shape == (0, 2, 2, 16)
+    assert nb.maxpool2d_backward(p, a, x.shape, (2, 2), (2, 2), (0, 0, 0, 0)).shape == x.shape
+    xf = x.reshape(0, 400)
+    h = nb.dense_forward(xf, np.ones((400, 3), dt), None)
+    assert h.shape == (0, 3) and not nb.dense_backward(h, xf, np.ones((400, 3), dt))[1].any()
+
+
+def test_small_inputs_take_the_numpy_path_with_the_same_results():
+    rng = np.random.default_rng(5)
+    x, k, b = rng.standard_normal((4, 30)), rng.standard_normal((30, 5)), rng.standard_normal(5)
+    y = rng.standard_normal((3, 7))
+    fast = (nb.dense_forward(x, k, b, relu=True), *nb.dense_backward(np.ones((4, 5)), x, k),
+            nb.relu_forward(y), nb.relu_backward(y, np.maximum(y, 0)))
+    saved = nb._SMALL_GEMM, nb._SMALL_ELEMENTWISE
+    nb._SMALL_GEMM, nb._SMALL_ELEMENTWISE = 1 << 30, 1 << 30
+    try:
+        small = (nb.dense_forward(x, k, b, relu=True), *nb.dense_backward(np.ones((4, 5)), x, k),
+                 nb.relu_forward(y), nb.relu_backward(y, np.maximum(y, 0)))
+    finally:
+        nb._SMALL_GEMM, nb._SMALL_ELEMENTWISE = saved
+    for a, c in zip(fast, small):
+        assert_close(a, c, np.float64, "small path")
+
+
+def test_threading_info():
+    info = nb.threading_info()
+    assert info["layer"] in ("omp", "tbb", "workqueue")
+    assert info["num_threads"] >= 1
+    assert nb.NAME == "numba"
+
+
+@pytest.mark.slow
+def test_boundscheck_smoke(tmp_path):
+    """Random small shapes with NUMBA_BOUNDSCHECK=1 (own cache dir: bounds-checked code must not
+    end up in the normal cache)."""
+    script = textwrap.dedent("""
+        import numpy as np
+        from minicnn.kernels import numba_backend as nb, numpy_backend as ref
+        from minicnn.kernels.shapes import window_output
+        nb._SMALL_GEMM, nb._SMALL_ELEMENTWISE = -1, 0  # the numba kernels even for tiny shapes
+        rng = np.random.default_rng(0)
+        for t in range(40):
+            n, h, w = rng.integers(1, 4), rng.integers(1, 8), rng.integers(1, 8)
+            c, f = [1, 3, 16][t % 3], [2, 16, 32, 5][t % 4]  # tiles (multiples of 16) and the other paths
+            kh, kw = rng.integers(1, h + 1), rng.integers(1, w + 1)
+            s = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+            (oh, ow), pads = window_output((int(h), int(w)), (int(kh), int(kw)), s, ["valid", "same"][t % 2])
+            if min(oh, ow) < 1:
+                continue
+            dt = [np.float32, np.float64][t % 2]
+            x = rng.standard_normal((n, h, w, c)).astype(dt)
+            k = rng.standard_normal((kh, kw, c, f)).astype(dt)
+            y = nb.conv2d_forward(x, k, None, s, pads, relu=True)
+            dy = rng.standard_normal(y.shape).astype(dt)
+            got = nb.conv2d_backward(dy, x, k, s, pads, need_dx=bool(t % 3))
+            want = ref.conv2d_backward(dy, x, k, s, pads, need_dx=bool(t % 3))
+            assert all(g is None or np.allclose(g, w_, rtol=1e-4, atol=1e-4) for g, w_ in zip(got, want))
+            p, a = nb.maxpool2d_forward(x, (kh, kw), s, pads)
+            nb.maxpool2d_backward(p, a, x.shape, (kh, kw), s, pads)
+            nb.relu_backward(dy, nb.relu_forward(y))
+            w3 = rng.standard_normal((x[0].size, 3)).astype(dt)
+            nb.dense_backward(nb.dense_forward(x.reshape(n, -1), w3, None), x.reshape(n, -1), w3)
+        print("ok")
+    """)
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "numba_cache")}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert out.stdout.strip().endswith("ok")
