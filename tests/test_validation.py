@@ -294,14 +294,9 @@ def test_kernel_fuzz_right_answer_or_clean_build_error(restore_backend, kind, n,
             np.testing.assert_allclose(ga[key], gb[key], rtol=1e-9, atol=1e-12)
 
 
-ZERO_BATCH_XFAIL: dict = {}  # every backend handles an empty batch now
-
-
 @pytest.mark.parametrize("backend_name", BACKEND_NAMES)
 @pytest.mark.parametrize("kind", ["conv", "pool", "dense", "flatten"])
-def test_a_zero_size_batch_gives_an_empty_output_or_a_clear_error(restore_backend, request, backend_name, kind):
-    if (backend_name, kind) in ZERO_BATCH_XFAIL:
-        request.applymarker(pytest.mark.xfail(reason=ZERO_BATCH_XFAIL[(backend_name, kind)], strict=False))
+def test_a_zero_size_batch_gives_an_empty_output_or_a_clear_error(restore_backend, backend_name, kind):
     _use(backend_name)
     layer, shape = {"conv": (Conv2D(2, 3, padding="same", name="z"), (5, 5, 1)),
                     "pool": (MaxPool2D(2, name="z"), (4, 4, 1)), "dense": (Dense(3, name="z"), (4,)),
