@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .shapes import padded_output_hw
+
 
 def conv2d(x, kernel, bias, strides, pads):
     """Cross-correlation by explicit loops. x (N,H,W,C), kernel (KH,KW,C,F) -> (N,OH,OW,F)."""
@@ -14,8 +16,7 @@ def conv2d(x, kernel, bias, strides, pads):
     kh, kw, _, f = kernel.shape
     sh, sw = strides
     top, bottom, left, right = pads
-    oh = (h + top + bottom - kh) // sh + 1
-    ow = (w + left + right - kw) // sw + 1
+    oh, ow = padded_output_hw(x.shape, (kh, kw), strides, pads)
     y = np.zeros((n, oh, ow, f), dtype=x.dtype)
     for b in range(n):
         for i in range(oh):
@@ -38,8 +39,7 @@ def maxpool2d(x, pool_size, strides, pads):
     ph, pw = pool_size
     sh, sw = strides
     top, bottom, left, right = pads
-    oh = (h + top + bottom - ph) // sh + 1
-    ow = (w + left + right - pw) // sw + 1
+    oh, ow = padded_output_hw(x.shape, pool_size, strides, pads)
     y = np.zeros((n, oh, ow, c), dtype=x.dtype)
     arg = np.zeros((n, oh, ow, c), dtype=np.int32)
     for b in range(n):

@@ -78,6 +78,7 @@ from numba.core import cgutils  # noqa: E402
 from numba.extending import intrinsic  # noqa: E402
 
 from . import numpy_backend as _ref  # noqa: E402
+from .shapes import padded_output_hw  # noqa: E402
 
 NAME = "numba"
 
@@ -487,13 +488,6 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, lef
 
 
 # ----------------------------------------------------------------------------- helpers
-def out_hw_of(x_shape, ksize, strides, pads):
-    """Output (OH, OW) from an input shape and explicit pads (callers already validated)."""
-    oh = (x_shape[1] + pads[0] + pads[1] - ksize[0]) // strides[0] + 1
-    ow = (x_shape[2] + pads[2] + pads[3] - ksize[1]) // strides[1] + 1
-    return oh, ow
-
-
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -848,16 +842,6 @@ _EMPTY4 = {np.dtype(t): np.empty((0, 0, 0, 0), dtype=t) for t in (np.float32, np
 _EMPTY2 = {np.dtype(t): np.empty((0, 0), dtype=t) for t in (np.float32, np.float64)}
 
 
-def _pad_hw(x, pads):
-    """Zero-padded copy of NHWC ``x`` (``x`` itself when there is no padding)."""
-    top, bottom, left, right = pads
-    if not any(pads):
-        return x
-    xp = np.zeros((x.shape[0], x.shape[1] + top + bottom, x.shape[2] + left + right, x.shape[3]), dtype=x.dtype)
-    xp[:, top:top + x.shape[1], left:left + x.shape[2]] = x
-    return xp
-
-
 def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None):
     """2-D cross-correlation, as :func:`minicnn.kernels.numpy_backend.conv2d_forward`.
 
@@ -873,11 +857,11 @@ def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None):
     kh, kw, c, f = kernel.shape
     sh, sw = strides
     n = x.shape[0]
-    oh, ow = out_hw_of(x.shape, (kh, kw), (sh, sw), pads)
+    oh, ow = padded_output_hw(x.shape, (kh, kw), (sh, sw), pads)
     b = _bias_or_zeros(bias, f, dtype)
     y = np.empty((n, oh, ow, f), dtype=dtype)
     if _tiles_ok(dtype, f):
-        _conv_tiles(0, _pad_hw(x, pads), kernel, y, b, b, _EMPTY4[dtype], _EMPTY2[dtype], sh, sw, 0, 0, 0, 0,
+        _conv_tiles(0, _ref.pad_nhwc(x, pads), kernel, y, b, b, _EMPTY4[dtype], _EMPTY2[dtype], sh, sw, 0, 0, 0, 0,
                     1 if relu else 0)
     else:
         identity = kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads)
@@ -924,7 +908,7 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None):
         ng = -(-n // gimg)
         pk = np.empty((ng, kdim * f), dtype=dtype)
         pb = np.empty((ng, f), dtype=dtype)
-        _conv_tiles(2, _pad_hw(x, pads), dy, np.empty((kh, kw, 0, 0), dtype=dtype), zeros, zeros,
+        _conv_tiles(2, _ref.pad_nhwc(x, pads), dy, np.empty((kh, kw, 0, 0), dtype=dtype), zeros, zeros,
                     pb.reshape(1, 1, ng, f), pk, sh, sw, 0, 0, gimg, ng, 0)
         _sum_groups(pk, dkernel)
         _sum_groups(pb, dbias)
@@ -954,7 +938,7 @@ def maxpool2d_forward(x, pool_size, strides, pads):
     if x.dtype not in _FLOATS:
         return _ref.maxpool2d_forward(x, pool_size, strides, pads)
     ph, pw = pool_size
-    oh, ow = out_hw_of(x.shape, (ph, pw), strides, pads)
+    oh, ow = padded_output_hw(x.shape, (ph, pw), strides, pads)
     n, _, _, c = x.shape
     y = np.empty((n, oh, ow, c), dtype=x.dtype)
     arg = np.empty((n, oh, ow, c), dtype=np.int32)

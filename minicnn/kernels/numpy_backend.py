@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .shapes import padded_output_hw
+
 NAME = "numpy"
 
 
@@ -57,13 +59,6 @@ def col2im(cols: np.ndarray, x_shape, ksize, strides, pads, out_hw) -> np.ndarra
     return dxp[:, top : top + h, left : left + w, :]
 
 
-def out_hw_of(x_shape, ksize, strides, pads):
-    """Output (OH, OW) from an input shape and explicit pads (callers already validated)."""
-    oh = (x_shape[1] + pads[0] + pads[1] - ksize[0]) // strides[0] + 1
-    ow = (x_shape[2] + pads[2] + pads[3] - ksize[1]) // strides[1] + 1
-    return oh, ow
-
-
 # ----------------------------------------------------------------------------- conv2d
 def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None):
     """2-D cross-correlation (what deep learning calls convolution; the kernel is not flipped).
@@ -84,7 +79,7 @@ def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None):
     y : (N, OH, OW, F), same dtype as ``x``.
     """
     kh, kw, c, f = kernel.shape
-    out_hw = out_hw_of(x.shape, (kh, kw), strides, pads)
+    out_hw = padded_output_hw(x.shape, (kh, kw), strides, pads)
     cols = im2col(x, (kh, kw), strides, pads, out_hw)
     if cache is not None:
         cache["cols"] = cols
@@ -135,7 +130,7 @@ def maxpool2d_forward(x, pool_size, strides, pads):
     argmax : (N, OH, OW, C) int32, the window-local index ``i * PW + j`` of the *first*
         maximum in row-major window order (TensorFlow's tie rule).
     """
-    out_hw = out_hw_of(x.shape, pool_size, strides, pads)
+    out_hw = padded_output_hw(x.shape, pool_size, strides, pads)
     xp = pad_nhwc(x, pads, value=-np.inf)
     w = windows(xp, pool_size, strides, out_hw)  # (N, OH, OW, PH, PW, C)
     n, oh, ow, ph, pw, c = w.shape

@@ -64,3 +64,14 @@ def window_output(hw: tuple[int, int], kernel: tuple[int, int], strides: tuple[i
     oh, top, bottom = axis_output(hw[0], kernel[0], strides[0], padding)
     ow, left, right = axis_output(hw[1], kernel[1], strides[1], padding)
     return (oh, ow), (top, bottom, left, right)
+
+
+def padded_output_hw(x_shape, ksize, strides, pads) -> tuple[int, int]:
+    """Output ``(OH, OW)`` of a window op on an (N, H, W, C) input with explicit pads
+    ``(top, bottom, left, right)``: ``(H + top + bottom - KH) // SH + 1`` (likewise for W).
+
+    The kernels use this form: the layers have already chosen the pads with :func:`window_output`.
+    """
+    oh = (x_shape[1] + pads[0] + pads[1] - ksize[0]) // strides[0] + 1
+    ow = (x_shape[2] + pads[2] + pads[3] - ksize[1]) // strides[1] + 1
+    return oh, ow
