@@ -61,13 +61,13 @@ import math
 import os
 import struct
 import tarfile
-import tempfile
 import zipfile
 import zlib
 
 import numpy as np
 
 from .errors import DatasetError
+from .fileio import atomic_write
 
 __all__ = ["load", "load_mnist", "load_fashion_mnist", "load_cifar10", "read_idx", "read_cifar_batch",
            "read_keras_npz", "to_float_nhwc", "one_hot"]
@@ -577,11 +577,9 @@ def _download(url: str, dest: str, sha256: str, *, gunzip: bool) -> None:
     """
     if not url.startswith("https://"):
         raise ValueError(f"refusing non-https URL {url!r}")
-    directory = os.path.dirname(dest)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".part-", suffix="-" + os.path.basename(dest), dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as out, _urlopen(url, timeout=_TIMEOUT) as resp:
+
+    def fetch(out):
+        with _urlopen(url, timeout=_TIMEOUT) as resp:
             final = resp.geturl() if hasattr(resp, "geturl") else url
             if not final.startswith("https://"):
                 raise DatasetError(f"redirected to non-https {final}")
@@ -591,8 +589,8 @@ def _download(url: str, dest: str, sha256: str, *, gunzip: bool) -> None:
                 if total > _MAX_DOWNLOAD:
                     raise DatasetError(f"response exceeds {_MAX_DOWNLOAD} bytes")
                 out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+
+    def check(tmp):
         try:
             got = _content_sha256(tmp, gunzip)
         except (OSError, EOFError, zlib.error) as e:
@@ -600,11 +598,8 @@ def _download(url: str, dest: str, sha256: str, *, gunzip: bool) -> None:
         if got != sha256:
             what = "decompressed content" if gunzip else "file"
             raise DatasetError(f"SHA-256 of the {what} is {got}, expected {sha256}")
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+
+    atomic_write(dest, fetch, verify=check)
 
 
 def _download_dataset(name: str, cache: str) -> None:

@@ -43,12 +43,14 @@ def _umask() -> int:
     return old
 
 
-def atomic_write(path: str | os.PathLike, data) -> None:
+def atomic_write(path: str | os.PathLike, data, verify=None) -> None:
     """Write ``data`` (bytes, or a callable taking a binary file object) to ``path`` atomically.
 
     The temporary file lives in the destination's directory (so the rename cannot cross file
     systems), is fsynced before the rename, and gets the permissions a plain ``open(path, 'wb')``
     would give it; the directory is fsynced after the rename so the new name itself is durable.
+    ``verify(tmp_path)``, if given, runs on the complete temporary file before the rename; if it
+    raises, the temporary file is removed and ``path`` is left as it was.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -62,6 +64,8 @@ def atomic_write(path: str | os.PathLike, data) -> None:
                 f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if verify is not None:
+            verify(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:

@@ -532,7 +532,7 @@ def test_download_lands_verified_files_in_the_cache(env, served):
     serve, data, calls = served
     serve()
     assert_same(datasets.load_mnist(), data)
-    assert cache_files(env) == sorted(s + ".gz" for s in STEMS)  # no .part- leftovers
+    assert cache_files(env) == sorted(s + ".gz" for s in STEMS)  # no temporary leftovers
     assert all(u.startswith(datasets._MIRRORS["mnist"][0]) for u in calls) and len(calls) == 4
     assert_same(datasets.load_mnist(), data)  # second time from the cache, no download
     assert len(calls) == 4
