@@ -488,7 +488,8 @@ def crosscheck(model, x, y, dtype="float32", steps=50, optimizer="adam", seed=0,
     y = np.asarray(y)
     k = model.output_shape[-1]
     if y.ndim == 1:
-        y = np.eye(k, dtype=dtype)[y.astype(np.intp)]
+        from minicnn.datasets import one_hot
+        y = one_hot(y, k, dtype)
     x, y = x.astype(dtype), y.astype(dtype)
     batch = int(batch or x.shape[0])
     if not 1 <= batch <= x.shape[0]:

@@ -97,10 +97,11 @@ def pool_tie_share(x: np.ndarray, layer: MaxPool2D) -> float:
     Windows are taken exactly as the layer takes them (its pool size, strides and padding; padded
     cells are -inf and never count). Each (window, channel) pair is one window.
     """
-    from ..kernels.numpy_backend import out_hw_of, pad_nhwc, windows
+    from ..kernels.numpy_backend import pad_nhwc, windows
+    from ..kernels.shapes import padded_output_hw
 
     x4 = np.asarray(x, dtype=np.float64)[None]
-    out_hw = out_hw_of(x4.shape, layer.pool_size, layer.strides, layer.pads)
+    out_hw = padded_output_hw(x4.shape, layer.pool_size, layer.strides, layer.pads)
     w = windows(pad_nhwc(x4, layer.pads, value=-np.inf), layer.pool_size, layer.strides, out_hw)
     # w: (1, OH, OW, PH, PW, C)
     top = w.max(axis=(3, 4), keepdims=True)
