@@ -478,7 +478,7 @@ def crosscheck(model, x, y, dtype="float32", steps=50, optimizer="adam", seed=0,
 
     from reference.convert import clone, to_keras
 
-    tf = setup_tensorflow(threads)
+    setup_tensorflow(threads)  # thread pools and TF32 before anything runs
     dtype = np.dtype(dtype).name
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
