@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from .. import initializers
 from ..kernels import get_backend
 from ..kernels.shapes import normalize_padding, normalize_pair
@@ -22,6 +21,8 @@ class Conv2D(ActivatedLayer):
 
     kind = "conv2d"
     weight_names = ("kernel", "bias")
+    #: set by the model: the first layer needs no input gradient
+    need_dx = True
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
@@ -65,9 +66,6 @@ class Conv2D(ActivatedLayer):
         if self.use_bias:
             self.grads["bias"] = db
         return dx
-
-    #: set by the model: the first layer needs no input gradient
-    need_dx = True
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
