@@ -97,7 +97,7 @@ _TILES = _has_avx512() and not numba.config.DISABLE_JIT
 #: target number of output rows (N*OH*OW) per conv chunk: the chunk's im2col matrix stays in L2
 _CHUNK_ROWS = 1024
 #: at most this many partial sums for a conv's dkernel/dbias (groups of consecutive chunks)
-_MAX_GROUPS = 32
+_MAX_GROUPS = 64
 #: dense forward: the inner dimension is split into this many GEMMs (slices of at least
 #: _DENSE_MIN_KSLICE), whose partial products are added in order
 _DENSE_KSPLIT = 4
@@ -389,9 +389,10 @@ def _tile_grid(carrier, count, width, a, ar, b, out, ldo, bias, n1, n2, n3, a1, 
 
 
 @njit(parallel=True, cache=True)
-def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, left, gimg, ngroups, relu):
-    """The three conv kernels built on the FMA tiles, in one function so that the tile code is
-    compiled once per dtype (each kernel would otherwise re-optimise all of it).
+def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, left, gimg, ngroups, relu,
+                xpad, mask, pbias):
+    """The conv kernels built on the FMA tiles, in one function so that the tile code is compiled
+    once per dtype (each kernel would otherwise re-optimise all of it).
 
     mode 0, forward: ``src`` = padded x (N, Hp, Wp, C), ``wgt`` = kernel (KH, KW, C, F), ``out`` = y,
         ``vec`` = bias; parallel over output rows, each a run of tiles of up to 6 pixels x 64
@@ -400,10 +401,13 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, lef
         ``out`` = dx, ``top``/``left`` = the forward's padding; per image, dy is copied into a
         zero-bordered per-thread buffer (``scratch``) and correlated with ``wgt``; kernel rows
         that would only meet the border are skipped.
-    mode 2, dkernel/dbias: ``src`` = padded x, ``wgt`` = dy, ``out`` = an empty (KH, KW, 0, 0)
-        placeholder giving the kernel size; per group of ``gimg`` images and kernel tap,
-        part[g, tap] (C x F) = sum over the group's output pixels of x[pixel + tap, c] * dy[pixel, f],
-        and scratch[0, 0][g] = the group's column sums of dy (pixels in order: deterministic).
+    mode 2, the whole backward in one pass over dy (relu's gradient fused): ``src`` = dy,
+        ``mask`` = the layer's relu output y (or empty: no relu), ``xpad`` = padded x, ``wgt`` and
+        ``out`` as in mode 1 (without dx: ``out`` empty, ``wgt`` an empty (KH, KW, 0, 0) placeholder
+        giving the kernel size). Per group of ``gimg`` images, one image at a time: dz = dy * (y > 0)
+        goes into the per-thread buffer (zero-bordered if dx is wanted) while pbias[g] sums it;
+        then mode 1's dx rows and mode 2's dkernel taps read dz from there (part[g] accumulates
+        the group's images in order). dz never goes to memory.
 
     The arguments a mode does not use are empty arrays (one signature per dtype).
     """
@@ -412,6 +416,8 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, lef
     sb, wb, ob, vb = (np.int64(src.ctypes.data), np.int64(wgt.ctypes.data), np.int64(out.ctypes.data),
                       np.int64(vec.ctypes.data))
     pkb = np.int64(part.ctypes.data)
+    xb = np.int64(xpad.ctypes.data)
+    has_dx = out.shape[0] > 0
     # one prange loop for all modes (each prange loop is compiled, with the tiles, separately)
     if mode == 0:
         n_img, hp, wp, c = src.shape
@@ -424,67 +430,81 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, lef
         oh, ow = src.shape[1], src.shape[2]
         total = n_img
     else:
-        n_img, hp, wp, c = src.shape
-        kh, kw = out.shape[0], out.shape[1]
-        oh, ow, f = wgt.shape[1], wgt.shape[2], wgt.shape[3]
-        total = ngroups * kh * kw + ngroups
+        n_img, oh, ow, f = src.shape
+        kh, kw = wgt.shape[0], wgt.shape[1]
+        c = xpad.shape[3]
+        hp, wp = (out.shape[1], out.shape[2]) if has_dx else (oh, ow)  # dx's H, W (as in mode 1)
+        total = ngroups
+    # mode 1/2 buffer: dz of one image, (PH, PW, F), its interior at (pt, pl); without dx, no border
+    if mode == 1 or has_dx:
+        ph, pw, pt, pl = hp + kh - 1, wp + kw - 1, kh - 1 - top, kw - 1 - left
+    else:
+        ph, pw, pt, pl = oh, ow, 0, 0
+    step = gimg if mode == 2 else 1  # images per iteration (mode 0: one output row)
     for u in prange(total):
-        nrows = 1
-        if mode == 1:  # copy dy[u] into the zero-bordered buffer; then one tile run per dx row
-            ph, pw = hp + kh - 1, wp + kw - 1
-            pt, pl = kh - 1 - top, kw - 1 - left
-            buf = scratch[numba.get_thread_id()]
-            for r in range(ph):  # zero the border only; the interior is overwritten just below
-                if r < pt or r >= pt + oh:
-                    buf[r] = 0
+        i0 = u * step
+        for n in range(i0, min(n_img, i0 + step) if mode != 0 else i0 + 1):
+            nrows = 1
+            ndx = 0  # mode 2: the first ndx rows are dx rows, the kh * kw after them dkernel taps
+            if mode != 0:  # dz[n] into the buffer (mode 2: masked, and summed for dbias)
+                buf = scratch[numba.get_thread_id()]
+                if mode == 1 or has_dx:
+                    for r in range(ph):  # zero the border only; the interior is overwritten just below
+                        if r < pt or r >= pt + oh:
+                            buf[r] = 0
+                        else:
+                            buf[r, :pl] = 0
+                            buf[r, pl + ow:] = 0
+                if mode == 1:
+                    for i in range(oh):
+                        for j in range(ow):
+                            for o in range(f):
+                                buf[pt + i, pl + j, o] = src[n, i, j, o]
+                    nrows = hp
                 else:
-                    buf[r, :pl] = 0
-                    buf[r, pl + ow:] = 0
-            for i in range(oh):
-                for j in range(ow):
-                    for o in range(f):
-                        buf[pt + i, pl + j, o] = src[u, i, j, o]
-            nrows = hp
-        elif mode == 2 and u >= ngroups * kh * kw:  # the bias partial sums of group g
-            g = u - ngroups * kh * kw
-            pb = scratch[0, 0]
-            for o in range(f):
-                pb[g, o] = 0
-            for n in range(g * gimg, min(n_img, (g + 1) * gimg)):
-                for i in range(oh):
-                    for j in range(ow):
-                        for o in range(f):
-                            pb[g, o] += wgt[n, i, j, o]
-            nrows = 0
-        for r in range(nrows):  # a single tile call site (it is inlined: one copy keeps compiling cheap)
-            if mode == 0:  # output row (n, i): ow pixels x f channels
-                n = u // oh
-                i = u - n * oh
-                cnt, wid, a, ar, b, o_, ldo, bias = ow, f, sb + ((n * hp + i * sh) * wp) * c * isz, sw * c, wb, \
-                    ob + (u * ow) * f * isz, f, vb
-                n1, n2, n3, a1, a2, a3, b1, b2, b3, rl = kh, kw, c, wp * c, c, 1, kw * c * f, c * f, f, relu
-            elif mode == 1:  # dx row r of image u: wp pixels x c channels, over kernel rows d0..d1-1
-                pw = wp + kw - 1
-                d0 = max(0, kh - 1 - top - r)
-                d1 = min(kh, kh - 1 - top + oh - r)
-                cnt, wid, ar, ldo, bias = wp, c, f, c, zb
-                a = np.int64(scratch[numba.get_thread_id()].ctypes.data) + ((r + d0) * pw) * f * isz
-                b = wb + d0 * kw * f * c * isz
-                o_ = ob + ((u * hp + r) * wp) * c * isz
-                n1, n2, n3, a1, a2, a3, b1, b2, b3, rl = max(0, d1 - d0), kw, f, pw * f, f, 1, kw * f * c, f * c, c, 0
-            else:  # dkernel partial of group g, tap (di, dj): c items x f outputs over the group's pixels
-                g = u // (kh * kw)
-                tap = u - g * kh * kw
-                di = tap // kw
-                dj = tap - di * kw
-                n0 = g * gimg
-                cnt, wid, ar, ldo, bias = c, f, 1, f, zb
-                a = sb + ((n0 * hp + di) * wp + dj) * c * isz
-                b = wb + n0 * oh * ow * f * isz
-                o_ = pkb + ((g * kh * kw + tap) * c) * f * isz
-                n1, n2, n3 = min(n_img, n0 + gimg) - n0, oh, ow
-                a1, a2, a3, b1, b2, b3, rl = hp * wp * c, sh * wp * c, sw * c, oh * ow * f, ow * f, f, 0
-            _tile_grid(zeros, cnt, wid, a, ar, b, o_, ldo, bias, n1, n2, n3, a1, a2, a3, b1, b2, b3, rl, 0)
+                    pb = pbias[u]
+                    if n == i0:
+                        pb[:] = 0
+                    masked = mask.shape[0] > 0
+                    for i in range(oh):
+                        for j in range(ow):
+                            row, dyr = buf[pt + i, pl + j], src[n, i, j]
+                            yr = mask[n, i, j] if masked else dyr
+                            for o in range(f):  # a select, not a branch: it vectorises
+                                v = dyr[o] if not masked or yr[o] > 0 else zeros[0]
+                                row[o] = v
+                                pb[o] += v
+                    ndx = hp if has_dx else 0
+                    nrows = ndx + kh * kw
+            for r in range(nrows):  # a single tile call site (it is inlined: one copy keeps compiling cheap)
+                acc = 0
+                if mode == 0:  # output row (n, i): ow pixels x f channels
+                    n_ = u // oh
+                    i = u - n_ * oh
+                    cnt, wid, a, ar, b, o_, ldo, bias = ow, f, sb + ((n_ * hp + i * sh) * wp) * c * isz, sw * c, \
+                        wb, ob + (u * ow) * f * isz, f, vb
+                    n1, n2, n3, a1, a2, a3, b1, b2, b3, rl = kh, kw, c, wp * c, c, 1, kw * c * f, c * f, f, relu
+                elif mode == 1 or r < ndx:  # dx row r of image n: wp pixels x c channels, kernel rows d0..d1-1
+                    d0 = max(0, kh - 1 - top - r)
+                    d1 = min(kh, kh - 1 - top + oh - r)
+                    cnt, wid, ar, ldo, bias = wp, c, f, c, zb
+                    a = np.int64(scratch[numba.get_thread_id()].ctypes.data) + ((r + d0) * pw) * f * isz
+                    b = wb + d0 * kw * f * c * isz
+                    o_ = ob + ((n * hp + r) * wp) * c * isz
+                    n1, n2, n3, a1, a2, a3, b1, b2, b3, rl = max(0, d1 - d0), kw, f, pw * f, f, 1, kw * f * c, f * c, c, 0
+                else:  # mode 2, dkernel tap (di, dj) of image n (dz from the buffer), added to part[u]
+                    tap = r - ndx
+                    di = tap // kw
+                    dj = tap - di * kw
+                    xh, xw = xpad.shape[1], xpad.shape[2]
+                    cnt, wid, ar, ldo, bias = c, f, 1, f, zb
+                    a = xb + ((n * xh + di) * xw + dj) * c * isz
+                    b = np.int64(scratch[numba.get_thread_id()].ctypes.data) + (pt * pw + pl) * f * isz
+                    o_ = pkb + ((u * kh * kw + tap) * c) * f * isz
+                    n1, n2, n3 = 1, oh, ow
+                    a1, a2, a3, b1, b2, b3, rl = 0, sh * xw * c, sw * c, 0, pw * f, f, 0
+                    acc = 1 if n > i0 else 0
+                _tile_grid(zeros, cnt, wid, a, ar, b, o_, ldo, bias, n1, n2, n3, a1, a2, a3, b1, b2, b3, rl, acc)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -862,7 +882,7 @@ def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None):
     y = np.empty((n, oh, ow, f), dtype=dtype)
     if _tiles_ok(dtype, f):
         _conv_tiles(0, _ref.pad_nhwc(x, pads), kernel, y, b, b, _EMPTY4[dtype], _EMPTY2[dtype], sh, sw, 0, 0, 0, 0,
-                    1 if relu else 0)
+                    1 if relu else 0, _EMPTY4[dtype], _EMPTY4[dtype], _EMPTY2[dtype])
     else:
         identity = kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads)
         cimg, _, _ = _conv_chunking(n, oh, ow)
@@ -872,11 +892,12 @@ def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None):
     return y
 
 
-def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None):
-    """Gradients of :func:`conv2d_forward` (without activation): ``(dx | None, dkernel, dbias)``."""
+def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu_y=None):
+    """Gradients of :func:`conv2d_forward`: ``(dx | None, dkernel, dbias)``; with ``relu_y`` (the
+    forward's relu output), of the relu'd convolution (dy masked by ``relu_y > 0``)."""
     dy = np.asarray(dy)
     if dy.dtype not in _FLOATS:
-        return _ref.conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache)
+        return _ref.conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache, relu_y=relu_y)
     dy = np.ascontiguousarray(dy)
     dtype = dy.dtype
     x = _as(x, dtype)
@@ -888,9 +909,6 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None):
     kdim = kh * kw * c
     if n == 0 or oh * ow == 0:  # an empty batch: zero gradients (nothing to reduce)
         return (np.zeros(x.shape, dtype) if need_dx else None), np.zeros(kernel.shape, dtype), np.zeros(f, dtype)
-    cimg, nq, ngroups = _conv_chunking(n, oh, ow)
-    dkernel = np.empty(kdim * f, dtype=dtype)
-    dbias = np.empty(f, dtype=dtype)
     # dkernel/dbias: FMA tiles when F fills whole vectors, else im2col + GEMM
     dw_mode = "tiles" if _tiles_ok(dtype, f) else "gemm"
     # dx: FMA tiles (a stride-1 correlation of the padded dy with the flipped kernel), else GEMM
@@ -899,34 +917,45 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None):
         fits = sh == 1 and sw == 1 and pads[0] < kh and pads[1] < kh and pads[2] < kw and pads[3] < kw
         dx_mode = "tiles" if _tiles_ok(dtype, c) and fits else "gemm"
     if not _FAST and "gemm" in (dw_mode, dx_mode):  # no BLAS to call from numba: the numpy backend
-        return _ref.conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache)
+        return _ref.conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache, relu_y=relu_y)
     dx = np.empty(x.shape if need_dx else (0, 0, 0, 0), dtype=dtype)
+    dkernel = np.empty(kdim * f, dtype=dtype)
+    dbias = np.empty(f, dtype=dtype)
     zeros = np.zeros(max(c, f), dtype=dtype)
-
-    if dw_mode == "tiles":
+    wt = np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2))  # (KH, KW, F, C), flipped
+    if dw_mode == "tiles":  # dkernel, dbias and the tiles' dx in one pass over dy, relu fused
         gimg = -(-n // min(n, _MAX_GROUPS))  # images per partial sum: from the shape only
         ng = -(-n // gimg)
         pk = np.empty((ng, kdim * f), dtype=dtype)
         pb = np.empty((ng, f), dtype=dtype)
-        _conv_tiles(2, _ref.pad_nhwc(x, pads), dy, np.empty((kh, kw, 0, 0), dtype=dtype), zeros, zeros,
-                    pb.reshape(1, 1, ng, f), pk, sh, sw, 0, 0, gimg, ng, 0)
+        tiles_dx = dx_mode == "tiles"
+        bh, bw = (x.shape[1] + kh - 1, x.shape[2] + kw - 1) if tiles_dx else (oh, ow)
+        scratch = np.empty((numba.get_num_threads(), bh, bw, f), dtype=dtype)
+        _conv_tiles(2, dy, wt if tiles_dx else np.empty((kh, kw, 0, 0), dtype=dtype),
+                    dx if tiles_dx else _EMPTY4[dtype], zeros, zeros, scratch, pk, sh, sw, pads[0], pads[2], gimg,
+                    ng, 0, _ref.pad_nhwc(x, pads), _EMPTY4[dtype] if relu_y is None else _as(relu_y, dtype), pb)
         _sum_groups(pk, dkernel)
         _sum_groups(pb, dbias)
-    if dx_mode == "tiles":
-        wt = np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2))  # (KH, KW, F, C), flipped
+        if dx_mode != "gemm":
+            return (dx if need_dx else None), dkernel.reshape(kernel.shape), dbias
+    # what is left: dx of a strided conv, or dkernel/dbias for F not filling whole vectors
+    if relu_y is not None:
+        dy = relu_backward(dy, relu_y)
+    if dx_mode == "tiles":  # (and dkernel by GEMM below)
         scratch = np.empty((numba.get_num_threads(), x.shape[1] + kh - 1, x.shape[2] + kw - 1, f), dtype=dtype)
-        _conv_tiles(1, dy, wt, dx, zeros, zeros, scratch, _EMPTY2[dtype], 1, 1, pads[0], pads[2], 0, 0, 0)
-    if dw_mode == "gemm" or dx_mode == "gemm":  # im2col + GEMM for whatever is left
-        identity = kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads)
-        scratch = _scratch(0 if identity else cimg * oh * ow, kdim, dtype)
-        pk = np.empty((ngroups, kdim * f), dtype=dtype)
-        pb = np.empty((ngroups, f), dtype=dtype)
-        with _blas:
-            _conv_bwd_gemm(dy, x, kernel, sh, sw, pads[0], pads[2], dx_mode == "gemm", dw_mode == "gemm", identity,
-                           cimg, ngroups, scratch, pk, pb, dx)
-        if dw_mode == "gemm":
-            _sum_groups(pk, dkernel)
-            _sum_groups(pb, dbias)
+        _conv_tiles(1, dy, wt, dx, zeros, zeros, scratch, _EMPTY2[dtype], 1, 1, pads[0], pads[2], 0, 0, 0,
+                    _EMPTY4[dtype], _EMPTY4[dtype], _EMPTY2[dtype])
+    cimg, _, ngroups = _conv_chunking(n, oh, ow)
+    identity = kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads)
+    scratch = _scratch(0 if identity else cimg * oh * ow, kdim, dtype)
+    pk = np.empty((ngroups, kdim * f), dtype=dtype)
+    pb = np.empty((ngroups, f), dtype=dtype)
+    with _blas:
+        _conv_bwd_gemm(dy, x, kernel, sh, sw, pads[0], pads[2], dx_mode == "gemm", dw_mode == "gemm", identity,
+                       cimg, ngroups, scratch, pk, pb, dx)
+    if dw_mode == "gemm":
+        _sum_groups(pk, dkernel)
+        _sum_groups(pb, dbias)
     return (dx if need_dx else None), dkernel.reshape(kernel.shape), dbias
 
 

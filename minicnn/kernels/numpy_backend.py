@@ -91,8 +91,8 @@ def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None):
     return y.reshape(x.shape[0], out_hw[0], out_hw[1], f)
 
 
-def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None):
-    """Gradients of :func:`conv2d_forward` (without activation).
+def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu_y=None):
+    """Gradients of :func:`conv2d_forward` (without activation, or with relu given ``relu_y``).
 
     Parameters
     ----------
@@ -100,11 +100,15 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None):
     x, kernel, strides, pads : as given to the forward pass.
     need_dx : skip the input gradient (first layer) when False.
     cache : the dict given to the forward pass, if any.
+    relu_y : (N, OH, OW, F) the forward's output if it had relu fused: dy is first passed through
+        relu's gradient (:func:`relu_backward`; the fast backend fuses the two).
 
     Returns
     -------
     dx : (N, H, W, C) or None; dkernel : (KH, KW, C, F); dbias : (F,).
     """
+    if relu_y is not None:
+        dy = relu_backward(dy, relu_y)
     kh, kw, c, f = kernel.shape
     out_hw = dy.shape[1:3]
     dy2 = dy.reshape(-1, f)

@@ -58,10 +58,15 @@ class Conv2D(ActivatedLayer):
             relu=self.activation == "relu", cache=self._cache if training else None)
         return self._finish_forward(z, training)
 
-    def _linear_backward(self, dz):
+    def backward(self, dy):
+        if self.activation == "relu":  # relu's gradient goes to the kernel, which fuses it
+            return self._linear_backward(dy, relu_y=self._cached("y"))
+        return super().backward(dy)
+
+    def _linear_backward(self, dz, relu_y=None):
         dx, dk, db = get_backend().conv2d_backward(
             dz, self._cached("x"), self.params["kernel"], self.strides, self.pads,
-            need_dx=self.need_dx, cache=self._cache)
+            need_dx=self.need_dx, cache=self._cache, relu_y=relu_y)
         self.grads["kernel"] = dk
         if self.use_bias:
             self.grads["bias"] = db

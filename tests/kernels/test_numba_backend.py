@@ -118,8 +118,11 @@ def _check_conv(case):
     dy_copy = dy.copy()
     cache = {}
     nb.conv2d_forward(x_in, k_in, b, *args, cache=cache)
-    dx, dk, db = nb.conv2d_backward(dy, x_in, k_in, *args, need_dx=case["need_dx"], cache=cache)
-    dx_r, dk_r, db_r = ref.conv2d_backward(np.ascontiguousarray(dy), x, k, *args, need_dx=case["need_dx"])
+    # with relu, the backward takes the forward's output and fuses relu's gradient
+    relu_y = y_ref if case["relu"] else None  # one mask for both (no flip of a value at 0)
+    dx, dk, db = nb.conv2d_backward(dy, x_in, k_in, *args, need_dx=case["need_dx"], cache=cache, relu_y=relu_y)
+    dx_r, dk_r, db_r = ref.conv2d_backward(np.ascontiguousarray(dy), x, k, *args, need_dx=case["need_dx"],
+                                           relu_y=relu_y)
     assert_close(dk, dk_r, dt, "dkernel")
     assert_close(db, db_r, dt, "dbias")
     if case["need_dx"]:
