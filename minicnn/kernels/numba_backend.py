@@ -106,6 +106,8 @@ _DENSE_MIN_KSLICE = 1024
 _DENSE_BLOCK = 64
 #: ... and into at most this many blocks
 _DENSE_MAX_BLOCKS = 16
+#: dense backward on the tiles: rows of the kernel per block (its transpose, out x this, stays in L1)
+_DENSE_TILE_ROWS = 64
 #: products with M*N*K at most this go to numpy's matmul: OpenBLAS runs them on the calling thread
 #: anyway (its own multithreading threshold is 65536 * 4), and a parallel launch would cost more
 _SMALL_GEMM = 65536 * 4
@@ -321,6 +323,55 @@ def _make_tile(R, V):
 _t6x4, _t4x4, _t2x4, _t1x4 = (_make_tile(r, 4) for r in (6, 4, 2, 1))
 _t12x2, _t8x2, _t4x2, _t2x2, _t1x2 = (_make_tile(r, 2) for r in (12, 8, 4, 2, 1))
 _t16x1, _t8x1, _t4x1, _t2x1, _t1x1 = (_make_tile(r, 1) for r in (16, 8, 4, 2, 1))
+
+
+def _emit_transpose16(builder, args):
+    """16 x 16 float32 transpose in registers: 16 row loads, 4 stages of 16 two-source shuffles
+    (stage s swaps bit s of the row index with bit s of the column index), 16 row stores."""
+    src, lds, dst, ldd = args
+    f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
+    vty = ir.VectorType(f32, 16)
+    fptr, vptr = f32.as_pointer(), vty.as_pointer()
+    sbase, dbase = builder.inttoptr(src, fptr), builder.inttoptr(dst, fptr)
+
+    def row_ptr(base, ld, r):
+        return builder.bitcast(builder.gep(base, [builder.mul(ld, ir.Constant(i64, r))]), vptr)
+
+    rows = [builder.load(row_ptr(sbase, lds, r), align=4) for r in range(16)]
+    for stage in range(4):
+        m = 1 << stage
+        new = []
+        for a in range(16):
+            if a & m == 0:  # lanes with bit s clear from row a, the others from row a|m (moved down)
+                s0, s1, idx = rows[a], rows[a | m], [b if not b & m else 16 + (b ^ m) for b in range(16)]
+            else:  # lanes with bit s clear from row a&~m (moved up), the others from row a
+                s0, s1, idx = rows[a & ~m], rows[a], [b | m if not b & m else 16 + b for b in range(16)]
+            new.append(builder.shuffle_vector(s0, s1, ir.Constant(ir.VectorType(i32, 16), idx)))
+        rows = new
+    for r in range(16):
+        builder.store(rows[r], row_ptr(dbase, ldd, r), align=4)
+
+
+@intrinsic
+def _transpose16(typingctx, src, lds, dst, ldd):
+    """float32 dst[j * ldd + i] = src[i * lds + j] for i, j < 16 (raw addresses, strides in elements)."""
+    sig = types.void(types.int64, types.int64, types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        mod = builder.module
+        fn = mod.globals.get("minicnn_transpose16_f32")
+        if fn is None:
+            i64 = ir.IntType(64)
+            fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [i64] * 4), "minicnn_transpose16_f32")
+            fn.linkage = "internal"
+            fn.attributes.add("noinline")
+            body = ir.IRBuilder(fn.append_basic_block("entry"))
+            _emit_transpose16(body, list(fn.args))
+            body.ret_void()
+        builder.call(fn, list(args))
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @njit(inline="always", cache=True)
@@ -764,6 +815,33 @@ def _dense_bwd(dy, x, w, need_dx, blk, dx, dw):
 
 
 @njit(parallel=True, cache=True)
+def _dense_bwd_tiles(dy, x, w, need_dx, ib, scratch, zeros, dx, dw):
+    """float32 dense backward on the FMA tiles, per block of ``ib`` rows of w (``in`` and ``out``
+    multiples of 16): dw[block] = x[:, block]^T @ dy (a tile of rows x 64 accumulates over the
+    samples), then the block of w is transposed 16 x 16 at a time into the thread's ``scratch``
+    (out x ib) and dx[:, block] = dy @ that (tiles of samples x 64 over ``out``). Each output element
+    is one tile's sum in a fixed order: deterministic for any thread count."""
+    m, k = x.shape
+    n = w.shape[1]
+    isz = x.itemsize
+    xb, wb, dyb = np.int64(x.ctypes.data), np.int64(w.ctypes.data), np.int64(dy.ctypes.data)
+    dxb, dwb, zb = np.int64(dx.ctypes.data), np.int64(dw.ctypes.data), np.int64(zeros.ctypes.data)
+    for t in prange(-(-k // ib)):
+        i0 = t * ib
+        rows = min(k, i0 + ib) - i0
+        wt = np.int64(scratch[numba.get_thread_id()].ctypes.data)
+        for phase in range(2 if need_dx else 1):  # one tile call site (keeps compiling cheap)
+            if phase == 0:  # dw rows i0.. : A = x[s, i0 + r] (r along the tile), B = dy[s, :]
+                cnt, wid, a, ar, b, o_, ldo, a3, b3 = rows, n, xb + i0 * isz, 1, dyb, dwb + i0 * n * isz, n, k, n
+            else:  # dx columns i0.. : A = dy[s, j] (s along the tile), B = w[i0 + c, j] transposed
+                for j0 in range(0, n, 16):
+                    for r0 in range(0, rows, 16):
+                        _transpose16(wb + ((i0 + r0) * n + j0) * isz, n, wt + (j0 * ib + r0) * isz, ib)
+                cnt, wid, a, ar, b, o_, ldo, a3, b3 = m, rows, dyb, n, wt, dxb + i0 * isz, k, 1, ib
+            _tile_grid(zeros, cnt, wid, a, ar, b, o_, ldo, zb, 1, 1, n if phase else m, 0, 0, a3, 0, 0, b3, 0, 0)
+
+
+@njit(parallel=True, cache=True)
 def _maxpool_fwd(x, ph, pw, sh, sw, top, left, y, arg):
     """Max and first argmax per window, np.argmax's rule: a NaN wins, padded cells are -inf.
 
@@ -1039,11 +1117,17 @@ def dense_backward(dy, x, kernel, need_dx=True):
     x = _as(x, dy.dtype)
     kernel = _as(kernel, dy.dtype)
     m, k = x.shape
-    dw = np.empty((k, kernel.shape[1]), dtype=dy.dtype)
+    n = kernel.shape[1]
+    dw = np.empty((k, n), dtype=dy.dtype)
     dx = np.empty((m, k) if need_dx else (0, 0), dtype=dy.dtype)
-    blk = max(_DENSE_BLOCK, -(-k // _DENSE_MAX_BLOCKS))
-    with _blas:
-        _dense_bwd(dy, x, kernel, bool(need_dx), blk, dx, dw)
+    if _tiles_ok(dy.dtype, n) and k % _L[4] == 0:
+        scratch = np.empty((numba.get_num_threads(), n, _DENSE_TILE_ROWS), dtype=dy.dtype)
+        _dense_bwd_tiles(dy, x, kernel, bool(need_dx), _DENSE_TILE_ROWS, scratch,
+                         np.zeros(max(n, _DENSE_TILE_ROWS), dy.dtype), dx, dw)
+    else:
+        blk = max(_DENSE_BLOCK, -(-k // _DENSE_MAX_BLOCKS))
+        with _blas:
+            _dense_bwd(dy, x, kernel, bool(need_dx), blk, dx, dw)
     return (dx if need_dx else None), dw, dy.sum(axis=0)
 
 

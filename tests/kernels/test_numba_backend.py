@@ -218,15 +218,27 @@ def test_relu_exact(dt):
 
 @st.composite
 def dense_cases(draw):
-    return dict(n=draw(st.integers(1, 70)), i=draw(st.integers(1, 150)), o=draw(st.integers(1, 140)),
+    # sizes that are multiples of 16 (several 64-row blocks, a partial last one) reach the float32
+    # FMA-tile backward; the others its BLAS path
+    return dict(n=draw(st.integers(1, 70)),
+                i=draw(st.one_of(st.integers(1, 150), st.sampled_from([16, 48, 64, 80, 144]))),
+                o=draw(st.one_of(st.integers(1, 140), st.sampled_from([16, 32, 64, 128]))),
                 relu=draw(st.booleans()), need_dx=draw(st.booleans()), bias=draw(st.booleans()),
-                dtype=draw(st.sampled_from([np.float32, np.float64])),
+                dtype=draw(st.sampled_from([np.float32, np.float64])), tiles=draw(st.booleans()),
                 transposed=draw(st.booleans()), seed=draw(st.integers(0, 2**31 - 1)))
 
 
-@settings(SETTINGS, max_examples=40)
+@settings(SETTINGS, max_examples=60)
 @given(dense_cases())
 def test_dense_matches_numpy(case):
+    saved, nb._TILES = nb._TILES, case["tiles"] and nb._TILES
+    try:
+        _check_dense(case)
+    finally:
+        nb._TILES = saved
+
+
+def _check_dense(case):
     rng = np.random.default_rng(case["seed"])
     dt = case["dtype"]
     x = rng.standard_normal((case["n"], case["i"])).astype(dt)
@@ -244,6 +256,27 @@ def test_dense_matches_numpy(case):
         else:
             assert_close(g, w, dt, f"dense {name}")
     assert np.array_equal(x_in, x)
+
+
+@pytest.mark.parametrize("n_in", [16, 64, 80, 208])
+def test_dense_backward_tiles_path_is_taken_and_matches(monkeypatch, n_in):
+    """float32 with in/out multiples of 16 goes to the FMA-tile backward (whole and partial
+    64-row blocks), which must agree with numpy and be bitwise stable across calls."""
+    if not nb._TILES:
+        pytest.skip("no AVX-512: the tiles are off on this CPU")
+    calls = []
+    real = nb._dense_bwd_tiles
+    monkeypatch.setattr(nb, "_dense_bwd_tiles", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(n_in)
+    x = rng.standard_normal((37, n_in)).astype(np.float32)
+    k = rng.standard_normal((n_in, 48)).astype(np.float32)
+    dy = rng.standard_normal((37, 48)).astype(np.float32)
+    got = nb.dense_backward(dy, x, k)
+    for name, g, w in zip(("dx", "dkernel", "dbias"), got, ref.dense_backward(dy, x, k)):
+        assert_close(g, w, np.float32, f"dense {name}")
+    again = nb.dense_backward(dy, x, k)
+    assert all(np.array_equal(a, b) for a, b in zip(got, again))
+    assert len(calls) == 2
 
 
 def _model_like_case(n=6, seed=3, dt=np.float32, f=32):
