@@ -321,7 +321,7 @@ def _make_tile(R, V):
 
 
 _t6x4, _t4x4, _t2x4, _t1x4 = (_make_tile(r, 4) for r in (6, 4, 2, 1))
-_t12x2, _t8x2, _t4x2, _t2x2, _t1x2 = (_make_tile(r, 2) for r in (12, 8, 4, 2, 1))
+_t13x2, _t12x2, _t8x2, _t4x2, _t2x2, _t1x2 = (_make_tile(r, 2) for r in (13, 12, 8, 4, 2, 1))
 _t16x1, _t8x1, _t4x1, _t2x1, _t1x1 = (_make_tile(r, 1) for r in (16, 8, 4, 2, 1))
 
 
@@ -394,6 +394,10 @@ def _tile_run(carrier, v, count, a, ar, b, out, ldo, bias, n1, n2, n3, a1, a2, a
         if count - j >= 1:
             _t1x4(carrier, a + j * ar * isz, b, out + j * ldo * isz, *rest)
     elif v == 2:
+        if count % 13 == 0:  # 26 (the seed model's conv2 dx rows): two 13-pixel tiles, no tail
+            while count - j >= 13:
+                _t13x2(carrier, a + j * ar * isz, b, out + j * ldo * isz, *rest)
+                j += 13
         while count - j >= 12:
             _t12x2(carrier, a + j * ar * isz, b, out + j * ldo * isz, *rest)
             j += 12
@@ -496,7 +500,7 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, lef
         i0 = u * step
         for n in range(i0, min(n_img, i0 + step) if mode != 0 else i0 + 1):
             nrows = 1
-            ndx = 0  # mode 2: the first ndx rows are dx rows, the kh * kw after them dkernel taps
+            ndx = 0  # mode 2: the first ndx rows are dx rows, the kh after them dkernel rows
             if mode != 0:  # dz[n] into the buffer (mode 2: masked, and summed for dbias)
                 buf = scratch[numba.get_thread_id()]
                 if mode == 1 or has_dx:
@@ -526,7 +530,7 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, lef
                                 row[o] = v
                                 pb[o] += v
                     ndx = hp if has_dx else 0
-                    nrows = ndx + kh * kw
+                    nrows = ndx + kh
             for r in range(nrows):  # a single tile call site (it is inlined: one copy keeps compiling cheap)
                 acc = 0
                 if mode == 0:  # output row (n, i): ow pixels x f channels
@@ -543,15 +547,14 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, lef
                     b = wb + d0 * kw * f * c * isz
                     o_ = ob + ((n * hp + r) * wp) * c * isz
                     n1, n2, n3, a1, a2, a3, b1, b2, b3, rl = max(0, d1 - d0), kw, f, pw * f, f, 1, kw * f * c, f * c, c, 0
-                else:  # mode 2, dkernel tap (di, dj) of image n (dz from the buffer), added to part[u]
-                    tap = r - ndx
-                    di = tap // kw
-                    dj = tap - di * kw
+                else:  # mode 2, dkernel[di] of image n (dz from the buffer), added to part[u]: its kw * c
+                    # rows (dj, c) are consecutive in x too (x[i + di, j + dj, c] = row j of x + dj * c + c)
+                    di = r - ndx
                     xh, xw = xpad.shape[1], xpad.shape[2]
-                    cnt, wid, ar, ldo, bias = c, f, 1, f, zb
-                    a = xb + ((n * xh + di) * xw + dj) * c * isz
+                    cnt, wid, ar, ldo, bias = kw * c, f, 1, f, zb
+                    a = xb + ((n * xh + di) * xw) * c * isz
                     b = np.int64(scratch[numba.get_thread_id()].ctypes.data) + (pt * pw + pl) * f * isz
-                    o_ = pkb + ((u * kh * kw + tap) * c) * f * isz
+                    o_ = pkb + ((u * kh + di) * kw * c) * f * isz
                     n1, n2, n3 = 1, oh, ow
                     a1, a2, a3, b1, b2, b3, rl = 0, sh * xw * c, sw * c, 0, pw * f, f, 0
                     acc = 1 if n > i0 else 0
