@@ -783,6 +783,25 @@ def _dense_fwd(x, w, nparts, nrowblk, part):
               np.int64(part.ctypes.data) + (t * m + r0) * n * isz, n)
 
 
+@njit(parallel=True, cache=True)
+def _dense_fwd_tiles(x, w, nparts, kb, zeros, part):
+    """float32 ``part[t] = x[:, K_t] @ w[K_t, :]`` on the FMA tiles for ``nparts`` fixed slices K_t of
+    the inner dimension (one per parallel iteration), each in blocks of ``kb`` rows of w (the
+    block of w and of x stay in L2 while every tile of samples x 64 sweeps them; the block
+    results are added into part[t] in order)."""
+    m, k = x.shape
+    n = w.shape[1]
+    isz = x.itemsize
+    xb, wb, pb, zb = np.int64(x.ctypes.data), np.int64(w.ctypes.data), np.int64(part.ctypes.data), \
+        np.int64(zeros.ctypes.data)
+    for t in prange(nparts):
+        k0 = t * k // nparts
+        k1 = (t + 1) * k // nparts
+        for b0 in range(k0, k1, kb):
+            _tile_grid(zeros, m, n, xb + b0 * isz, k, wb + b0 * n * isz, pb + t * m * n * isz, n, zb,
+                       1, 1, min(k1, b0 + kb) - b0, 0, 0, 1, 0, 0, n, 0, 1 if b0 > k0 else 0)
+
+
 @njit(cache=True)
 def _dense_finish(part, b, relu, y):
     """y = part[0] + part[1] + ... (in order) + b, relu fused (small: N x out)."""
@@ -1101,10 +1120,14 @@ def dense_forward(x, kernel, bias, relu=False):
     # the inner dimension is cut into a fixed number of slices (shape-only: deterministic for
     # any thread count); each slice is one GEMM, the partial products are added in order
     nparts = max(1, min(_DENSE_KSPLIT, k // _DENSE_MIN_KSLICE))
-    nrowblk = 1 if nparts > 1 else max(1, min(_DENSE_MAX_BLOCKS, m // _DENSE_BLOCK))
-    part = np.empty((nparts, m, n), dtype=x.dtype)
-    with _blas:
-        _dense_fwd(x, kernel, nparts, nrowblk, part)
+    if _tiles_ok(x.dtype, n):
+        part = np.empty((nparts, m, n), dtype=x.dtype)
+        _dense_fwd_tiles(x, kernel, nparts, _DENSE_TILE_ROWS, np.zeros(n, x.dtype), part)
+    else:
+        nrowblk = 1 if nparts > 1 else max(1, min(_DENSE_MAX_BLOCKS, m // _DENSE_BLOCK))
+        part = np.empty((nparts, m, n), dtype=x.dtype)
+        with _blas:
+            _dense_fwd(x, kernel, nparts, nrowblk, part)
     y = np.empty((m, n), dtype=x.dtype)
     _dense_finish(part, _bias_or_zeros(bias, n, x.dtype), bool(relu), y)
     return y

@@ -258,25 +258,28 @@ def _check_dense(case):
     assert np.array_equal(x_in, x)
 
 
-@pytest.mark.parametrize("n_in", [16, 64, 80, 208])
-def test_dense_backward_tiles_path_is_taken_and_matches(monkeypatch, n_in):
-    """float32 with in/out multiples of 16 goes to the FMA-tile backward (whole and partial
-    64-row blocks), which must agree with numpy and be bitwise stable across calls."""
+@pytest.mark.parametrize("n_in", [16, 64, 80, 208, 4144])
+def test_dense_tiles_path_is_taken_and_matches(monkeypatch, n_in):
+    """float32 with out (and, backward, in) a multiple of 16 goes to the FMA tiles: whole and
+    partial 64-row blocks, one and four slices of the inner dimension (4144 = 4 x 1036). They
+    must agree with numpy and be bitwise stable across calls."""
     if not nb._TILES:
         pytest.skip("no AVX-512: the tiles are off on this CPU")
     calls = []
-    real = nb._dense_bwd_tiles
-    monkeypatch.setattr(nb, "_dense_bwd_tiles", lambda *a: calls.append(1) or real(*a))
+    for name in ("_dense_fwd_tiles", "_dense_bwd_tiles"):
+        monkeypatch.setattr(nb, name, lambda *a, real=getattr(nb, name), name=name: calls.append(name) or real(*a))
     rng = np.random.default_rng(n_in)
     x = rng.standard_normal((37, n_in)).astype(np.float32)
     k = rng.standard_normal((n_in, 48)).astype(np.float32)
+    b = rng.standard_normal(48).astype(np.float32)
+    assert_close(nb.dense_forward(x, k, b, relu=True), ref.dense_forward(x, k, b, relu=True), np.float32, "forward")
     dy = rng.standard_normal((37, 48)).astype(np.float32)
     got = nb.dense_backward(dy, x, k)
     for name, g, w in zip(("dx", "dkernel", "dbias"), got, ref.dense_backward(dy, x, k)):
         assert_close(g, w, np.float32, f"dense {name}")
     again = nb.dense_backward(dy, x, k)
     assert all(np.array_equal(a, b) for a, b in zip(got, again))
-    assert len(calls) == 2
+    assert calls == ["_dense_fwd_tiles", "_dense_bwd_tiles", "_dense_bwd_tiles"]
 
 
 def _model_like_case(n=6, seed=3, dt=np.float32, f=32):
