@@ -214,10 +214,10 @@ def _minicnn_ops(backend_name, n, repeats):
     ce = CategoricalCrossentropy()
 
     def conv1_b():
-        B.conv2d_backward(B.relu_backward(d["dy1"], y1), d["x"], d["k1"], S, P, need_dx=False, cache=c1)
+        B.conv2d_backward(d["dy1"], d["x"], d["k1"], S, P, need_dx=False, cache=c1, relu_y=y1)
 
     def conv2_b():
-        B.conv2d_backward(B.relu_backward(d["dy2"], y2), y1, d["k2"], S, P, need_dx=True, cache=c2)
+        B.conv2d_backward(d["dy2"], y1, d["k2"], S, P, need_dx=True, cache=c2, relu_y=y2)
 
     def dense1_b():
         B.dense_backward(B.relu_backward(d["dz3"], z3), h, d["w3"], need_dx=True)
