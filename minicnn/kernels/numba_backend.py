@@ -841,24 +841,30 @@ def _dense_bwd(dy, x, w, need_dx, blk, dx, dw):
 
 
 @njit(parallel=True, cache=True)
-def _dense_bwd_tiles(dy, x, w, need_dx, ib, scratch, zeros, dx, dw):
+def _dense_bwd_tiles(dy, x, w, need_dx, ib, scratch, xpack, zeros, dx, dw):
     """float32 dense backward on the FMA tiles, per block of ``ib`` rows of w (``in`` and ``out``
-    multiples of 16): dw[block] = x[:, block]^T @ dy (a tile of rows x 64 accumulates over the
-    samples), then the block of w is transposed 16 x 16 at a time into the thread's ``scratch``
-    (out x ib) and dx[:, block] = dy @ that (tiles of samples x 64 over ``out``). Each output element
-    is one tile's sum in a fixed order: deterministic for any thread count."""
+    multiples of 16): x[:, block] is packed into the thread's ``xpack`` (samples x ib: x's rows are
+    ``in`` floats apart, a stride that maps them all to a few cache sets), dw[block] = that^T @ dy
+    (a tile of rows x 64 accumulates over the samples), then the block of w is transposed 16 x 16
+    at a time into the thread's ``scratch`` (out x ib) and dx[:, block] = dy @ that (tiles of
+    samples x 64 over ``out``). Each output element is one tile's sum in a fixed order:
+    deterministic for any thread count."""
     m, k = x.shape
     n = w.shape[1]
     isz = x.itemsize
-    xb, wb, dyb = np.int64(x.ctypes.data), np.int64(w.ctypes.data), np.int64(dy.ctypes.data)
+    wb, dyb = np.int64(w.ctypes.data), np.int64(dy.ctypes.data)
     dxb, dwb, zb = np.int64(dx.ctypes.data), np.int64(dw.ctypes.data), np.int64(zeros.ctypes.data)
     for t in prange(-(-k // ib)):
         i0 = t * ib
         rows = min(k, i0 + ib) - i0
         wt = np.int64(scratch[numba.get_thread_id()].ctypes.data)
+        xp = xpack[numba.get_thread_id()]
         for phase in range(2 if need_dx else 1):  # one tile call site (keeps compiling cheap)
-            if phase == 0:  # dw rows i0.. : A = x[s, i0 + r] (r along the tile), B = dy[s, :]
-                cnt, wid, a, ar, b, o_, ldo, a3, b3 = rows, n, xb + i0 * isz, 1, dyb, dwb + i0 * n * isz, n, k, n
+            if phase == 0:  # dw rows i0.. : A = x[s, i0 + r] packed (r along the tile), B = dy[s, :]
+                for s_ in range(m):
+                    xp[s_, :rows] = x[s_, i0:i0 + rows]
+                cnt, wid, a, ar, b, o_, ldo, a3, b3 = rows, n, np.int64(xp.ctypes.data), 1, dyb, dwb + i0 * n * isz, \
+                    n, ib, n
             else:  # dx columns i0.. : A = dy[s, j] (s along the tile), B = w[i0 + c, j] transposed
                 for j0 in range(0, n, 16):
                     for r0 in range(0, rows, 16):
@@ -1152,7 +1158,8 @@ def dense_backward(dy, x, kernel, need_dx=True):
     dx = np.empty((m, k) if need_dx else (0, 0), dtype=dy.dtype)
     if _tiles_ok(dy.dtype, n) and k % _L[4] == 0:
         scratch = np.empty((numba.get_num_threads(), n, _DENSE_TILE_ROWS), dtype=dy.dtype)
-        _dense_bwd_tiles(dy, x, kernel, bool(need_dx), _DENSE_TILE_ROWS, scratch,
+        xpack = np.empty((numba.get_num_threads(), m, _DENSE_TILE_ROWS), dtype=dy.dtype)
+        _dense_bwd_tiles(dy, x, kernel, bool(need_dx), _DENSE_TILE_ROWS, scratch, xpack,
                          np.zeros(max(n, _DENSE_TILE_ROWS), dy.dtype), dx, dw)
     else:
         blk = max(_DENSE_BLOCK, -(-k // _DENSE_MAX_BLOCKS))
