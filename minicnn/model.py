@@ -23,6 +23,10 @@ from .errors import NonFiniteError
 from .layers import LAYER_CLASSES, Layer
 
 DTYPES = ("float32", "float64")
+#: predict runs the network on at most this many samples at a time, whatever its batch_size: a
+#: chunk's activations stay in cache. Measured (seed model, numba, 1000 images, 2 cores): 104 ms
+#: in chunks of 100-200, 125 ms as one batch of 1000 (its 147 MB conv2 output goes to DRAM)
+PREDICT_CHUNK = 128
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -557,14 +561,16 @@ class Sequential:
         return res
 
     def predict(self, x, batch_size=32, verbose=0):
-        """Outputs for ``x`` computed in batches; returns an (N, ...) array of the model dtype."""
+        """Outputs for ``x`` computed in batches (of at most :data:`PREDICT_CHUNK` samples);
+        returns an (N, ...) array of the model dtype."""
         self._ensure_built(x)
         x = np.asarray(x)
         if x.ndim != len(self.input_shape) + 1:
             raise ValueError(f"x must have shape (batch, {', '.join(map(str, self.input_shape))}), received {x.shape}")
-        out = np.empty((x.shape[0], *self.output_shape), dtype=self.dtype)
-        for start in range(0, x.shape[0], batch_size):
-            out[start:start + batch_size] = self.forward(self._check_x(x[start:start + batch_size]))
+        step = min(_int_arg(batch_size, "batch_size", 1), PREDICT_CHUNK)
+        out = np.empty((x.shape[0], *self.output_shape), dtype=self.dtype)  # (each sample's output is computed independently)
+        for start in range(0, x.shape[0], step):
+            out[start:start + step] = self.forward(self._check_x(x[start:start + step]))
         return out
 
     def __call__(self, x):

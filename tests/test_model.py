@@ -103,6 +103,26 @@ def test_fit_learns_and_reports_history(backend):
     assert (probs.argmax(1) == labels).mean() == acc
 
 
+def test_predict_runs_in_chunks_with_the_same_outputs(backend, monkeypatch):
+    """predict never runs more than PREDICT_CHUNK samples at once (cache-sized activations);
+    the outputs are those of one forward pass over the whole batch."""
+    from minicnn import model as model_mod
+
+    x, _, _ = tiny_data(23)
+    model = tiny_model(dtype="float64")
+    sizes = []
+    real_forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda xb, **kw: sizes.append(len(xb)) or real_forward(xb, **kw))
+    monkeypatch.setattr(model_mod, "PREDICT_CHUNK", 5)
+    got = model.predict(x.astype(np.float64), batch_size=100)
+    assert sizes == [5, 5, 5, 5, 3]
+    want = real_forward(x.astype(np.float64))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+            model.predict(x, batch_size=bad)
+
+
 def test_validation_split_takes_the_last_samples():
     x, y, _ = tiny_data(50)
     model = tiny_model()
