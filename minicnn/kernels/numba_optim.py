@@ -12,15 +12,31 @@ import numpy as np
 from numba import njit, prange
 
 
+#: weights with fewer elements than this are updated on the calling thread: waking the thread
+#: pool costs more than the update (the seed model's biases and conv kernels)
+_SMALL = 1 << 15
+
+
+@njit(inline="always", cache=True)
+def _adam_at(i, p, g, m, v, c1, c2, alpha, eps):
+    gi = g[i]
+    mi = m[i] + (gi - m[i]) * c1
+    vi = v[i] + (gi * gi - v[i]) * c2
+    m[i] = mi
+    v[i] = vi
+    p[i] = p[i] - mi * alpha / (np.sqrt(vi) + eps)
+
+
 @njit(parallel=True, cache=True)
 def _adam(p, g, m, v, c1, c2, alpha, eps):
     for i in prange(p.size):
-        gi = g[i]
-        mi = m[i] + (gi - m[i]) * c1
-        vi = v[i] + (gi * gi - v[i]) * c2
-        m[i] = mi
-        v[i] = vi
-        p[i] = p[i] - mi * alpha / (np.sqrt(vi) + eps)
+        _adam_at(i, p, g, m, v, c1, c2, alpha, eps)
+
+
+@njit(cache=True)
+def _adam_serial(p, g, m, v, c1, c2, alpha, eps):
+    for i in range(p.size):
+        _adam_at(i, p, g, m, v, c1, c2, alpha, eps)
 
 
 def adam_update(p, g, m, v, c1, c2, alpha, eps):
@@ -30,4 +46,5 @@ def adam_update(p, g, m, v, c1, c2, alpha, eps):
     Scalars are of the weights' dtype.
     """
     g = np.ascontiguousarray(g)
-    _adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), c1, c2, alpha, eps)
+    (_adam if p.size >= _SMALL else _adam_serial)(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
+                                                   c1, c2, alpha, eps)

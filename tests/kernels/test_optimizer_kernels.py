@@ -11,7 +11,7 @@ numba_optim = pytest.importorskip("minicnn.kernels.numba_optim")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(3, 3, 1, 32), (257,), (40, 7)])
+@pytest.mark.parametrize("shape", [(3, 3, 1, 32), (257,), (40, 7), (300, 128)])  # the last: parallel loop
 def test_adam_update_bitwise_equal(dtype, shape):
     rng = np.random.default_rng(0)
     p = rng.standard_normal(shape).astype(dtype)
