@@ -20,6 +20,7 @@ from . import losses as losses_mod
 from . import optimizers as optimizers_mod
 from .callbacks import Callback, History, ProgressBar
 from .errors import NonFiniteError
+from .kernels import numpy_backend
 from .layers import LAYER_CLASSES, Layer
 
 DTYPES = ("float32", "float64")
@@ -278,11 +279,14 @@ class Sequential:
         bad = None
         if not math.isfinite(loss):
             bad = "loss"
-        else:
-            for _, _, g in self.named_parameters():
-                if not _all_finite(g):
-                    bad = "gradient"
-                    break
+        for layer in self.layers:
+            # the verdict of a backward that checked its own gradients (True/False) holds for this
+            # step only; None: check them here
+            verdict, layer.grads_finite = layer.grads_finite, None
+            if verdict is None:
+                verdict = bad is not None or all(_all_finite(layer.grads[k]) for k in layer.params)
+            if bad is None and not verdict:
+                bad = "gradient"
         if bad is None:
             return
         raise NonFiniteError(f"non-finite {bad}{where}; {self._locate_nonfinite(x)}. The weights were "
@@ -608,14 +612,7 @@ def _int_arg(value, name, minimum) -> int:
 
 
 def _all_finite(a) -> bool:
-    """True if ``a`` holds no NaN/inf. One summing pass (a NaN/inf anywhere makes the sum
-    non-finite); only if the sum overflows is the exact elementwise test needed."""
-    if a.dtype.kind != "f" or a.size == 0:
-        return True
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(a.sum()):
-            return True
-    return bool(np.isfinite(a).all())
+    return numpy_backend.all_finite(a)
 
 
 def _nonfinite_param(model):

@@ -123,6 +123,36 @@ def test_predict_runs_in_chunks_with_the_same_outputs(backend, monkeypatch):
             model.predict(x, batch_size=bad)
 
 
+def test_guard_skips_gradients_a_layer_checked_and_stops_on_its_verdict(backend, monkeypatch):
+    from minicnn import model as model_mod
+    from minicnn.errors import NonFiniteError
+
+    x, y, _ = tiny_data(20)
+    model = tiny_model()
+    model.compile("adam", "categorical_crossentropy")
+    checked = []
+    real = model_mod._all_finite
+    monkeypatch.setattr(model_mod, "_all_finite", lambda a: checked.append(np.shape(a)) or real(a))
+    model.train_on_batch(x, y)
+    # the Dense layers checked their own gradients in their backward; the guard checked the conv's
+    assert (3, 3, 1, 4) in checked and (4,) in checked
+    assert (36, 8) not in checked and (8, 3) not in checked
+    assert all(layer.grads_finite is None for layer in model.layers)  # consumed by the guard
+
+    real_backward = Dense._linear_backward
+
+    def says_non_finite(self, dz):
+        dx = real_backward(self, dz)
+        self.grads_finite = self.grads_finite and self.name != "dense"
+        return dx
+
+    monkeypatch.setattr(Dense, "_linear_backward", says_non_finite)
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(NonFiniteError, match="non-finite gradient"):
+        model.train_on_batch(x, y)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
 def test_validation_split_takes_the_last_samples():
     x, y, _ = tiny_data(50)
     model = tiny_model()

@@ -228,6 +228,8 @@ def _gemm(single, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc):
 #                 A[a + k1*a1 + k2*a2 + k3*a3 + r*ar] * B[b + k1*b1 + k2*b2 + k3*b3 + v*L : +L]
 #     out[r*ldo + v*L : +L] = acc + bias[v*L : +L], then max(., 0) if relu (NaN stays NaN),
 #                             or out += acc if accumulate
+#     if flag (an address, else 0): the int64 at flag |= 1 when a stored value is NaN or +-inf
+#                             (a finiteness check of the output while it is still in registers)
 # Offsets are in elements, pointers are raw addresses; the accumulators stay in registers for the
 # whole k loop (they live in allocas that LLVM promotes). R*V <= 24 keeps them in the 32 zmm
 # registers next to the V B-vectors and the broadcast A value.
@@ -235,14 +237,14 @@ _L = {4: 16, 8: 8}  # lanes per 512-bit vector, by itemsize
 
 
 def _emit_tile_body(builder, R, V, double, args):
-    """The tile's IR (see above) into ``builder``; ``args`` are the 17 int64 values."""
+    """The tile's IR (see above) into ``builder``; ``args`` are the 18 int64 values."""
     L = 8 if double else 16
     fty = ir.DoubleType() if double else ir.FloatType()
     vty = ir.VectorType(fty, L)
     i64, i32 = ir.IntType(64), ir.IntType(32)
     align = 8 if double else 4
     fptr, vptr = fty.as_pointer(), vty.as_pointer()
-    (a, b, out, bias, n1, n2, n3, a1, a2, a3, ar, b1, b2, b3, ldo, relu, accumulate) = args
+    (a, b, out, bias, n1, n2, n3, a1, a2, a3, ar, b1, b2, b3, ldo, relu, accumulate, flag) = args
     fma = cgutils.get_or_insert_function(
         builder.module, ir.FunctionType(vty, [vty, vty, vty]), "llvm.fma.v%d%s" % (L, "f64" if double else "f32"))
     zero = ir.Constant(vty, [0.0] * L)
@@ -292,14 +294,28 @@ def _emit_tile_body(builder, R, V, double, args):
                     neg = builder.fcmp_ordered("<", val, zero)
                     val = builder.select(do_relu, builder.select(neg, zero, val), val)
                     builder.store(val, out_ptr(r, v), align=align)
+    # the finiteness flag (only for stored, not accumulated, outputs): v - v is NaN iff v is NaN/inf
+    with builder.if_then(builder.and_(builder.icmp_signed("!=", flag, ir.Constant(i64, 0)),
+                                      builder.not_(do_acc))):
+        bad = None
+        for r in range(R):
+            for v in range(V):
+                p = out_ptr(r, v)
+                val = builder.load(p, align=align)
+                nan = builder.fcmp_unordered("uno", builder.fsub(val, val), zero)
+                bad = nan if bad is None else builder.or_(bad, nan)
+        anybad = builder.icmp_unsigned("!=", builder.bitcast(bad, ir.IntType(L)), ir.Constant(ir.IntType(L), 0))
+        fptr64 = builder.inttoptr(flag, i64.as_pointer())
+        builder.store(builder.or_(builder.load(fptr64), builder.zext(anybad, i64)), fptr64)
 
 
 def _make_tile(R, V):
     @intrinsic
-    def tile(typingctx, carrier, a, b, out, bias, n1, n2, n3, a1, a2, a3, ar, b1, b2, b3, ldo, relu, accumulate):
+    def tile(typingctx, carrier, a, b, out, bias, n1, n2, n3, a1, a2, a3, ar, b1, b2, b3, ldo, relu, accumulate,
+             flag):
         """``carrier`` is any array of the working dtype (it picks float or double, nothing else)."""
         double = carrier.dtype == types.float64
-        sig = types.void(carrier, *([types.int64] * 17))
+        sig = types.void(carrier, *([types.int64] * 18))
 
         def codegen(context, builder, signature, args):
             # the body is a separate noinline function of the module, defined once: inlined at
@@ -307,7 +323,7 @@ def _make_tile(R, V):
             mod = builder.module
             name = "minicnn_fma_tile_%dx%d_%s" % (R, V, "f64" if double else "f32")
             i64 = ir.IntType(64)
-            fnty = ir.FunctionType(ir.VoidType(), [i64] * 17)
+            fnty = ir.FunctionType(ir.VoidType(), [i64] * 18)
             fn = mod.globals.get(name)
             if fn is None:
                 fn = ir.Function(mod, fnty, name)
@@ -379,11 +395,12 @@ def _transpose16(typingctx, src, lds, dst, ldd):
 
 
 @njit(inline="always", cache=True)
-def _tile_run(carrier, v, count, a, ar, b, out, ldo, bias, n1, n2, n3, a1, a2, a3, b1, b2, b3, relu, accumulate):
+def _tile_run(carrier, v, count, a, ar, b, out, ldo, bias, n1, n2, n3, a1, a2, a3, b1, b2, b3, relu, accumulate,
+              flag):
     """``count`` items along the R direction (A stride ``ar``, out stride ``ldo``), V = v vectors:
     the widest tile first, then 4, 2, 1 for the rest."""
     isz = carrier.itemsize
-    rest = (bias, n1, n2, n3, a1, a2, a3, ar, b1, b2, b3, ldo, relu, accumulate)
+    rest = (bias, n1, n2, n3, a1, a2, a3, ar, b1, b2, b3, ldo, relu, accumulate, flag)
     j = 0
     if v == 4:
         while count - j >= 6:
@@ -434,7 +451,8 @@ def _tile_run(carrier, v, count, a, ar, b, out, ldo, bias, n1, n2, n3, a1, a2, a
 
 
 @njit(inline="always", cache=True)
-def _tile_grid(carrier, count, width, a, ar, b, out, ldo, bias, n1, n2, n3, a1, a2, a3, b1, b2, b3, relu, accumulate):
+def _tile_grid(carrier, count, width, a, ar, b, out, ldo, bias, n1, n2, n3, a1, a2, a3, b1, b2, b3, relu, accumulate,
+               flag):
     """``count`` items x ``width`` outputs (a multiple of L): blocks of 4 vectors, then 2, then 1."""
     isz = carrier.itemsize
     lanes = 16 if isz == 4 else 8
@@ -443,7 +461,7 @@ def _tile_grid(carrier, count, width, a, ar, b, out, ldo, bias, n1, n2, n3, a1, 
     while c0 < nvec:
         v = 4 if nvec - c0 >= 4 else 2 if nvec - c0 >= 2 else 1
         _tile_run(carrier, v, count, a, ar, b + c0 * lanes * isz, out + c0 * lanes * isz, ldo, bias + c0 * lanes * isz,
-                  n1, n2, n3, a1, a2, a3, b1, b2, b3, relu, accumulate)
+                  n1, n2, n3, a1, a2, a3, b1, b2, b3, relu, accumulate, flag)
         c0 += v
 
 
@@ -562,7 +580,7 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, lef
                     n1, n2, n3 = 1, oh, ow
                     a1, a2, a3, b1, b2, b3, rl = 0, sh * xw * c, sw * c, 0, pw * f, f, 0
                     acc = 1 if n > i0 else 0
-                _tile_grid(zeros, cnt, wid, a, ar, b, o_, ldo, bias, n1, n2, n3, a1, a2, a3, b1, b2, b3, rl, acc)
+                _tile_grid(zeros, cnt, wid, a, ar, b, o_, ldo, bias, n1, n2, n3, a1, a2, a3, b1, b2, b3, rl, acc, 0)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -803,7 +821,7 @@ def _dense_fwd_tiles(x, w, nparts, kb, zeros, part):
         k1 = (t + 1) * k // nparts
         for b0 in range(k0, k1, kb):
             _tile_grid(zeros, m, n, xb + b0 * isz, k, wb + b0 * n * isz, pb + t * m * n * isz, n, zb,
-                       1, 1, min(k1, b0 + kb) - b0, 0, 0, 1, 0, 0, n, 0, 1 if b0 > k0 else 0)
+                       1, 1, min(k1, b0 + kb) - b0, 0, 0, 1, 0, 0, n, 0, 1 if b0 > k0 else 0, 0)
 
 
 @njit(cache=True)
@@ -841,19 +859,21 @@ def _dense_bwd(dy, x, w, need_dx, blk, dx, dw):
 
 
 @njit(parallel=True, cache=True)
-def _dense_bwd_tiles(dy, x, w, need_dx, ib, scratch, xpack, zeros, dx, dw):
+def _dense_bwd_tiles(dy, x, w, need_dx, ib, scratch, xpack, zeros, dx, dw, nonfinite):
     """float32 dense backward on the FMA tiles, per block of ``ib`` rows of w (``in`` and ``out``
     multiples of 16): x[:, block] is packed into the thread's ``xpack`` (samples x ib: x's rows are
     ``in`` floats apart, a stride that maps them all to a few cache sets), dw[block] = that^T @ dy
     (a tile of rows x 64 accumulates over the samples), then the block of w is transposed 16 x 16
     at a time into the thread's ``scratch`` (out x ib) and dx[:, block] = dy @ that (tiles of
     samples x 64 over ``out``). Each output element is one tile's sum in a fixed order:
-    deterministic for any thread count."""
+    deterministic for any thread count. nonfinite[t] (zeroed by the caller) becomes 1 if block t
+    of dw holds a NaN or inf (checked by the tiles while the values are in registers)."""
     m, k = x.shape
     n = w.shape[1]
     isz = x.itemsize
     wb, dyb = np.int64(w.ctypes.data), np.int64(dy.ctypes.data)
     dxb, dwb, zb = np.int64(dx.ctypes.data), np.int64(dw.ctypes.data), np.int64(zeros.ctypes.data)
+    fb = np.int64(nonfinite.ctypes.data)
     for t in prange(-(-k // ib)):
         i0 = t * ib
         rows = min(k, i0 + ib) - i0
@@ -870,7 +890,8 @@ def _dense_bwd_tiles(dy, x, w, need_dx, ib, scratch, xpack, zeros, dx, dw):
                     for r0 in range(0, rows, 16):
                         _transpose16(wb + ((i0 + r0) * n + j0) * isz, n, wt + (j0 * ib + r0) * isz, ib)
                 cnt, wid, a, ar, b, o_, ldo, a3, b3 = m, rows, dyb, n, wt, dxb + i0 * isz, k, 1, ib
-            _tile_grid(zeros, cnt, wid, a, ar, b, o_, ldo, zb, 1, 1, n if phase else m, 0, 0, a3, 0, 0, b3, 0, 0)
+            _tile_grid(zeros, cnt, wid, a, ar, b, o_, ldo, zb, 1, 1, n if phase else m, 0, 0, a3, 0, 0, b3, 0, 0,
+                       0 if phase else fb + t * 8)
 
 
 @njit(parallel=True, cache=True)
@@ -1143,12 +1164,12 @@ def dense_forward(x, kernel, bias, relu=False):
     return y
 
 
-def dense_backward(dy, x, kernel, need_dx=True):
-    """Returns dx (N, in) or None, dkernel (in, out), dbias (out,)."""
+def dense_backward(dy, x, kernel, need_dx=True, check_finite=False):
+    """Returns dx (N, in) or None, dkernel (in, out), dbias (out,) [, finite] (see the numpy backend)."""
     dy = np.asarray(dy)
     if dy.dtype not in _FLOATS or not _FAST or dy.shape[0] * np.size(kernel) <= _SMALL_GEMM:
         return _ref.dense_backward(dy, np.asarray(x, dtype=dy.dtype), np.asarray(kernel, dtype=dy.dtype),
-                                   need_dx=need_dx)
+                                   need_dx=need_dx, check_finite=check_finite)
     dy = np.ascontiguousarray(dy)
     x = _as(x, dy.dtype)
     kernel = _as(kernel, dy.dtype)
@@ -1156,16 +1177,22 @@ def dense_backward(dy, x, kernel, need_dx=True):
     n = kernel.shape[1]
     dw = np.empty((k, n), dtype=dy.dtype)
     dx = np.empty((m, k) if need_dx else (0, 0), dtype=dy.dtype)
+    db = dy.sum(axis=0)
     if _tiles_ok(dy.dtype, n) and k % _L[4] == 0:
         scratch = np.empty((numba.get_num_threads(), n, _DENSE_TILE_ROWS), dtype=dy.dtype)
         xpack = np.empty((numba.get_num_threads(), m, _DENSE_TILE_ROWS), dtype=dy.dtype)
+        nonfinite = np.zeros(-(-k // _DENSE_TILE_ROWS), dtype=np.int64)
         _dense_bwd_tiles(dy, x, kernel, bool(need_dx), _DENSE_TILE_ROWS, scratch, xpack,
-                         np.zeros(max(n, _DENSE_TILE_ROWS), dy.dtype), dx, dw)
+                         np.zeros(max(n, _DENSE_TILE_ROWS), dy.dtype), dx, dw, nonfinite)
+        finite = not nonfinite.any() and _ref.all_finite(db) if check_finite else None
     else:
         blk = max(_DENSE_BLOCK, -(-k // _DENSE_MAX_BLOCKS))
         with _blas:
             _dense_bwd(dy, x, kernel, bool(need_dx), blk, dx, dw)
-    return (dx if need_dx else None), dw, dy.sum(axis=0)
+        finite = _ref.all_finite(dw) and _ref.all_finite(db) if check_finite else None
+    if check_finite:
+        return (dx if need_dx else None), dw, db, finite
+    return (dx if need_dx else None), dw, db
 
 
 # fused optimizer updates (same names as numpy_backend)

@@ -183,10 +183,27 @@ def dense_forward(x, kernel, bias, relu=False):
     return y
 
 
-def dense_backward(dy, x, kernel, need_dx=True):
-    """Returns dx (N, in) or None, dkernel (in, out), dbias (out,)."""
+def dense_backward(dy, x, kernel, need_dx=True, check_finite=False):
+    """Returns dx (N, in) or None, dkernel (in, out), dbias (out,); with ``check_finite``, a
+    fourth value: True if dkernel and dbias hold no NaN/inf (the fast backend checks dkernel
+    while computing it, which saves the training step's guard a pass over the largest gradient)."""
     dx = dy @ kernel.T if need_dx else None
-    return dx, x.T @ dy, dy.sum(axis=0)
+    dk, db = x.T @ dy, dy.sum(axis=0)
+    if check_finite:
+        return dx, dk, db, all_finite(dk) and all_finite(db)
+    return dx, dk, db
+
+
+def all_finite(a) -> bool:
+    """True if ``a`` holds no NaN/inf. One summing pass (a NaN/inf anywhere makes the sum
+    non-finite); only if the sum overflows is the exact elementwise test needed."""
+    a = np.asarray(a)
+    if a.dtype.kind != "f" or a.size == 0:
+        return True
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(a.sum()):
+            return True
+    return bool(np.isfinite(a).all())
 
 
 # ----------------------------------------------------------------------------- optimizer updates

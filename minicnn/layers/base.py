@@ -25,6 +25,9 @@ class Layer:
     kind = "layer"
     #: names of the weights in Keras order (get_weights order)
     weight_names: tuple[str, ...] = ()
+    #: set by a backward that has already checked its gradients for NaN/inf (True or False), and
+    #: consumed by the training step's guard; None: unknown, the guard checks them itself
+    grads_finite: bool | None = None
 
     def __init__(self, name: str | None = None, input_shape=None):
         self.name = name

@@ -49,8 +49,10 @@ class Dense(ActivatedLayer):
         return self._finish_forward(z, training)
 
     def _linear_backward(self, dz):
-        dx, dk, db = get_backend().dense_backward(dz, self._cached("x"), self.params["kernel"],
-                                                  need_dx=self.need_dx)
+        # the backend reports whether the gradients are finite (checked while dkernel, the
+        # model's largest gradient, is computed): the training step's guard then skips them
+        dx, dk, db, self.grads_finite = get_backend().dense_backward(
+            dz, self._cached("x"), self.params["kernel"], need_dx=self.need_dx, check_finite=True)
         self.grads["kernel"] = dk
         if self.use_bias:
             self.grads["bias"] = db

@@ -282,6 +282,33 @@ def test_dense_tiles_path_is_taken_and_matches(monkeypatch, n_in):
     assert calls == ["_dense_fwd_tiles", "_dense_bwd_tiles", "_dense_bwd_tiles"]
 
 
+@pytest.mark.parametrize("tiles", [True, False])
+@pytest.mark.parametrize("where", [None, ("nan", 0, 0), ("inf", 5, 70), ("-inf", 36, 143), ("overflow", 0, 0)])
+def test_dense_backward_reports_non_finite_gradients(tiles, where):
+    """check_finite=True adds whether dkernel/dbias are all finite: the tiles check each block in
+    registers, the BLAS path and numpy check the result; all must agree, wherever the bad value is."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((37, 144)).astype(np.float32)  # 3 blocks of 64 rows (the last partial)
+    k = rng.standard_normal((144, 32)).astype(np.float32)
+    dy = rng.standard_normal((37, 32)).astype(np.float32)
+    if where is not None:
+        kind, s, i = where
+        if kind == "overflow":  # finite inputs whose products overflow float32
+            x[:, 100] = 3e38
+        else:
+            x[s, i] = float(kind)
+    saved, nb._TILES = nb._TILES, tiles and nb._TILES
+    try:
+        *grads, finite = nb.dense_backward(dy, x, k, check_finite=True)
+    finally:
+        nb._TILES = saved
+    with np.errstate(all="ignore"):
+        *want, want_finite = ref.dense_backward(dy, x, k, check_finite=True)
+    assert finite is want_finite is (where is None)
+    assert len(grads) == 3 and np.isfinite(grads[1]).all() == finite
+    assert nb.dense_backward(dy, x, k)[1].shape == (144, 32)  # without the flag: three values
+
+
 def _model_like_case(n=6, seed=3, dt=np.float32, f=32):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, 14, 14, 16)).astype(dt)
