@@ -12,21 +12,31 @@ the numbers are in ``benchmarks/README.md``):
 * **conv2d, float32, output channels a multiple of 16** (both of the seed model's convs): direct
   convolution with a register-blocked micro-kernel ("tiles", below): up to 6 output pixels x 64
   channels accumulate in 24 AVX-512 registers over the whole (kh, kw, c) reduction; no im2col.
-  Forward: parallel over output rows, bias + relu fused into the store. dkernel: per fixed
-  group of images and kernel tap, a tile of channels x filters accumulates over the group's
-  pixels; the group partials are added in order. dx (stride 1, input channels a multiple of
-  16): the padded dy is correlated with the flipped, transposed kernel, per image, in a
-  per-thread buffer. ~90% of the machine's measured matmul peak for the forward, versus ~75% for
-  im2col + OpenBLAS on the same shapes.
+  Forward: parallel over output rows, bias + relu fused into the store. Backward: one pass over
+  dy per image (images in fixed groups, one group per parallel iteration): dz = dy * (y > 0)
+  (relu's gradient, fused) goes into a per-thread zero-bordered buffer while dbias sums it;
+  dx (stride 1, input channels a multiple of 16) correlates that buffer with the flipped,
+  transposed kernel; dkernel, per kernel row, is a tile of (kw, c) rows x filters accumulated
+  over the image's pixels and added to the group's partial sum; the group partials are added
+  in order. dz is never written to memory. ~90% of the machine's measured matmul peak for the
+  forward, versus ~75% for im2col + OpenBLAS on the same shapes.
 * **conv2d otherwise** (float64, odd channel counts, dx of strided convs): im2col + GEMM on chunks
   of whole images (~1k output rows, so the chunk's im2col matrix stays in L2); backward rebuilds
   the chunk, ``cols.T @ dy`` and ``dy @ W.T`` + a *gathering* col2im (each input cell sums its
   patch entries in a fixed (kh, kw) order: no scatter, no race).
 * max pooling: one parallel pass computing max + first argmax (window loop outside the channel
   loop, so the compare-and-select vectorises); backward is a gather. relu: parallel passes.
-* dense: the forward cuts the inner dimension into 4 fixed slices (4 GEMMs, partial products
-  added in order); the backward splits dkernel's rows and dx's columns into blocks. Products
-  under OpenBLAS's own threading threshold (dense2) go straight to numpy.
+* dense, float32, out (and in, for the backward) a multiple of 16 (the seed model's dense1):
+  the tiles again. Forward (up to 256 samples): 4 fixed slices of the inner dimension, each
+  64-row blocks of the kernel swept by tiles of samples x 64 outputs, partial products added in
+  order. Backward: per 64-row block of the kernel, the block of x is packed (x's rows are
+  ``in`` floats apart, a stride that maps them to a few cache sets), dkernel = packed^T @ dy,
+  then the kernel block is transposed 16 x 16 in registers and dx = dy @ that. The tiles also
+  check dkernel for NaN/inf while it is in registers (``check_finite``), which spares the
+  training step's guard a pass over the model's largest gradient.
+* dense otherwise: the forward cuts the inner dimension into 4 fixed slices (4 GEMMs, partial
+  products added in order); the backward splits dkernel's rows and dx's columns into blocks.
+  Products under OpenBLAS's own threading threshold (dense2) go straight to numpy.
 
 **Threads.** Every GEMM here is a call to OpenBLAS's ``cblas_?gemm`` made from *inside* a numba
 ``prange`` loop, with OpenBLAS switched to one thread for the duration of the call (restored
@@ -78,6 +88,7 @@ from numba.core import cgutils  # noqa: E402
 from numba.extending import intrinsic  # noqa: E402
 
 from . import numpy_backend as _ref  # noqa: E402
+from .numba_fpu import denormals_off, denormals_restore  # noqa: E402
 from .shapes import padded_output_hw  # noqa: E402
 
 NAME = "numba"
@@ -519,6 +530,7 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, lef
         ph, pw, pt, pl = oh, ow, 0, 0
     step = gimg if mode == 2 else 1  # images per iteration (mode 0: one output row)
     for u in prange(total):
+        fpu = denormals_off()  # (see numba_fpu)
         i0 = u * step
         for n in range(i0, min(n_img, i0 + step) if mode != 0 else i0 + 1):
             nrows = 1
@@ -581,6 +593,7 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, lef
                     a1, a2, a3, b1, b2, b3, rl = 0, sh * xw * c, sw * c, 0, pw * f, f, 0
                     acc = 1 if n > i0 else 0
                 _tile_grid(zeros, cnt, wid, a, ar, b, o_, ldo, bias, n1, n2, n3, a1, a2, a3, b1, b2, b3, rl, acc, 0)
+        denormals_restore(fpu)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -713,6 +726,7 @@ def _conv_fwd_gemm(x, k4, b, sh, sw, top, left, relu, identity, cimg, scratch, y
     nq = (n_img + cimg - 1) // cimg
     y2 = y.reshape(n_img * p, f)
     for q in prange(nq):
+        fpu = denormals_off()  # (see numba_fpu)
         n0 = q * cimg
         n1 = min(n_img, n0 + cimg)
         cols = scratch[numba.get_thread_id()]
@@ -724,6 +738,7 @@ def _conv_fwd_gemm(x, k4, b, sh, sw, top, left, relu, identity, cimg, scratch, y
         _gemm(single, False, False, (n1 - n0) * p, f, kdim, src, kdim,
               np.int64(k4.ctypes.data), f, 0.0, np.int64(y.ctypes.data) + n0 * p * f * isz, f)
         _bias_act_rows(y2, n0 * p, n1 * p, b, relu)
+        denormals_restore(fpu)
 
 
 @njit(parallel=True, cache=True)
@@ -740,6 +755,7 @@ def _conv_bwd_gemm(dy, x, k4, sh, sw, top, left, need_dx, need_dw, identity, cim
     nq = (n_img + cimg - 1) // cimg
     dy2 = dy.reshape(n_img * p, f)
     for g in prange(ngroups):
+        fpu = denormals_off()  # (see numba_fpu)
         q0 = g * nq // ngroups
         q1 = (g + 1) * nq // ngroups
         pkg = np.int64(pk.ctypes.data) + g * kdim * f * isz
@@ -769,6 +785,7 @@ def _conv_bwd_gemm(dy, x, k4, sh, sw, top, left, need_dx, need_dw, identity, cim
                     _gemm(single, False, True, rows, kdim, f, dyp, f, np.int64(k4.ctypes.data), f, 0.0,
                           np.int64(cols.ctypes.data), kdim)
                     _col2im_imgs(cols, n0, n1, kh, kw, sh, sw, top, left, oh, ow, dx)
+        denormals_restore(fpu)
 
 
 @njit(parallel=True, cache=True)
@@ -777,6 +794,7 @@ def _sum_groups(p, out):
     ng, length = p.shape
     nb = (length + 511) // 512
     for blk in prange(nb):
+        fpu = denormals_off()  # (see numba_fpu)
         j0 = blk * 512
         j1 = min(length, j0 + 512)
         for j in range(j0, j1):
@@ -784,6 +802,7 @@ def _sum_groups(p, out):
         for g in range(1, ng):
             for j in range(j0, j1):
                 out[j] += p[g, j]
+        denormals_restore(fpu)
 
 
 @njit(parallel=True, cache=True)
@@ -794,6 +813,7 @@ def _dense_fwd(x, w, nparts, nrowblk, part):
     n = w.shape[1]
     isz = x.itemsize
     for u in prange(nparts * nrowblk):
+        fpu = denormals_off()  # (see numba_fpu)
         t = u // nrowblk
         rb = u - t * nrowblk
         k0 = t * k // nparts
@@ -803,6 +823,7 @@ def _dense_fwd(x, w, nparts, nrowblk, part):
         _gemm(isz == 4, False, False, r1 - r0, n, k1 - k0, np.int64(x.ctypes.data) + (r0 * k + k0) * isz, k,
               np.int64(w.ctypes.data) + k0 * n * isz, n, 0.0,
               np.int64(part.ctypes.data) + (t * m + r0) * n * isz, n)
+        denormals_restore(fpu)
 
 
 @njit(parallel=True, cache=True)
@@ -817,17 +838,20 @@ def _dense_fwd_tiles(x, w, nparts, kb, zeros, part):
     xb, wb, pb, zb = np.int64(x.ctypes.data), np.int64(w.ctypes.data), np.int64(part.ctypes.data), \
         np.int64(zeros.ctypes.data)
     for t in prange(nparts):
+        fpu = denormals_off()  # (see numba_fpu)
         k0 = t * k // nparts
         k1 = (t + 1) * k // nparts
         for b0 in range(k0, k1, kb):
             _tile_grid(zeros, m, n, xb + b0 * isz, k, wb + b0 * n * isz, pb + t * m * n * isz, n, zb,
                        1, 1, min(k1, b0 + kb) - b0, 0, 0, 1, 0, 0, n, 0, 1 if b0 > k0 else 0, 0)
+        denormals_restore(fpu)
 
 
 @njit(cache=True)
 def _dense_finish(part, b, relu, y):
     """y = part[0] + part[1] + ... (in order) + b, relu fused (small: N x out)."""
     nparts, m, n = part.shape
+    fpu = denormals_off()
     for r in range(m):
         for o in range(n):
             v = part[0, r, o]
@@ -838,6 +862,7 @@ def _dense_finish(part, b, relu, y):
                 y[r, o] = 0
             else:
                 y[r, o] = v
+    denormals_restore(fpu)
 
 
 @njit(parallel=True, cache=True)
@@ -849,6 +874,7 @@ def _dense_bwd(dy, x, w, need_dx, blk, dx, dw):
     isz = x.itemsize
     nb = (k + blk - 1) // blk
     for t in prange(nb):
+        fpu = denormals_off()  # (see numba_fpu)
         r0 = t * blk
         r1 = min(k, r0 + blk)
         _gemm(single, True, False, r1 - r0, n, m, np.int64(x.ctypes.data) + r0 * isz, k,
@@ -856,6 +882,7 @@ def _dense_bwd(dy, x, w, need_dx, blk, dx, dw):
         if need_dx:
             _gemm(single, False, True, m, r1 - r0, n, np.int64(dy.ctypes.data), n,
                   np.int64(w.ctypes.data) + r0 * n * isz, n, 0.0, np.int64(dx.ctypes.data) + r0 * isz, k)
+        denormals_restore(fpu)
 
 
 @njit(parallel=True, cache=True)
@@ -875,6 +902,7 @@ def _dense_bwd_tiles(dy, x, w, need_dx, ib, scratch, xpack, zeros, dx, dw, nonfi
     dxb, dwb, zb = np.int64(dx.ctypes.data), np.int64(dw.ctypes.data), np.int64(zeros.ctypes.data)
     fb = np.int64(nonfinite.ctypes.data)
     for t in prange(-(-k // ib)):
+        fpu = denormals_off()  # (see numba_fpu)
         i0 = t * ib
         rows = min(k, i0 + ib) - i0
         wt = np.int64(scratch[numba.get_thread_id()].ctypes.data)
@@ -892,6 +920,7 @@ def _dense_bwd_tiles(dy, x, w, need_dx, ib, scratch, xpack, zeros, dx, dw, nonfi
                 cnt, wid, a, ar, b, o_, ldo, a3, b3 = m, rows, dyb, n, wt, dxb + i0 * isz, k, 1, ib
             _tile_grid(zeros, cnt, wid, a, ar, b, o_, ldo, zb, 1, 1, n if phase else m, 0, 0, a3, 0, 0, b3, 0, 0,
                        0 if phase else fb + t * 8)
+        denormals_restore(fpu)
 
 
 @njit(parallel=True, cache=True)

@@ -3,7 +3,8 @@
 NumPy's ``m += (g - m) * c1`` etc. walks the 4.7M weights of the seed model a dozen times with
 temporaries; these loops read and write each element once. They perform the same float
 operations in the same order as :func:`minicnn.kernels.numpy_backend.adam_update` (no fastmath,
-no reassociation), so both backends give bitwise-identical updates.
+no reassociation), so both backends give bitwise-identical updates, except that denormals are
+flushed to zero here (:mod:`minicnn.kernels.numba_fpu`; Adam's moments decay into that range).
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .numba_fpu import denormals_off, denormals_restore
 
+
+#: elements per parallel iteration
+_BLOCK = 16384
 #: weights with fewer elements than this are updated on the calling thread: waking the thread
 #: pool costs more than the update (the seed model's biases and conv kernels)
 _SMALL = 1 << 15
@@ -29,14 +34,19 @@ def _adam_at(i, p, g, m, v, c1, c2, alpha, eps):
 
 @njit(parallel=True, cache=True)
 def _adam(p, g, m, v, c1, c2, alpha, eps):
-    for i in prange(p.size):
-        _adam_at(i, p, g, m, v, c1, c2, alpha, eps)
+    for blk in prange((p.size + _BLOCK - 1) // _BLOCK):
+        fpu = denormals_off()  # (see numba_fpu)
+        for i in range(blk * _BLOCK, min(p.size, blk * _BLOCK + _BLOCK)):
+            _adam_at(i, p, g, m, v, c1, c2, alpha, eps)
+        denormals_restore(fpu)
 
 
 @njit(cache=True)
 def _adam_serial(p, g, m, v, c1, c2, alpha, eps):
+    fpu = denormals_off()
     for i in range(p.size):
         _adam_at(i, p, g, m, v, c1, c2, alpha, eps)
+    denormals_restore(fpu)
 
 
 def adam_update(p, g, m, v, c1, c2, alpha, eps):
