@@ -739,6 +739,7 @@ def markdown(R, A):
         w(f"| numba threading layer | {th.get('layer')} ({th.get('num_threads')} threads, OMP_WAIT_POLICY="
           f"{th.get('omp_wait_policy')}{' set by minicnn' if th.get('omp_wait_policy_set_by_minicnn') else ''}) |")
         w(f"| numba FMA tiles | {th.get('fma_tiles')} |")
+        w(f"| numba kernels flush denormals (FTZ/DAZ) | {th.get('denormals_flushed_in_kernels')} |")
         w(f"| BLAS | {th.get('blas_library')} (core {th.get('blas_corename')}, "
           f"{th.get('blas_threads_outside_calls')} threads; called from numba threads: {th.get('blas_in_numba')}) |")
     tfi = R.get("tensorflow", {}).get("info", {})

@@ -88,6 +88,7 @@ from numba.core import cgutils  # noqa: E402
 from numba.extending import intrinsic  # noqa: E402
 
 from . import numpy_backend as _ref  # noqa: E402
+from .numba_fpu import X86 as _fpu_x86  # noqa: E402
 from .numba_fpu import denormals_off, denormals_restore  # noqa: E402
 from .shapes import padded_output_hw  # noqa: E402
 
@@ -624,6 +625,7 @@ def threading_info() -> dict:
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "omp_wait_policy_set_by_minicnn": _OMP_POLICY_SET_HERE,
         "fma_tiles": bool(_TILES),
+        "denormals_flushed_in_kernels": bool(_fpu_x86),
         "blas_in_numba": bool(_FAST),
         "blas_library": _blas.path,
         "blas_corename": _blas.corename,
