@@ -486,7 +486,7 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, lef
     mode 0, forward: ``src`` = padded x (N, Hp, Wp, C), ``wgt`` = kernel (KH, KW, C, F), ``out`` = y,
         ``vec`` = bias; parallel over output rows, each a run of tiles of up to 6 pixels x 64
         channels, relu fused.
-    mode 1, dx (stride 1): ``src`` = dy, ``wgt`` = the flipped, transposed kernel (KH, KW, F, C),
+    mode 1, dx alone (stride 1; when dkernel goes by GEMM): ``src`` = dy, ``wgt`` = the flipped, transposed kernel (KH, KW, F, C),
         ``out`` = dx, ``top``/``left`` = the forward's padding; per image, dy is copied into a
         zero-bordered per-thread buffer (``scratch``) and correlated with ``wgt``; kernel rows
         that would only meet the border are skipped.
@@ -495,8 +495,9 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, lef
         ``out`` as in mode 1 (without dx: ``out`` empty, ``wgt`` an empty (KH, KW, 0, 0) placeholder
         giving the kernel size). Per group of ``gimg`` images, one image at a time: dz = dy * (y > 0)
         goes into the per-thread buffer (zero-bordered if dx is wanted) while pbias[g] sums it;
-        then mode 1's dx rows and mode 2's dkernel taps read dz from there (part[g] accumulates
-        the group's images in order). dz never goes to memory.
+        then the dx rows (as in mode 1) and, per kernel row di, a tile of the (kw, c) rows x f
+        filters of dkernel[di] read dz from there (part[g] accumulates the group's images in
+        order). dz never goes to memory.
 
     The arguments a mode does not use are empty arrays (one signature per dtype).
     """
