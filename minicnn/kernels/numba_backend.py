@@ -799,12 +799,12 @@ def _sum_groups(p, out):
     for blk in prange(nb):
         fpu = denormals_off()  # (see numba_fpu)
         j0 = blk * 512
-        j1 = min(length, j0 + 512)
-        for j in range(j0, j1):
-            out[j] = p[0, j]
+        o = out[j0:min(length, j0 + 512)]  # slices: indices from 0 vectorise (see _EW_BLOCK)
+        o[:] = p[0, j0:j0 + o.size]
         for g in range(1, ng):
-            for j in range(j0, j1):
-                out[j] += p[g, j]
+            row = p[g, j0:j0 + o.size]
+            for j in range(o.size):
+                o[j] += row[j]
         denormals_restore(fpu)
 
 
@@ -984,29 +984,30 @@ def _maxpool_bwd(dy, arg, ph, pw, sh, sw, top, left, dx):
                             dx[n, r, s, ch] += dy[n, i, j, ch]
 
 
-_EW_BLOCK = 16384  # elementwise kernels: one prange iteration per block (amortises scheduling)
+#: elementwise kernels: one prange iteration per block (amortises scheduling). A block is taken as
+#: slices, looped from index 0: numba cannot tell that ``range(t * B, ...)`` is non-negative, and
+#: its negative-index handling stops LLVM from vectorising (measured: Adam 4.2 ms vs 1.4, relu
+#: backward 1.0 vs 0.75)
+_EW_BLOCK = 16384
 
 
 @njit(parallel=True, cache=True)
 def _relu_fwd(x, y):
     size = x.shape[0]
     for t in prange((size + _EW_BLOCK - 1) // _EW_BLOCK):
-        for i in range(t * _EW_BLOCK, min(size, t * _EW_BLOCK + _EW_BLOCK)):
-            if x[i] < 0:
-                y[i] = 0
-            else:
-                y[i] = x[i]
+        xs, ys = x[t * _EW_BLOCK:min(size, t * _EW_BLOCK + _EW_BLOCK)], y[t * _EW_BLOCK:min(size, t * _EW_BLOCK + _EW_BLOCK)]
+        for i in range(xs.size):
+            ys[i] = 0 if xs[i] < 0 else xs[i]
 
 
 @njit(parallel=True, cache=True)
 def _relu_bwd(dy, y, dx):
     size = dy.shape[0]
     for t in prange((size + _EW_BLOCK - 1) // _EW_BLOCK):
-        for i in range(t * _EW_BLOCK, min(size, t * _EW_BLOCK + _EW_BLOCK)):
-            if y[i] > 0:
-                dx[i] = dy[i]
-            else:
-                dx[i] = 0
+        t0, t1 = t * _EW_BLOCK, min(size, t * _EW_BLOCK + _EW_BLOCK)
+        dys, ys, dxs = dy[t0:t1], y[t0:t1], dx[t0:t1]
+        for i in range(dys.size):
+            dxs[i] = dys[i] if ys[i] > 0 else 0
 
 
 # ----------------------------------------------------------------------------- conv2d

@@ -36,8 +36,12 @@ def _adam_at(i, p, g, m, v, c1, c2, alpha, eps):
 def _adam(p, g, m, v, c1, c2, alpha, eps):
     for blk in prange((p.size + _BLOCK - 1) // _BLOCK):
         fpu = denormals_off()  # (see numba_fpu)
-        for i in range(blk * _BLOCK, min(p.size, blk * _BLOCK + _BLOCK)):
-            _adam_at(i, p, g, m, v, c1, c2, alpha, eps)
+        i0, i1 = blk * _BLOCK, min(p.size, blk * _BLOCK + _BLOCK)
+        # slices, looped from 0: with range(i0, i1) numba's negative-index handling stops LLVM
+        # from vectorising (4.2 ms instead of 1.4 for dense1)
+        ps, gs, ms, vs = p[i0:i1], g[i0:i1], m[i0:i1], v[i0:i1]
+        for i in range(ps.size):
+            _adam_at(i, ps, gs, ms, vs, c1, c2, alpha, eps)
         denormals_restore(fpu)
 
 
