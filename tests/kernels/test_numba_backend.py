@@ -343,11 +343,21 @@ def test_results_do_not_depend_on_the_thread_count(conv_path):
     if threads < 2:
         pytest.skip("one numba thread only")
 
+    from minicnn.kernels import numba_optim
+
+    y = nb.conv2d_forward(x, k, None, (1, 1), (0, 0, 0, 0), relu=True)
+    xf = x.reshape(9, -1)  # 3136 features: the dense tiles with 16 units, BLAS with 5
+    w16, w5 = (np.random.default_rng(1).standard_normal((xf.shape[1], u)).astype(np.float32) for u in (16, 5))
+    dy16 = np.random.default_rng(2).standard_normal((9, 16)).astype(np.float32)
+
     def run():
+        p, m, v = w16.copy(), np.zeros_like(w16), np.zeros_like(w16)  # 50k weights: Adam's parallel loop
+        numba_optim.adam_update(p, w16 * 1e-3, m, v, *(np.float32(s) for s in (0.1, 0.001, 1e-3, 1e-7)))
         return (*nb.conv2d_backward(dy, x, k, (1, 1), (0, 0, 0, 0)),
+                *nb.conv2d_backward(dy, x, k, (1, 1), (0, 0, 0, 0), relu_y=y),
                 nb.conv2d_forward(x, k, None, (1, 1), (0, 0, 0, 0)),
-                *nb.dense_backward(dy.reshape(9, -1)[:, :5], x.reshape(9, -1), np.ones((x[0].size, 5), np.float32)),
-                nb.dense_forward(x.reshape(9, -1), np.ones((x[0].size, 5), np.float32), None))
+                *nb.dense_backward(dy.reshape(9, -1)[:, :5], xf, w5), nb.dense_forward(xf, w5, None),
+                *nb.dense_backward(dy16, xf, w16, check_finite=True)[:3], nb.dense_forward(xf, w16, None), p, m, v)
 
     many = run()
     numba.set_num_threads(1)
