@@ -6,6 +6,7 @@ Max-pooling argmax and the relu/pool gradients must be *exactly* equal.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
@@ -35,6 +36,16 @@ def numba_kernels_even_for_small_inputs():
     nb._SMALL_GEMM, nb._SMALL_ELEMENTWISE = saved
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@contextlib.contextmanager
+def tiles(on):
+    """The FMA tiles on (where the CPU has them) or off (im2col/BLAS paths) inside the block."""
+    saved, nb._TILES = nb._TILES, on and nb._TILES
+    try:
+        yield
+    finally:
+        nb._TILES = saved
 
 
 def rel_err(got, want):
@@ -93,11 +104,8 @@ def conv_cases(draw):
 def test_conv2d_matches_numpy(case):
     if min(case["out"]) < 1:
         return  # the kernel does not fit: the layer rejects this shape before any kernel runs
-    saved, nb._TILES = nb._TILES, case["tiles"] and nb._TILES
-    try:
+    with tiles(case["tiles"]):
         _check_conv(case)
-    finally:
-        nb._TILES = saved
 
 
 def _check_conv(case):
@@ -232,11 +240,8 @@ def dense_cases(draw):
 @settings(SETTINGS, max_examples=60)
 @given(dense_cases())
 def test_dense_matches_numpy(case):
-    saved, nb._TILES = nb._TILES, case["tiles"] and nb._TILES
-    try:
+    with tiles(case["tiles"]):
         _check_dense(case)
-    finally:
-        nb._TILES = saved
 
 
 def _check_dense(case):
@@ -283,9 +288,9 @@ def test_dense_tiles_path_is_taken_and_matches(monkeypatch, n_in):
     assert calls == ["_dense_fwd_tiles", "_dense_bwd_tiles", "_dense_bwd_tiles"]
 
 
-@pytest.mark.parametrize("tiles", [True, False])
+@pytest.mark.parametrize("use_tiles", [True, False])
 @pytest.mark.parametrize("where", [None, ("nan", 0, 0), ("inf", 5, 70), ("-inf", 36, 143), ("overflow", 0, 0)])
-def test_dense_backward_reports_non_finite_gradients(tiles, where):
+def test_dense_backward_reports_non_finite_gradients(use_tiles, where):
     """check_finite=True adds whether dkernel/dbias are all finite: the tiles check each block in
     registers, the BLAS path and numpy check the result; all must agree, wherever the bad value is."""
     rng = np.random.default_rng(7)
@@ -298,11 +303,8 @@ def test_dense_backward_reports_non_finite_gradients(tiles, where):
             x[:, 100] = 3e38
         else:
             x[s, i] = float(kind)
-    saved, nb._TILES = nb._TILES, tiles and nb._TILES
-    try:
+    with tiles(use_tiles):
         *grads, finite = nb.dense_backward(dy, x, k, check_finite=True)
-    finally:
-        nb._TILES = saved
     with np.errstate(all="ignore"):
         *want, want_finite = ref.dense_backward(dy, x, k, check_finite=True)
     assert finite is want_finite is (where is None)
@@ -321,10 +323,8 @@ def _model_like_case(n=6, seed=3, dt=np.float32, f=32):
 @pytest.fixture(params=["tiles", "im2col+gemm"])
 def conv_path(request):
     """Run once with the FMA tiles (where the CPU has them) and once with im2col + GEMM."""
-    saved = nb._TILES
-    nb._TILES = saved and request.param == "tiles"
-    yield request.param
-    nb._TILES = saved
+    with tiles(request.param == "tiles"):
+        yield request.param
 
 
 def test_conv_backward_is_bitwise_deterministic(conv_path):
