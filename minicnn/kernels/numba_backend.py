@@ -1060,7 +1060,7 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu
     """Gradients of :func:`conv2d_forward`: ``(dx | None, dkernel, dbias)``; with ``relu_y`` (the
     forward's relu output), of the relu'd convolution (dy masked by ``relu_y > 0``)."""
     dy = np.asarray(dy)
-    if dy.dtype not in _FLOATS:
+    if dy.dtype not in _FLOATS or (relu_y is not None and np.shape(relu_y) != dy.shape):
         return _ref.conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache, relu_y=relu_y)
     dy = np.ascontiguousarray(dy)
     dtype = dy.dtype

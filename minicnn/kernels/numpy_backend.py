@@ -108,6 +108,9 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu
     dx : (N, H, W, C) or None; dkernel : (KH, KW, C, F); dbias : (F,).
     """
     if relu_y is not None:
+        if np.shape(relu_y) != np.shape(dy):
+            raise ValueError(f"conv2d_backward: relu_y has shape {np.shape(relu_y)}, dy has {np.shape(dy)}: "
+                             "relu_y must be the forward's output")
         dy = relu_backward(dy, relu_y)
     kh, kw, c, f = kernel.shape
     out_hw = dy.shape[1:3]

@@ -312,6 +312,15 @@ def test_dense_backward_reports_non_finite_gradients(use_tiles, where):
     assert nb.dense_backward(dy, x, k)[1].shape == (144, 32)  # without the flag: three values
 
 
+@pytest.mark.parametrize("backend_module", [nb, ref])
+def test_conv_backward_refuses_a_relu_output_of_another_shape(backend_module):
+    x = np.zeros((2, 6, 6, 16), np.float32)
+    k = np.zeros((3, 3, 16, 16), np.float32)
+    dy = np.zeros((2, 4, 4, 16), np.float32)
+    with pytest.raises(ValueError, match=r"relu_y has shape \(2, 4, 4, 8\), dy has \(2, 4, 4, 16\)"):
+        backend_module.conv2d_backward(dy, x, k, (1, 1), (0, 0, 0, 0), relu_y=np.zeros((2, 4, 4, 8), np.float32))
+
+
 def _model_like_case(n=6, seed=3, dt=np.float32, f=32):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, 14, 14, 16)).astype(dt)
