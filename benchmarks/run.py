@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MNIST = "/work/shared/datasets/mnist"
 FRAMEWORKS = ("minicnn-numba", "minicnn-numba-gemm", "minicnn-numpy", "tensorflow", "pytorch")
 F32 = np.float32
-STEP_FRAMEWORKS = ("minicnn-numba", "minicnn-numba-malloc", "minicnn-numpy", "tensorflow")
+STEP_FRAMEWORKS = ("minicnn-numba", "minicnn-numba-malloc", "minicnn-numpy", "tensorflow", "pytorch")
 # glibc keeps freed blocks up to these sizes instead of unmapping them (and faulting them back in
 # on the next step); read at process start, so set for a subprocess only
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
@@ -428,7 +428,7 @@ def worker_tf(args):
 
 
 def worker_torch(args):
-    """PyTorch per-op (NCHW, autograd backward), when importable."""
+    """PyTorch per-op (NCHW, autograd backward), train step and inference, when importable."""
     import torch
     import torch.nn.functional as F
 
@@ -478,7 +478,43 @@ def worker_torch(args):
         with torch.no_grad():
             t_fwd = measure(f, reps)
         out[name] = {"fwd": t_fwd, "bwd": measure(bwd[name], reps)}
-    return {"info": {"version": torch.__version__, "threads": torch.get_num_threads()}, "ops": out}
+    return {"info": {"version": torch.__version__, "threads": torch.get_num_threads()}, "ops": out,
+            "steps": _torch_steps(torch, args)}
+
+
+def _torch_steps(torch, args):
+    """PyTorch train step (eager autograd + Adam, Keras's epsilon) and inference (no_grad) of the
+    presets' architectures, NCHW, on the same random batches as the other frameworks."""
+    nn = torch.nn
+    rng = np.random.default_rng(1)
+    nb_train, nb_inf = 100, (200 if args["quick"] else 1000)
+    x = torch.from_numpy(rng.random((nb_train, 28, 28, 1), dtype=F32)).permute(0, 3, 1, 2).contiguous()
+    labels = torch.from_numpy(rng.integers(0, 10, nb_train))
+    xi = torch.from_numpy(rng.random((nb_inf, 28, 28, 1), dtype=F32)).permute(0, 3, 1, 2).contiguous()
+    res = {}
+    for preset in ("seed", "pooled"):
+        torch.manual_seed(0)
+        pool = [nn.MaxPool2d(2)] if preset == "pooled" else []
+        flat = 64 * (12 * 12 if pool else 24 * 24)
+        model = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), *pool,
+                              nn.Flatten(), nn.Linear(flat, 128), nn.ReLU(), nn.Linear(128, 10))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+        loss_fn = nn.CrossEntropyLoss()
+
+        def train_step():
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), labels)
+            loss.backward()
+            opt.step()
+
+        def infer():
+            with torch.no_grad():
+                return model(xi)
+
+        res[preset] = {"train_step": measure(train_step, repeats=args["step_repeats"], warmup=3),
+                       "train_batch": nb_train, "infer": measure(infer, repeats=args["infer_repeats"]),
+                       "infer_batch": nb_inf, "params": int(sum(p.numel() for p in model.parameters()))}
+    return res
 
 
 def _load_mnist_f32(path):
@@ -958,7 +994,7 @@ def main(argv=None):
         if importlib.util.find_spec("torch") is None:
             R["pytorch"] = {"skipped": "torch is not importable"}
         else:
-            R["pytorch"] = step("pytorch: ops", lambda: run_worker("torch", base))
+            R["pytorch"] = step("pytorch: ops, train step, inference", lambda: run_worker("torch", base))
     if "memory" not in skip:
         R["memory"] = {}
         for fw in ("minicnn-numba", "minicnn-numpy", "tensorflow"):
