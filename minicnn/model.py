@@ -571,8 +571,9 @@ class Sequential:
         x = np.asarray(x)
         if x.ndim != len(self.input_shape) + 1:
             raise ValueError(f"x must have shape (batch, {', '.join(map(str, self.input_shape))}), received {x.shape}")
+        # chunks never change a result: each sample's output is computed independently
         step = min(_int_arg(batch_size, "batch_size", 1), PREDICT_CHUNK)
-        out = np.empty((x.shape[0], *self.output_shape), dtype=self.dtype)  # (each sample's output is computed independently)
+        out = np.empty((x.shape[0], *self.output_shape), dtype=self.dtype)
         for start in range(0, x.shape[0], step):
             out[start:start + step] = self.forward(self._check_x(x[start:start + step]))
         return out
@@ -611,8 +612,7 @@ def _int_arg(value, name, minimum) -> int:
     return int(value)
 
 
-def _all_finite(a) -> bool:
-    return numpy_backend.all_finite(a)
+_all_finite = numpy_backend.all_finite  # (one definition, shared with the kernels)
 
 
 def _nonfinite_param(model):

@@ -486,10 +486,10 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, lef
     mode 0, forward: ``src`` = padded x (N, Hp, Wp, C), ``wgt`` = kernel (KH, KW, C, F), ``out`` = y,
         ``vec`` = bias; parallel over output rows, each a run of tiles of up to 6 pixels x 64
         channels, relu fused.
-    mode 1, dx alone (stride 1; when dkernel goes by GEMM): ``src`` = dy, ``wgt`` = the flipped, transposed kernel (KH, KW, F, C),
-        ``out`` = dx, ``top``/``left`` = the forward's padding; per image, dy is copied into a
-        zero-bordered per-thread buffer (``scratch``) and correlated with ``wgt``; kernel rows
-        that would only meet the border are skipped.
+    mode 1, dx alone (stride 1; when dkernel goes by GEMM): ``src`` = dy, ``wgt`` = the flipped,
+        transposed kernel (KH, KW, F, C), ``out`` = dx, ``top``/``left`` = the forward's padding;
+        per image, dy is copied into a zero-bordered per-thread buffer (``scratch``) and
+        correlated with ``wgt``; kernel rows that would only meet the border are skipped.
     mode 2, the whole backward in one pass over dy (relu's gradient fused): ``src`` = dy,
         ``mask`` = the layer's relu output y (or empty: no relu), ``xpad`` = padded x, ``wgt`` and
         ``out`` as in mode 1 (without dx: ``out`` empty, ``wgt`` an empty (KH, KW, 0, 0) placeholder
@@ -523,6 +523,7 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, lef
         n_img, oh, ow, f = src.shape
         kh, kw = wgt.shape[0], wgt.shape[1]
         c = xpad.shape[3]
+        xh, xw = xpad.shape[1], xpad.shape[2]
         hp, wp = (out.shape[1], out.shape[2]) if has_dx else (oh, ow)  # dx's H, W (as in mode 1)
         total = ngroups
     # mode 1/2 buffer: dz of one image, (PH, PW, F), its interior at (pt, pl); without dx, no border
@@ -582,11 +583,12 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, lef
                     a = np.int64(scratch[numba.get_thread_id()].ctypes.data) + ((r + d0) * pw) * f * isz
                     b = wb + d0 * kw * f * c * isz
                     o_ = ob + ((n * hp + r) * wp) * c * isz
-                    n1, n2, n3, a1, a2, a3, b1, b2, b3, rl = max(0, d1 - d0), kw, f, pw * f, f, 1, kw * f * c, f * c, c, 0
+                    n1, n2, n3, a1, a2, a3 = max(0, d1 - d0), kw, f, pw * f, f, 1
+                    b1, b2, b3, rl = kw * f * c, f * c, c, 0
                 else:  # mode 2, dkernel[di] of image n (dz from the buffer), added to part[u]: its kw * c
-                    # rows (dj, c) are consecutive in x too (x[i + di, j + dj, c] = row j of x + dj * c + c)
+                    # rows (dj, c) are consecutive in x too: x[.., j + dj, c] is element dj * C + c
+                    # after pixel j
                     di = r - ndx
-                    xh, xw = xpad.shape[1], xpad.shape[2]
                     cnt, wid, ar, ldo, bias = kw * c, f, 1, f, zb
                     a = xb + ((n * xh + di) * xw) * c * isz
                     b = np.int64(scratch[numba.get_thread_id()].ctypes.data) + (pt * pw + pl) * f * isz
@@ -995,7 +997,8 @@ _EW_BLOCK = 16384
 def _relu_fwd(x, y):
     size = x.shape[0]
     for t in prange((size + _EW_BLOCK - 1) // _EW_BLOCK):
-        xs, ys = x[t * _EW_BLOCK:min(size, t * _EW_BLOCK + _EW_BLOCK)], y[t * _EW_BLOCK:min(size, t * _EW_BLOCK + _EW_BLOCK)]
+        t0, t1 = t * _EW_BLOCK, min(size, t * _EW_BLOCK + _EW_BLOCK)
+        xs, ys = x[t0:t1], y[t0:t1]
         for i in range(xs.size):
             ys[i] = 0 if xs[i] < 0 else xs[i]
 
@@ -1086,7 +1089,10 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu
     dkernel = np.empty(kdim * f, dtype=dtype)
     dbias = np.empty(f, dtype=dtype)
     zeros = np.zeros(max(c, f), dtype=dtype)
-    wt = np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2))  # (KH, KW, F, C), flipped
+    if dx_mode == "tiles":
+        wt = np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2))  # (KH, KW, F, C), flipped
+    else:
+        wt = np.empty((kh, kw, 0, 0), dtype=dtype)  # (only its shape: the kernel size)
     if dw_mode == "tiles":  # dkernel, dbias and the tiles' dx in one pass over dy, relu fused
         gimg = -(-n // min(n, _MAX_GROUPS))  # images per partial sum: from the shape only
         ng = -(-n // gimg)
@@ -1095,9 +1101,9 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu
         tiles_dx = dx_mode == "tiles"
         bh, bw = (x.shape[1] + kh - 1, x.shape[2] + kw - 1) if tiles_dx else (oh, ow)
         scratch = np.empty((numba.get_num_threads(), bh, bw, f), dtype=dtype)
-        _conv_tiles(2, dy, wt if tiles_dx else np.empty((kh, kw, 0, 0), dtype=dtype),
-                    dx if tiles_dx else _EMPTY4[dtype], zeros, zeros, scratch, pk, sh, sw, pads[0], pads[2], gimg,
-                    ng, 0, _ref.pad_nhwc(x, pads), _EMPTY4[dtype] if relu_y is None else _as(relu_y, dtype), pb)
+        _conv_tiles(2, dy, wt, dx if tiles_dx else _EMPTY4[dtype], zeros, zeros, scratch, pk, sh, sw, pads[0],
+                    pads[2], gimg, ng, 0, _ref.pad_nhwc(x, pads),
+                    _EMPTY4[dtype] if relu_y is None else _as(relu_y, dtype), pb)
         _sum_groups(pk, dkernel)
         _sum_groups(pb, dbias)
         if dx_mode != "gemm":
@@ -1217,15 +1223,16 @@ def dense_backward(dy, x, kernel, need_dx=True, check_finite=False):
         nonfinite = np.zeros(-(-k // _DENSE_TILE_ROWS), dtype=np.int64)
         _dense_bwd_tiles(dy, x, kernel, bool(need_dx), _DENSE_TILE_ROWS, scratch, xpack,
                          np.zeros(max(n, _DENSE_TILE_ROWS), dy.dtype), dx, dw, nonfinite)
-        finite = not nonfinite.any() and _ref.all_finite(db) if check_finite else None
+        dw_finite = not nonfinite.any()  # checked by the tiles
     else:
         blk = max(_DENSE_BLOCK, -(-k // _DENSE_MAX_BLOCKS))
         with _blas:
             _dense_bwd(dy, x, kernel, bool(need_dx), blk, dx, dw)
-        finite = _ref.all_finite(dw) and _ref.all_finite(db) if check_finite else None
-    if check_finite:
-        return (dx if need_dx else None), dw, db, finite
-    return (dx if need_dx else None), dw, db
+        dw_finite = None  # not checked yet
+    grads = (dx if need_dx else None), dw, db
+    if not check_finite:
+        return grads
+    return (*grads, (_ref.all_finite(dw) if dw_finite is None else dw_finite) and _ref.all_finite(db))
 
 
 # fused optimizer updates (same names as numpy_backend)

@@ -15,10 +15,12 @@ from numba import njit, prange
 from .numba_fpu import denormals_off, denormals_restore
 
 
-#: elements per parallel iteration
+#: elements per parallel iteration (as numba_backend._EW_BLOCK, which this module cannot import:
+#: numba_backend re-exports adam_update from here)
 _BLOCK = 16384
 #: weights with fewer elements than this are updated on the calling thread: waking the thread
-#: pool costs more than the update (the seed model's biases and conv kernels)
+#: pool costs more than the update (the seed model's biases and conv kernels; the same threshold
+#: as numba_backend._SMALL_ELEMENTWISE)
 _SMALL = 1 << 15
 
 
