@@ -11,11 +11,16 @@ import numpy as np
 ACTIVATIONS = (None, "linear", "relu", "softmax")
 
 
+def supported_text() -> str:
+    return "linear (None), " + ", ".join(a for a in ACTIVATIONS if a not in (None, "linear"))
+
+
 def normalize(name):
+    """The canonical name of an activation (None for linear); ValueError for an unknown one."""
     if name in (None, "linear"):
         return None
     if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; choose one of relu, softmax, linear, None")
+        raise ValueError(f"unknown activation {name!r}; choose one of {supported_text()}")
     return name
 
 

@@ -19,3 +19,7 @@ class ModelFileError(MiniCNNError):
 
 class NonFiniteError(MiniCNNError, FloatingPointError):
     """Training produced a NaN or inf (in the loss, a gradient or an activation)."""
+
+
+class KerasConfigError(ValueError):
+    """A Keras architecture uses a layer or an option minicnn does not have (names which)."""

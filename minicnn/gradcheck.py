@@ -111,6 +111,6 @@ def check_model(model, x, y, seed=0, n_directions=2, eps=1e-6) -> dict:
 
     def loss_fn():
         model.train_rng.bit_generator.state = rng_state
-        return model._batch_loss(y, model.forward(x, training=True))
+        return model.batch_loss(y, model.forward(x, training=True))
 
     return directional_errors(loss_fn, arrays, grads, seed=seed, n_directions=n_directions, eps=eps)

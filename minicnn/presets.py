@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from .layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D
-from .model import Sequential
+from .sequential import Sequential
 
 PRESETS = ("seed", "pooled")
 

@@ -1,16 +1,15 @@
 """minicnn Sequential <-> Keras 3 Sequential, weights both ways.
 
-This is the one module that knows both frameworks' weight layouts. They are identical by
-design (minicnn adopted Keras's): conv kernels HWIO ``(KH, KW, C_in, C_out)``, dense kernels
-``(in, out)``, biases ``(out,)``, activations NHWC and Flatten in H, W, C order (so Dense rows
-need no permutation). :func:`to_keras_layout` / :func:`from_keras_layout` are therefore shape
-checks plus a dtype cast; should a layout ever diverge, the conversion goes there and nowhere
-else.
+Weight layouts are identical by design (minicnn adopted Keras's): conv kernels HWIO
+``(KH, KW, C_in, C_out)``, dense kernels ``(in, out)``, biases ``(out,)``, activations NHWC and
+Flatten in H, W, C order (so Dense rows need no permutation). Weights are therefore copied as
+they are, checked for shape and cast to the target dtype.
 
-Architectures go through the same config translation as Keras files
-(:func:`minicnn.keras_files.model_from_keras_config` and :func:`minicnn.keras_files.keras_config`),
-so every layer and option minicnn supports maps one to one, with explicit layer names and a
-``dtype=`` on every layer (a float32 layer in a float64 Keras model would cast to float32).
+Architectures go through the same config translation as Keras files: each minicnn layer writes
+its own Keras config (:func:`minicnn.io.keras.keras_layer_spec`) and reads one back
+(:func:`minicnn.io.keras.model_from_keras_config`), so every layer and option minicnn supports
+maps one to one, with explicit layer names and a ``dtype=`` on every layer (a float32 layer in a
+float64 Keras model would cast to float32).
 """
 
 from __future__ import annotations
@@ -22,49 +21,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from minicnn import keras_files  # noqa: E402
-from minicnn.model import Sequential  # noqa: E402
-
-
-# ----------------------------------------------------------------------------- layouts
-def to_keras_layout(kind: str, weight: str, array: np.ndarray, dtype) -> np.ndarray:
-    """minicnn weight -> Keras weight. Layouts are identical (HWIO, (in, out)); cast only."""
-    if kind == "Conv2D" and weight == "kernel" and array.ndim != 4:
-        raise ValueError(f"conv kernel must be 4-D HWIO, got shape {array.shape}")
-    if kind == "Dense" and weight == "kernel" and array.ndim != 2:
-        raise ValueError(f"dense kernel must be 2-D (in, out), got shape {array.shape}")
-    return np.asarray(array, dtype=dtype)
-
-
-def from_keras_layout(kind: str, weight: str, array: np.ndarray, dtype) -> np.ndarray:
-    """Keras weight -> minicnn weight (the inverse of :func:`to_keras_layout`)."""
-    return to_keras_layout(kind, weight, array, dtype)
+from minicnn import Sequential  # noqa: E402
+from minicnn.io import keras as keras_files  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- layers
-def keras_layer(layer, dtype: str):
-    """A fresh Keras layer equivalent to one minicnn layer (explicit name and dtype)."""
-    kind = type(layer).__name__
-    common = {"name": layer.name, "dtype": dtype}
-    if kind == "Conv2D":
-        return keras.layers.Conv2D(layer.filters, layer.kernel_size, strides=layer.strides,
-                                   padding=layer.padding, activation=layer.activation or "linear",
-                                   use_bias=layer.use_bias, **common)
-    if kind == "Dense":
-        return keras.layers.Dense(layer.units, activation=layer.activation or "linear",
-                                  use_bias=layer.use_bias, **common)
-    if kind == "MaxPool2D":
-        return keras.layers.MaxPooling2D(layer.pool_size, strides=layer.strides, padding=layer.padding,
-                                         **common)
-    if kind == "Flatten":
-        return keras.layers.Flatten(**common)
-    if kind == "ReLU":
-        return keras.layers.ReLU(**common)
-    if kind == "Softmax":
-        return keras.layers.Softmax(**common)
-    if kind == "Dropout":
-        return keras.layers.Dropout(layer.rate, **common)
-    raise ValueError(f"layer '{layer.name}' ({kind}) has no Keras equivalent")
+def keras_layer(layer, dtype: str, input_shape=None):
+    """A fresh Keras layer equivalent to one built minicnn layer (explicit name and dtype), made
+    from the config the layer writes into Keras files."""
+    spec = keras_files.keras_layer_spec(layer, dtype, input_shape or layer.input_shape or ())
+    return keras.layers.deserialize({k: spec[k] for k in ("module", "class_name", "config", "registered_name")})
 
 
 def to_keras(model: Sequential, dtype=None) -> "keras.Sequential":
@@ -95,7 +61,8 @@ def from_keras(kmodel, dtype=None) -> Sequential:
     if kmodel.built and kmodel.inputs:
         shape = tuple(kmodel.inputs[0].shape[1:])
         config["config"].setdefault("build_input_shape", [None, *shape])
-    model = keras_files.model_from_keras_config(config, source=f"Keras model '{kmodel.name}'")
+    model = keras_files.model_from_keras_config(config, source=f"Keras model '{kmodel.name}'",
+                                                model_class=Sequential)
     if dtype is not None and np.dtype(dtype) != model.dtype:
         cfg = model.get_config()
         cfg["dtype"] = np.dtype(dtype).name
@@ -118,7 +85,6 @@ def _pairs(model, kmodel):
 def copy_weights_to_keras(model: Sequential, kmodel) -> None:
     """Copy every weight of ``model`` into ``kmodel`` (weighted layers matched in order)."""
     for layer, klayer in _pairs(model, kmodel):
-        kind = type(layer).__name__
         kw = klayer.get_weights()
         mine = layer.get_weights()
         if len(kw) != len(mine):
@@ -126,7 +92,7 @@ def copy_weights_to_keras(model: Sequential, kmodel) -> None:
                              f"'{klayer.name}' has {len(kw)}")
         new = []
         for name, w, ref in zip([k for k in layer.weight_names if k in layer.params], mine, kw):
-            arr = to_keras_layout(kind, name, w, ref.dtype)
+            arr = np.asarray(w, dtype=ref.dtype)
             if arr.shape != ref.shape:
                 raise ValueError(f"weight {layer.name}/{name} has shape {arr.shape}, Keras layer "
                                  f"'{klayer.name}' expects {ref.shape}")
@@ -138,14 +104,13 @@ def copy_weights_from_keras(kmodel, model: Sequential) -> None:
     """Copy every weight of ``kmodel`` into ``model`` (weighted layers matched in order)."""
     staged = []
     for layer, klayer in _pairs(model, kmodel):
-        kind = type(layer).__name__
         names = [k for k in layer.weight_names if k in layer.params]
         kw = klayer.get_weights()
         if len(kw) != len(names):
             raise ValueError(f"Keras layer '{klayer.name}' has {len(kw)} weights, layer "
                              f"'{layer.name}' has {len(names)}")
         for name, w in zip(names, kw):
-            arr = from_keras_layout(kind, name, w, model.dtype)
+            arr = np.asarray(w, dtype=model.dtype)
             if arr.shape != layer.params[name].shape:
                 raise ValueError(f"Keras weight {klayer.name}/{name} has shape {arr.shape}, layer "
                                  f"'{layer.name}' expects {layer.params[name].shape}")
@@ -170,4 +135,4 @@ def clone(model: Sequential, dtype=None, dropout_rate=None) -> Sequential:
 
 
 __all__ = ["to_keras", "from_keras", "copy_weights_to_keras", "copy_weights_from_keras", "keras_layer",
-           "to_keras_layout", "from_keras_layout", "clone"]
+           "clone"]

@@ -40,6 +40,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from minicnn.layers import MaxPool2D  # noqa: E402
+
 #: (dtype, check) -> (rtol, atol). rtol is relative to the largest |reference| in the tensor.
 #: Reasons are in docs/parity.md ("Tolerances"); keep both in sync.
 TOLERANCES = {
@@ -436,7 +438,7 @@ def keras_loss_path(model, x, y, dtype):
     used = "fused (from logits)" if abs(keras_loss - fused) <= abs(keras_loss - clipped) else "clipped probabilities"
     return {"scale": scale, "keras_loss": keras_loss, "fused_from_logits": fused, "clipped_probabilities": clipped,
             "keras_used": used,
-            "minicnn_uses": "fused (from logits)" if m._fused_softmax_loss else "clipped probabilities"}
+            "minicnn_uses": "fused (from logits)" if m.fused_softmax_loss else "clipped probabilities"}
 
 
 def _logits(kmodel, x):
@@ -551,16 +553,10 @@ def _tie_share(model, x, rtol):
     """Max-pool windows (over all MaxPool2D layers, on minicnn's activations) whose maximum is
     tied exactly, or nearly: the two largest values differ by no more than ``rtol`` times the
     largest |value| of the layer input (the forward tolerance), so rounding may order them."""
-    from minicnn.kernels.numpy_backend import pad_nhwc, windows
-
     h, exact, near, total = x, 0, 0, 0
     for layer in model.layers:
-        if type(layer).__name__ == "MaxPool2D":
-            xp = pad_nhwc(h, layer.pads, value=-np.inf)
-            w = windows(xp, layer.pool_size, layer.strides, layer.output_shape[:2])
-            w = w.reshape(*w.shape[:3], -1, w.shape[-1])
-            top2 = -np.sort(-w, axis=3)[:, :, :, :2, :]
-            gap = top2[:, :, :, 0, :] - top2[:, :, :, 1, :]
+        if isinstance(layer, MaxPool2D):
+            gap = layer.window_gaps(h)
             exact += int((gap == 0).sum())
             near += int(((gap > 0) & (gap <= rtol * np.abs(h).max())).sum())
             total += int(gap.size)
@@ -685,8 +681,8 @@ def run(args) -> int:
     """``minicnn crosscheck``: see :mod:`minicnn.cli.crosscheck` for the options."""
     import json
 
+    from minicnn import load_model
     from minicnn.presets import build_preset
-    from minicnn.saving import load_model
 
     if args.batch < 1 or args.steps < 0:
         raise ValueError("--batch must be >= 1 and --steps >= 0")

@@ -26,7 +26,7 @@ def _slow_steps():
     delay = float(os.environ.get("MINICNN_TEST_STEP_SLEEP", "0") or 0)
     if delay <= 0:
         return
-    from minicnn.model import Sequential
+    from minicnn import Sequential
     original = Sequential.train_on_batch
 
     def train_on_batch(self, *args, **kwargs):
@@ -38,7 +38,7 @@ def _slow_steps():
 
 def small_model(seed=0):
     from minicnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D
-    from minicnn.model import Sequential
+    from minicnn import Sequential
     model = Sequential([Conv2D(4, 3, activation="relu"), MaxPool2D(2), Dropout(0.25), Flatten(),
                         Dense(16, activation="relu"), Dropout(0.5), Dense(10, activation="softmax")],
                        input_shape=(12, 12, 1), seed=seed)
@@ -56,7 +56,7 @@ def synthetic_data(n=120, seed=0):
 
 
 def run_api(argv) -> int:
-    from minicnn.model import TrainingInterrupted
+    from minicnn import TrainingInterrupted
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)
     p.add_argument("--checkpoint-dir", required=True)

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minicnn import checkpoint as ckpt
+from minicnn.io import checkpoint as ckpt
 from minicnn import optimizers
 from minicnn.callbacks import Callback
 from minicnn.errors import ModelFileError, NonFiniteError
 from minicnn.fileio import atomic_write
-from minicnn.model import TrainingInterrupted
+from minicnn import TrainingInterrupted
 
 from tests._train_worker import small_model, synthetic_data
 
@@ -316,7 +316,7 @@ def test_fitting_the_same_model_again_may_reuse_its_directory(tmp_path):
 
 def _other_architecture():
     from minicnn.layers import Conv2D, Dense, Flatten
-    from minicnn.model import Sequential
+    from minicnn import Sequential
     m = Sequential([Conv2D(2, 3, activation="relu"), Flatten(), Dense(10, activation="softmax")],
                    input_shape=(12, 12, 1), seed=0)
     m.compile("adam", "categorical_crossentropy", ["accuracy"])

@@ -1,7 +1,7 @@
 """Fuzzing the file readers: whatever bytes they are given, they load or raise ModelFileError.
 
-Readers: ``minicnn.saving.load_model`` (minicnn ``.npz`` model files), ``minicnn.checkpoint.
-read_checkpoint`` and ``model_from_checkpoint`` (training checkpoints), and ``minicnn.keras_files
+Readers: ``minicnn.load_model`` (minicnn ``.npz`` model files), ``minicnn.io.checkpoint.
+read_checkpoint`` and ``model_from_checkpoint`` (training checkpoints), and ``minicnn.io.keras
 .load`` (``.keras``, ``.weights.h5``, legacy ``.h5``). Inputs start from valid files and go through
 mutations at three levels:
 
@@ -29,10 +29,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from minicnn import checkpoint as ckpt
+from minicnn.io import checkpoint as ckpt
 from minicnn.errors import ModelFileError
 from minicnn.fileio import JSON_KEY, npz_bytes, read_npz
-from minicnn.saving import load_model
+from minicnn import load_model
 
 from tests._train_worker import small_model, synthetic_data
 from tests.test_model_files import make_zip, split_npy, with_header, zip_entries
@@ -292,7 +292,7 @@ def test_fuzz_checkpoint_reader(case):
 
 def _keras_bases():
     try:
-        from minicnn import keras_files
+        from minicnn.io import keras as keras_files
         import h5py  # noqa: F401
     except ImportError:
         return None
@@ -327,11 +327,11 @@ def keras_mutated(draw):
     return Case(draw(byte_mutation(Blob(base))), f"{suffix} bytes"), suffix
 
 
-@pytest.mark.skipif(KERAS_BASES is None, reason="minicnn.keras_files or h5py not available")
+@pytest.mark.skipif(KERAS_BASES is None, reason="minicnn.io.keras or h5py not available")
 @FUZZ
 @given(case=keras_mutated())
 def test_fuzz_keras_file_reader(case):
-    from minicnn import keras_files
+    from minicnn.io import keras as keras_files
     case, suffix = case
     path = _write(case.data, "fuzzed" + suffix)
     try:
@@ -353,15 +353,15 @@ def test_the_fuzz_bases_are_valid():
         ckpt.model_from_checkpoint(_write(blob.data, "ckpt-000000001.npz"))
     assert all(split_npy(b)[0][:6] == b"\x93NUMPY" for _, b in zip_entries(MODEL_BASES[0].data))
     if KERAS_BASES is not None:
-        from minicnn import keras_files
+        from minicnn.io import keras as keras_files
         for suffix, data in KERAS_BASES.items():
             assert keras_files.load(_write(data, "base" + suffix), architecture=_built_small_model()).built
 
 
-@pytest.mark.skipif(KERAS_BASES is None, reason="minicnn.keras_files or h5py not available")
+@pytest.mark.skipif(KERAS_BASES is None, reason="minicnn.io.keras or h5py not available")
 @pytest.mark.parametrize("key, value", [("units", 10**9), ("batch_shape", [None, 10**6, 10**6, 1])])
 def test_a_keras_config_asking_for_huge_weights_is_a_model_file_error(key, value):
-    from minicnn import keras_files
+    from minicnn.io import keras as keras_files
     entries = zip_entries(KERAS_BASES[".keras"])
     cfg = json.loads(dict(entries)["config.json"])
 

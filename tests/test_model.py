@@ -124,15 +124,15 @@ def test_predict_runs_in_chunks_with_the_same_outputs(backend, monkeypatch):
 
 
 def test_guard_skips_gradients_a_layer_checked_and_stops_on_its_verdict(backend, monkeypatch):
-    from minicnn import model as model_mod
     from minicnn.errors import NonFiniteError
+    from minicnn.training import step as step_mod
 
     x, y, _ = tiny_data(20)
     model = tiny_model()
     model.compile("adam", "categorical_crossentropy")
     checked = []
-    real = model_mod._all_finite
-    monkeypatch.setattr(model_mod, "_all_finite", lambda a: checked.append(np.shape(a)) or real(a))
+    real = step_mod.all_finite
+    monkeypatch.setattr(step_mod, "all_finite", lambda a: checked.append(np.shape(a)) or real(a))
     model.train_on_batch(x, y)
     # the Dense layers checked their own gradients in their backward; the guard checked the conv's
     assert (3, 3, 1, 4) in checked and (4,) in checked

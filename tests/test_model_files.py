@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minicnn import checkpoint as ckpt
+from minicnn.io import checkpoint as ckpt
 from minicnn.errors import ModelFileError
 from minicnn.fileio import JSON_KEY, read_npz, write_npz
-from minicnn.saving import load_model
+from minicnn import load_model
 
 from tests._train_worker import small_model, synthetic_data
 
@@ -95,7 +95,7 @@ def test_model_file_round_trip_is_exact(tmp_path):
 
 def test_an_uncompiled_float64_model_round_trips(tmp_path):
     from minicnn.layers import Conv2D, Dense, Flatten
-    from minicnn.model import Sequential
+    from minicnn import Sequential
     model = Sequential([Conv2D(2, 3), Flatten(), Dense(3)], input_shape=(5, 5, 2), dtype="float64", seed=1)
     model.build()
     model.save(tmp_path / "m.npz")

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minicnn import checkpoint as ckpt
-from minicnn.saving import load_model
+from minicnn.io import checkpoint as ckpt
+from minicnn import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().with_name("_train_worker.py")

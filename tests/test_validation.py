@@ -21,7 +21,7 @@ from minicnn import kernels
 from minicnn.kernels import naive
 from minicnn.kernels.shapes import window_output
 from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D
-from minicnn.model import Sequential
+from minicnn import Sequential
 
 from tests._train_worker import small_model
 

@@ -8,51 +8,22 @@ stderr and a non-zero exit status instead of a traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
 import sys
 
 from ..errors import MiniCNNError
+from . import crosscheck, study, train
+from .runtime import apply_runtime_options
 
 #: modules that add sub-commands, in the order ``minicnn --help`` lists them
-COMMAND_MODULES = ("train", "study", "crosscheck")
+COMMAND_MODULES = (train, study, crosscheck)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minicnn", description="A from-scratch CNN cross-checked against Keras.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"minicnn.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"minicnn.cli.{name}":
-                raise
-            continue
+    for module in COMMAND_MODULES:
         module.register(sub)
     return parser
-
-
-def add_runtime_options(p: argparse.ArgumentParser) -> None:
-    """--backend and --threads, shared by every command that computes."""
-    p.add_argument("--backend", choices=("numba", "numpy"), default=None,
-                   help="kernel backend (default: $MINICNN_BACKEND or numba)")
-    p.add_argument("--threads", type=int, default=None, help="numba threads (default: $NUMBA_NUM_THREADS or all cores)")
-
-
-def apply_runtime_options(args) -> None:
-    from .. import kernels
-    if not hasattr(args, "backend"):  # the command computes nothing
-        return
-    if getattr(args, "threads", None) is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        os.environ["NUMBA_NUM_THREADS"] = str(args.threads)
-    if getattr(args, "backend", None):
-        kernels.use_backend(args.backend)
-    backend = kernels.get_backend()
-    if getattr(args, "threads", None) is not None and backend.NAME == "numba":
-        import numba
-        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
 
 
 def main(argv=None) -> int:

@@ -7,7 +7,7 @@ extra and a source checkout (the ``reference`` package).
 
 from __future__ import annotations
 
-from . import add_runtime_options
+from .runtime import add_runtime_options
 
 
 def register(sub) -> None:

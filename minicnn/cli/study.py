@@ -10,8 +10,14 @@ import os
 
 import numpy as np
 
+from .. import datasets
+from ..kernels import backend_name
+from ..presets import PRESETS, build_preset
+from ..study import images, inspect, report, text
 from ..study.images import STEPS as PREPROCESSING_STEPS
-from . import add_runtime_options
+from ..study.inspect import class_labels
+from .runtime import add_runtime_options
+from .train import load_any_model
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 #: per-sample input shape of each dataset (for presets, which have no stored shape)
@@ -72,18 +78,15 @@ def register(sub) -> None:
 # ----------------------------------------------------------------------------- helpers
 def load_study_model(spec: str, input_shape=(28, 28, 1)):
     """A preset (built for ``input_shape``, seed 0) or a saved model file."""
-    from ..presets import PRESETS, build_preset
     if spec in PRESETS and not os.path.exists(spec):
         return build_preset(spec, input_shape=input_shape, seed=0)
     if not os.path.exists(spec):
         raise FileNotFoundError(f"model {spec!r} is neither a preset ({', '.join(PRESETS)}) nor an existing file")
-    from .train import load_any_model
     return load_any_model(spec)
 
 
 def load_test_set(dataset: str, data_dir=None):
     """Test images as float NHWC in [0, 1] and integer labels."""
-    from .. import datasets
     (_, _), (xte, yte) = datasets.load(dataset, path=data_dir)
     return datasets.to_float_nhwc(xte), np.asarray(yte).astype(np.int64)
 
@@ -95,14 +98,11 @@ def _check_model_input(model, shape, what):
 
 
 def _labels(model, dataset):
-    from ..study.inspect import class_labels
     return class_labels(int(model.output_shape[-1]), dataset)
 
 
 # ----------------------------------------------------------------------------- inspect
 def run_inspect(args) -> int:
-    from ..kernels import backend_name
-    from ..study import images, inspect, text
 
     true_label = None
     if args.index is not None:
@@ -163,7 +163,6 @@ def run_inspect(args) -> int:
 
 # ----------------------------------------------------------------------------- report
 def run_report(args) -> int:
-    from ..study import report
     if args.errors < 0:
         raise ValueError("--errors must be >= 0")
     history = None
@@ -190,7 +189,6 @@ def run_report(args) -> int:
 
 # ----------------------------------------------------------------------------- predict
 def run_predict(args) -> int:
-    from ..study import images, inspect, text
     if args.top < 1:
         raise ValueError("--top must be >= 1")
     invert = {"auto": "auto", "yes": True, "no": False}[args.invert]

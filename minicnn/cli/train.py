@@ -8,7 +8,12 @@ import time
 
 import numpy as np
 
-from . import add_runtime_options
+from .. import datasets, optimizers
+from ..datasets import one_hot
+from ..kernels import backend_name
+from ..presets import PRESETS, build_preset
+from ..sequential import load_model
+from .runtime import add_runtime_options
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 
@@ -52,14 +57,11 @@ def register(sub) -> None:
 
 def load_dataset(name, data_dir=None):
     """(x_train, y_train), (x_test, y_test) as float NHWC in [0, 1] and integer labels."""
-    from .. import datasets
     (xtr, ytr), (xte, yte) = datasets.load(name, path=data_dir)
     return (datasets.to_float_nhwc(xtr), ytr), (datasets.to_float_nhwc(xte), yte)
 
 
 def load_any_model(path, preset=None, input_shape=(28, 28, 1)):
-    from ..presets import build_preset
-    from ..saving import load_model
     if not os.path.exists(path):
         raise FileNotFoundError(f"model file {path!r} does not exist")
     architecture = build_preset(preset, input_shape=input_shape) if preset else None
@@ -67,10 +69,6 @@ def load_any_model(path, preset=None, input_shape=(28, 28, 1)):
 
 
 def run_train(args) -> int:
-    from .. import optimizers
-    from ..datasets import one_hot
-    from ..kernels import backend_name
-    from ..presets import build_preset
 
     if args.epochs < 0 or args.batch_size < 1:
         raise ValueError("--epochs must be >= 0 and --batch-size >= 1")
@@ -104,7 +102,6 @@ def run_train(args) -> int:
 
 
 def run_evaluate(args) -> int:
-    from ..datasets import one_hot
     (_, _), (xte, yte) = load_dataset(args.dataset, args.data_dir)
     model = load_any_model(args.model, args.preset, input_shape=xte.shape[1:])
     if model.loss is None:
@@ -118,7 +115,6 @@ def run_evaluate(args) -> int:
 
 
 def run_summary(args) -> int:
-    from ..presets import PRESETS, build_preset
     if args.target in PRESETS:
         build_preset(args.target).summary()
     else:

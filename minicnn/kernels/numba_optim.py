@@ -14,7 +14,6 @@ from numba import njit, prange
 
 from .numba_fpu import denormals_off, denormals_restore
 
-
 #: elements per parallel iteration (as numba_backend._EW_BLOCK, which this module cannot import:
 #: numba_backend re-exports adam_update from here)
 _BLOCK = 16384

@@ -1,4 +1,9 @@
-"""Layers with Keras's names, layouts and defaults."""
+"""Layers with Keras's names, layouts and defaults.
+
+:data:`LAYERS` is the registry: every layer class minicnn has, once. Model files name layers by
+these classes only (never anything else: no code from files), and Keras files by
+:data:`KERAS_CLASSES`, which each layer fills in itself (``keras_class``, ``keras_aliases``).
+"""
 
 from .base import ActivatedLayer, Layer
 from .conv import Conv2D
@@ -6,8 +11,25 @@ from .dense import Dense
 from .pool import MaxPool2D, MaxPooling2D
 from .simple import Activation, Dropout, Flatten, ReLU, Softmax
 
-#: class name -> class, for configs saved in model files (never anything else: no code from files)
-LAYER_CLASSES = {cls.__name__: cls for cls in (Conv2D, Dense, MaxPool2D, Flatten, ReLU, Softmax, Dropout)}
+#: the registry: one entry per layer class
+LAYERS = (Conv2D, Dense, MaxPool2D, Flatten, ReLU, Softmax, Activation, Dropout)
+
+#: class name -> class, for configs saved in minicnn model files
+LAYER_CLASSES = {cls.__name__: cls for cls in LAYERS}
+#: Keras class name -> minicnn class, for Keras files
+KERAS_CLASSES = {name: cls for cls in LAYERS for name in (cls.keras_class_name(), *cls.keras_aliases)}
+
+
+def planned_params(layers, input_shape) -> int:
+    """How many weight values ``layers`` would allocate on ``input_shape`` (no batch axis), from
+    shapes alone: nothing is allocated. Raises ValueError for an impossible stack."""
+    shape, total = tuple(input_shape), 0
+    for layer in layers:
+        total += layer.planned_params(shape)
+        shape = tuple(layer.compute_output_shape(shape))
+    return total
+
 
 __all__ = ["Layer", "ActivatedLayer", "Conv2D", "Dense", "MaxPool2D", "MaxPooling2D", "Flatten",
-           "ReLU", "Softmax", "Activation", "Dropout", "LAYER_CLASSES"]
+           "ReLU", "Softmax", "Activation", "Dropout", "LAYERS", "LAYER_CLASSES", "KERAS_CLASSES",
+           "planned_params"]

@@ -5,6 +5,17 @@ Every layer has ``forward(x, training)`` and ``backward(dy) -> dx`` side by side
 rng)`` to create weights once the input shape is known, and ``get_config()``. Shapes given to
 ``build`` and stored in ``input_shape``/``output_shape`` exclude the batch axis.
 
+A layer also describes itself, so that nothing else in minicnn switches on layer types:
+
+* ``compute_output_shape(input_shape)`` and ``weight_shapes(input_shape)``: shapes alone, nothing
+  allocated (file readers check an architecture's size before building it);
+* ``count_params()`` / ``planned_params(input_shape)``, ``flops(backward=False)`` per sample;
+* ``keras_class`` / ``keras_aliases``, ``keras_config()`` and ``from_keras_config(cfg, where)``:
+  the Keras 3 config both ways (the one mapping between minicnn and Keras layers);
+* ``fuses``: what its kernel fuses into the op; ``describe()``: a few words for tables.
+
+Adding a layer is one file defining its class plus its entry in ``minicnn.layers.LAYERS``.
+
 Gradients are *overwritten* by each backward pass (never accumulated). Backward never writes into
 ``dy``. What a layer keeps from its forward pass for its backward pass is listed in its docstring
 and lives in ``self._cache``; calling ``backward`` without a training forward pass fails clearly.
@@ -12,10 +23,14 @@ and lives in ``self._cache``; calling ``backward`` without a training forward pa
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from .. import activations
+from .. import activations, initializers
 from ..kernels import get_backend
+from ..kernels.shapes import window_output
+from . import keras_options
 
 
 class Layer:
@@ -25,6 +40,12 @@ class Layer:
     kind = "layer"
     #: names of the weights in Keras order (get_weights order)
     weight_names: tuple[str, ...] = ()
+    #: the Keras class this layer is written as (None: the same name as the minicnn class), and
+    #: other Keras class names that are read as this layer
+    keras_class: str | None = None
+    keras_aliases: tuple[str, ...] = ()
+    #: what the backend fuses into this layer's kernel (e.g. ("relu",)); information for reports
+    fuses: tuple[str, ...] = ()
     #: set by a backward that has already checked its gradients for NaN/inf (True or False), and
     #: consumed by the training step's guard; None: unknown, the guard checks them itself
     grads_finite: bool | None = None
@@ -54,8 +75,19 @@ class Layer:
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self.built = True
 
+    def weight_shapes(self, input_shape) -> dict[str, tuple[int, ...]]:
+        """The shape of each weight for ``input_shape`` (no batch axis), in ``weight_names``
+        order, without allocating anything."""
+        return {}
+
+    def _initializer(self, weight: str) -> str:
+        """The initializer name of one weight."""
+        return "zeros"
+
     def _create_weights(self, rng):
-        pass
+        # one draw per weight, in weight_names order: the same seed gives the same weights
+        for name, shape in self.weight_shapes(self.input_shape).items():
+            self.params[name] = initializers.get(self._initializer(name))(shape, self.dtype, rng)
 
     def _fail(self, message: str):
         raise ValueError(f"layer '{self.name}' ({type(self).__name__}): {message}")
@@ -73,7 +105,6 @@ class Layer:
 
     def _window_output(self, input_shape, window, what):
         """Validate an (H, W, C) input for a sliding-window layer; set ``self.pads``; return (OH, OW)."""
-        from ..kernels.shapes import window_output
         if len(input_shape) != 3:
             self._fail(f"expects inputs of shape (batch, height, width, channels), "
                        f"received (batch, {', '.join(map(str, input_shape))})")
@@ -110,7 +141,37 @@ class Layer:
             self.params[k][...] = w  # in place: optimizers and callers keep their references
 
     def count_params(self) -> int:
+        """Number of weight values (after build)."""
         return int(sum(p.size for p in self.params.values()))
+
+    def planned_params(self, input_shape) -> int:
+        """Number of weight values the layer would have on ``input_shape`` (nothing allocated)."""
+        return int(sum(math.prod(s) for s in self.weight_shapes(tuple(input_shape)).values()))
+
+    def flops(self, backward: bool = False) -> int:
+        """Floating-point operations for one sample (after build; a multiply-add counts 2):
+        the forward pass, or with ``backward=True`` the input and weight gradients."""
+        return 0
+
+    def describe(self) -> str:
+        """A few words on the layer's settings for tables ('32 filters 3x3'); '' if none."""
+        return ""
+
+    # -- Keras configs -----------------------------------------------------------------------
+    @classmethod
+    def keras_class_name(cls) -> str:
+        return cls.keras_class or cls.__name__
+
+    def keras_config(self) -> dict:
+        """This layer's own options as Keras 3 writes them (without name, dtype, trainable)."""
+        return {}
+
+    @classmethod
+    def from_keras_config(cls, cfg: dict, where: str):
+        """The layer from a Keras layer config; KerasConfigError names an option it cannot honour.
+        (This default is for layers without options.)"""
+        keras_options.check_options(cfg, set(), {}, where)
+        return cls(name=cfg.get("name"))
 
     def get_config(self) -> dict:
         return {"name": self.name}
@@ -169,3 +230,10 @@ class ActivatedLayer(Layer):
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}
+
+    def keras_config(self) -> dict:
+        return {"activation": self.activation or "linear"}
+
+    @property
+    def fuses(self) -> tuple[str, ...]:
+        return ("relu",) if self.activation == "relu" else ()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from .. import initializers
 from ..kernels import get_backend
 from ..kernels.shapes import normalize_padding, normalize_pair
+from . import keras_options as ko
 from .base import ActivatedLayer
 
 
@@ -44,11 +47,24 @@ class Conv2D(ActivatedLayer):
         oh, ow = self._window_output(input_shape, self.kernel_size, "kernel")
         return (oh, ow, self.filters)
 
-    def _create_weights(self, rng):
-        shape = (*self.kernel_size, self.input_shape[-1], self.filters)
-        self.params["kernel"] = initializers.get(self.kernel_initializer)(shape, self.dtype, rng)
+    def weight_shapes(self, input_shape):
+        shapes = {"kernel": (*self.kernel_size, input_shape[-1], self.filters)}
         if self.use_bias:
-            self.params["bias"] = initializers.get(self.bias_initializer)((self.filters,), self.dtype, rng)
+            shapes["bias"] = (self.filters,)
+        return shapes
+
+    def _initializer(self, weight):
+        return self.kernel_initializer if weight == "kernel" else self.bias_initializer
+
+    def flops(self, backward=False):
+        oh, ow, f = self.output_shape
+        macs = oh * ow * f * math.prod(self.kernel_size) * self.input_shape[-1]
+        if not backward:
+            return 2 * macs
+        return 2 * macs * (2 if self.need_dx else 1)  # dkernel, and dx unless the first layer
+
+    def describe(self):
+        return f"{self.filters} filters {self.kernel_size[0]}x{self.kernel_size[1]}"
 
     def forward(self, x, training=False):
         self._check_input(x)
@@ -76,3 +92,25 @@ class Conv2D(ActivatedLayer):
         return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
                 "strides": list(self.strides), "padding": self.padding, "use_bias": self.use_bias,
                 "kernel_initializer": self.kernel_initializer, "bias_initializer": self.bias_initializer}
+
+    def keras_config(self):
+        return {"filters": self.filters, "kernel_size": list(self.kernel_size),
+                "strides": list(self.strides), "padding": self.padding, "data_format": "channels_last",
+                "dilation_rate": [1, 1], "groups": 1, **super().keras_config(), "use_bias": self.use_bias,
+                "kernel_initializer": ko.initializer_spec(self.kernel_initializer),
+                "bias_initializer": ko.initializer_spec(self.bias_initializer),
+                "kernel_regularizer": None, "bias_regularizer": None, "activity_regularizer": None,
+                "kernel_constraint": None, "bias_constraint": None}
+
+    @classmethod
+    def from_keras_config(cls, cfg, where):
+        ko.check_options(cfg, {"filters", "kernel_size", "strides", "padding", "activation", "use_bias"},
+                         {**ko.WEIGHT_OPTIONS, **ko.CHANNELS_LAST, "dilation_rate": ([1, 1], 1, (1, 1)),
+                          "groups": 1}, where)
+        return cls(cfg["filters"], ko.pair(cfg["kernel_size"], where, "kernel_size"),
+                   strides=ko.pair(cfg.get("strides", 1), where, "strides"),
+                   padding=ko.padding(cfg.get("padding", "valid"), where),
+                   activation=ko.activation(cfg.get("activation"), where),
+                   use_bias=bool(cfg.get("use_bias", True)),
+                   kernel_initializer=ko.initializer(cfg.get("kernel_initializer"), "glorot_uniform"),
+                   bias_initializer=ko.initializer(cfg.get("bias_initializer"), "zeros"), name=cfg.get("name"))

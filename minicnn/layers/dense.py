@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import initializers
 from ..kernels import get_backend
+from . import keras_options as ko
 from .base import ActivatedLayer
 
 
@@ -35,11 +36,23 @@ class Dense(ActivatedLayer):
                        f"(batch, {', '.join(map(str, input_shape))}); add a Flatten layer before it")
         return (self.units,)
 
-    def _create_weights(self, rng):
-        shape = (self.input_shape[0], self.units)
-        self.params["kernel"] = initializers.get(self.kernel_initializer)(shape, self.dtype, rng)
+    def weight_shapes(self, input_shape):
+        shapes = {"kernel": (input_shape[0], self.units)}
         if self.use_bias:
-            self.params["bias"] = initializers.get(self.bias_initializer)((self.units,), self.dtype, rng)
+            shapes["bias"] = (self.units,)
+        return shapes
+
+    def _initializer(self, weight):
+        return self.kernel_initializer if weight == "kernel" else self.bias_initializer
+
+    def flops(self, backward=False):
+        macs = self.input_shape[0] * self.units
+        if not backward:
+            return 2 * macs
+        return 2 * macs * (2 if self.need_dx else 1)  # dkernel, and dx unless the first layer
+
+    def describe(self):
+        return f"{self.units} units"
 
     def forward(self, x, training=False):
         self._check_input(x)
@@ -61,3 +74,18 @@ class Dense(ActivatedLayer):
     def get_config(self):
         return {**super().get_config(), "units": self.units, "use_bias": self.use_bias,
                 "kernel_initializer": self.kernel_initializer, "bias_initializer": self.bias_initializer}
+
+    def keras_config(self):
+        return {"units": self.units, **super().keras_config(), "use_bias": self.use_bias,
+                "kernel_initializer": ko.initializer_spec(self.kernel_initializer),
+                "bias_initializer": ko.initializer_spec(self.bias_initializer),
+                "kernel_regularizer": None, "bias_regularizer": None, "kernel_constraint": None,
+                "bias_constraint": None}
+
+    @classmethod
+    def from_keras_config(cls, cfg, where):
+        ko.check_options(cfg, {"units", "activation", "use_bias"}, dict(ko.WEIGHT_OPTIONS), where)
+        return cls(cfg["units"], activation=ko.activation(cfg.get("activation"), where),
+                   use_bias=bool(cfg.get("use_bias", True)),
+                   kernel_initializer=ko.initializer(cfg.get("kernel_initializer"), "glorot_uniform"),
+                   bias_initializer=ko.initializer(cfg.get("bias_initializer"), "zeros"), name=cfg.get("name"))

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import activations
 from ..kernels import get_backend
+from . import keras_options as ko
 from .base import Layer
 
 
@@ -15,6 +16,14 @@ class Flatten(Layer):
     """(N, H, W, C) -> (N, H*W*C) in H, W, C order (Keras channels_last), so Dense rows match Keras."""
 
     kind = "flatten"
+
+    def keras_config(self):
+        return {"data_format": "channels_last"}
+
+    @classmethod
+    def from_keras_config(cls, cfg, where):
+        ko.check_options(cfg, set(), dict(ko.CHANNELS_LAST), where)
+        return cls(name=cfg.get("name"))
 
     def compute_output_shape(self, input_shape):
         return (math.prod(input_shape),)
@@ -32,6 +41,18 @@ class ReLU(Layer):
 
     kind = "re_lu"
 
+    def keras_config(self):
+        return {"max_value": None, "negative_slope": 0.0, "threshold": 0.0}
+
+    @classmethod
+    def from_keras_config(cls, cfg, where):
+        ko.check_options(cfg, set(), {"max_value": None, "negative_slope": (0, 0.0), "threshold": (0, 0.0)},
+                         where)
+        return cls(name=cfg.get("name"))
+
+    def flops(self, backward=False):
+        return math.prod(self.output_shape)
+
     def forward(self, x, training=False):
         self._check_input(x)
         y = get_backend().relu_forward(x)
@@ -48,6 +69,14 @@ class Softmax(Layer):
     kind = "softmax"
     ends_in_softmax = True
 
+    def keras_config(self):
+        return {"axis": -1}
+
+    @classmethod
+    def from_keras_config(cls, cfg, where):
+        ko.check_options(cfg, set(), {"axis": (-1, [-1])}, where)
+        return cls(name=cfg.get("name"))
+
     def forward(self, x, training=False):
         self._check_input(x)
         y = activations.softmax(x)
@@ -62,14 +91,60 @@ class Softmax(Layer):
         return dz
 
 
-def Activation(activation, name=None, input_shape=None):
-    """Keras's ``Activation('relu')`` / ``Activation('softmax')`` as the matching layer."""
-    act = activations.normalize(activation)
-    if act == "relu":
-        return ReLU(name=name, input_shape=input_shape)
-    if act == "softmax":
-        return Softmax(name=name, input_shape=input_shape)
-    raise ValueError(f"Activation layer needs 'relu' or 'softmax', got {activation!r}")
+class Activation(Layer):
+    """Keras's ``Activation(name)``: an activation function as a layer of its own.
+
+    ``relu`` runs on the backend's kernel; ``softmax`` keeps its logits so that a softmax +
+    cross-entropy loss uses the fused gradient, as after a Dense(activation='softmax');
+    ``linear`` (None) is the identity. Cache: the output.
+    """
+
+    kind = "activation"
+
+    def __init__(self, activation, name=None, input_shape=None):
+        super().__init__(name=name, input_shape=input_shape)
+        self.activation = activations.normalize(activation)
+
+    @property
+    def ends_in_softmax(self) -> bool:
+        return self.activation == "softmax"
+
+    def describe(self):
+        return self.activation or "linear"
+
+    def keras_config(self):
+        return {"activation": self.activation or "linear"}
+
+    @classmethod
+    def from_keras_config(cls, cfg, where):
+        ko.check_options(cfg, {"activation"}, {}, where)
+        return cls(ko.activation(cfg.get("activation"), where), name=cfg.get("name"))
+
+    def forward(self, x, training=False):
+        self._check_input(x)
+        if self.activation == "relu":
+            y = get_backend().relu_forward(x)
+        elif self.activation == "softmax":
+            y = activations.softmax(x)
+            self.logits = x
+        else:
+            y = x
+        self._cache = {"y": y} if training else {}
+        return y
+
+    def backward(self, dy):
+        y = self._cached("y")
+        if self.activation == "relu":
+            return get_backend().relu_backward(dy, y)
+        if self.activation == "softmax":
+            return activations.softmax_backward(dy, y)
+        return dy
+
+    def logits_backward(self, dz):
+        return dz
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation}
 
 
 class Dropout(Layer):
@@ -79,6 +154,17 @@ class Dropout(Layer):
     """
 
     kind = "dropout"
+
+    def describe(self):
+        return f"rate {self.rate:g} (off at inference)"
+
+    def keras_config(self):
+        return {"rate": self.rate, "seed": None, "noise_shape": None}
+
+    @classmethod
+    def from_keras_config(cls, cfg, where):
+        ko.check_options(cfg, {"rate"}, {"noise_shape": None}, where)
+        return cls(ko.rate(cfg.get("rate"), where), name=cfg.get("name"))
 
     def __init__(self, rate, seed=None, name=None, input_shape=None):
         super().__init__(name=name, input_shape=input_shape)

@@ -92,21 +92,9 @@ class LayerRecord:
 
 
 def pool_tie_share(x: np.ndarray, layer: MaxPool2D) -> float:
-    """Share of ``layer``'s windows over ``x`` (H, W, C) in which the maximum occurs more than once.
-
-    Windows are taken exactly as the layer takes them (its pool size, strides and padding; padded
-    cells are -inf and never count). Each (window, channel) pair is one window.
-    """
-    from ..kernels.numpy_backend import pad_nhwc, windows
-    from ..kernels.shapes import padded_output_hw
-
-    x4 = np.asarray(x, dtype=np.float64)[None]
-    out_hw = padded_output_hw(x4.shape, layer.pool_size, layer.strides, layer.pads)
-    w = windows(pad_nhwc(x4, layer.pads, value=-np.inf), layer.pool_size, layer.strides, out_hw)
-    # w: (1, OH, OW, PH, PW, C)
-    top = w.max(axis=(3, 4), keepdims=True)
-    count = (w == top).sum(axis=(3, 4))
-    return float((count > 1).mean())
+    """Share of ``layer``'s windows over one input ``x`` (H, W, C) whose maximum occurs more
+    than once (see :meth:`minicnn.layers.MaxPool2D.tie_share`)."""
+    return layer.tie_share(np.asarray(x)[None])
 
 
 def _as_sample(model, x) -> np.ndarray:
@@ -168,20 +156,8 @@ def inspect_model(model, x) -> list[LayerRecord]:
 
 def _describe(rec: LayerRecord) -> str:
     layer = rec.layer
-    if isinstance(layer, Conv2D):
-        kh, kw = layer.kernel_size
-        s = f"{layer.filters} filters {kh}x{kw}"
-    elif isinstance(layer, MaxPool2D):
-        s = f"pool {layer.pool_size[0]}x{layer.pool_size[1]}"
-    elif isinstance(layer, Dense):
-        s = f"{layer.units} units"
-    elif isinstance(layer, Dropout):
-        s = f"rate {layer.rate:g} (off at inference)"
-    else:
-        s = ""
-    if rec.activation:
-        s = f"{s}, {rec.activation}" if s else rec.activation
-    return s
+    parts = [p for p in (layer.describe(), rec.activation) if p]
+    return ", ".join(dict.fromkeys(parts))  # an Activation layer describes itself by its activation
 
 
 def format_table(records: list[LayerRecord]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Softmax
-from minicnn.model import Sequential
+from minicnn import Sequential
 
 
 def generate(seed: int, dtype="float32") -> Sequential:

@@ -9,7 +9,8 @@ pytestmark = [pytest.mark.tf]
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from minicnn import build_preset, datasets, keras_files  # noqa: E402
+from minicnn import build_preset, datasets  # noqa: E402
+from minicnn.io import keras as keras_files  # noqa: E402
 from reference.convert import clone, copy_weights_from_keras, copy_weights_to_keras, from_keras, to_keras  # noqa: E402
 from reference.crosscheck import setup_tensorflow  # noqa: E402
 from tests.helpers import mnist_dir  # noqa: E402
@@ -75,7 +76,10 @@ def test_keras_activation_layers_and_auto_names():
                           keras.layers.MaxPool2D(), keras.layers.Flatten(), keras.layers.Dense(10),
                           keras.layers.Activation("softmax")])
     m = from_keras(k)
-    assert [type(l).__name__ for l in m.layers] == ["Conv2D", "ReLU", "MaxPool2D", "Flatten", "Dense", "Softmax"]
+    # Keras Activation layers stay Activation layers (same class, same config both ways)
+    assert [type(l).__name__ for l in m.layers] == ["Conv2D", "Activation", "MaxPool2D", "Flatten", "Dense",
+                                                    "Activation"]
+    assert [l.activation for l in m.layers if type(l).__name__ == "Activation"] == ["relu", "softmax"]
     x = images()
     np.testing.assert_allclose(m.predict(x), k(x).numpy(), atol=1e-6)
 

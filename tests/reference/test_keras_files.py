@@ -1,4 +1,4 @@
-"""minicnn.keras_files without TensorFlow: round trips, legacy layouts built by hand, bad files.
+"""minicnn.io.keras without TensorFlow: round trips, legacy layouts built by hand, bad files.
 
 The legacy Keras 2 layouts (``save_weights('w.h5')`` and ``model.save('m.h5')`` from TF 2.x)
 cannot be written by Keras 3 any more; the fixtures below build them with h5py following
@@ -19,13 +19,13 @@ import pytest
 
 h5py = pytest.importorskip("h5py")
 
-from minicnn import keras_files  # noqa: E402
+from minicnn.io import keras as keras_files  # noqa: E402
 from minicnn.cli import main  # noqa: E402
 from minicnn.errors import ModelFileError  # noqa: E402
 from minicnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Softmax  # noqa: E402
-from minicnn.model import Sequential  # noqa: E402
+from minicnn import Sequential  # noqa: E402
 from minicnn.presets import build_preset  # noqa: E402
-from minicnn.saving import load_model  # noqa: E402
+from minicnn import load_model  # noqa: E402
 from tests.helpers import write_fake_mnist  # noqa: E402
 
 
@@ -322,7 +322,7 @@ def test_bad_json(tmp_path, keras_file):
 
 def test_loading_never_imports_tensorflow(tmp_path):
     build_preset("seed").save(tmp_path / "s.keras")
-    code = ("import sys; from minicnn import keras_files; import minicnn.cli.crosscheck; "
+    code = ("import sys; from minicnn.io import keras as keras_files; import minicnn.cli.crosscheck; "
             f"keras_files.load({str(tmp_path / 's.keras')!r}); "
             "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")

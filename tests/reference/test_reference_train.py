@@ -46,7 +46,8 @@ def run_train(out, *args, env_extra=None):
 def test_mirrored_training_and_minicnn_loads_every_format(tmp_path):
     """1 epoch on 6000 images under MirroredStrategy (2 logical CPUs); minicnn reproduces Keras's
     predictions on the whole MNIST test set from each of the three files."""
-    from minicnn import build_preset, datasets, keras_files
+    from minicnn import build_preset, datasets
+    from minicnn.io import keras as keras_files
     from minicnn.cli import main
     from tests.helpers import mnist_dir
 
@@ -73,7 +74,7 @@ def test_mirrored_training_and_minicnn_loads_every_format(tmp_path):
 @pytest.mark.slow
 def test_multiworker_single_worker(tmp_path):
     """MultiWorkerMirroredStrategy from TF_CONFIG (one worker on loopback), a tiny run."""
-    from minicnn import keras_files
+    from minicnn.io import keras as keras_files
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

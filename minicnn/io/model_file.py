@@ -5,18 +5,23 @@ minicnn's own format is one uncompressed ``.npz``: the weights as arrays named
 a SHA-256 over the weights and the JSON; see :mod:`minicnn.fileio`). It is read without pickle:
 opening a model file never runs code, and a config can only name minicnn's own layer, optimizer
 and loss classes. Any problem with the file is a :class:`~minicnn.errors.ModelFileError`.
-Keras files (``.h5``, ``.keras``, ``.weights.h5``) are handled by :mod:`minicnn.keras_files`,
+Keras files (``.h5``, ``.keras``, ``.weights.h5``) are handled by :mod:`minicnn.io.keras`,
 which needs h5py but not TensorFlow.
+
+Readers build models of the class they are given (``model_class``, default
+:class:`~minicnn.model.Network`); :func:`minicnn.load_model` asks for a Sequential.
 """
 
 from __future__ import annotations
 
-import math
 import os
 
-from . import losses, optimizers
-from .errors import ModelFileError
-from .fileio import read_npz, write_npz
+from .. import losses, optimizers
+from ..errors import ModelFileError
+from ..fileio import read_npz, write_npz
+from ..layers import LAYER_CLASSES, planned_params
+from ..model import Network
+from . import keras
 
 FORMAT = "minicnn-model-1"
 KERAS_SUFFIXES = (".weights.h5", ".h5", ".keras")
@@ -37,8 +42,7 @@ def save_model(model, path) -> None:
     if not model.built:
         raise ValueError("build the model (or fit it) before saving")
     if is_keras_path(path):
-        from . import keras_files
-        keras_files.save(model, path)
+        keras.save(model, path)
         return
     arrays = {f"weights/{k}": p for k, p, _ in model.named_parameters()}
     meta = {"format": FORMAT, "model": model.get_config(),
@@ -48,20 +52,20 @@ def save_model(model, path) -> None:
     write_npz(path, arrays, meta)
 
 
-def load_model(path, architecture=None):
-    """Load a model file. ``architecture`` (a built Sequential) is needed only for weights-only
+def load_model(path, architecture=None, model_class=Network):
+    """Load a model file. ``architecture`` (a built model) is needed only for weights-only
     Keras files, which carry no architecture."""
     path = os.fspath(path)
     if is_keras_path(path):
-        from . import keras_files
-        return keras_files.load(path, architecture=architecture)
+        return keras.load(path, architecture=architecture, model_class=model_class)
     arrays, meta = read_npz(path, what="model file")
     if meta.get("format") != FORMAT:
         raise ModelFileError(f"model file {path!r} has format {meta.get('format')!r}, expected {FORMAT!r}")
     unexpected = sorted(k for k in arrays if not k.startswith("weights/"))
     if unexpected:
         raise ModelFileError(f"model file {path!r} has unexpected entries {unexpected}")
-    model = model_from_config(meta.get("model"), path, max_params=sum(a.size for a in arrays.values()))
+    model = model_from_config(meta.get("model"), path, max_params=sum(a.size for a in arrays.values()),
+                              model_class=model_class)
     assign_named_weights(model, {k[len("weights/"):]: v for k, v in arrays.items()}, path)
     comp = meta.get("compile")
     if comp is not None:
@@ -91,30 +95,20 @@ def optimizer_from_config(cfg):
 def planned_parameter_count(config):
     """How many weights ``config`` would allocate, from its shapes alone (nothing is allocated),
     or None if that cannot be told (then building it reports what is wrong)."""
-    from .layers import LAYER_CLASSES
     try:
-        shape = tuple(int(d) for d in config["input_shape"])
-        total = 0
-        for spec in config["layers"]:
-            layer = LAYER_CLASSES[spec["class_name"]].from_config(dict(spec["config"]))
-            out = layer.compute_output_shape(shape)
-            if hasattr(layer, "filters") and hasattr(layer, "kernel_size"):
-                total += math.prod(layer.kernel_size) * shape[-1] * layer.filters + layer.filters
-            elif hasattr(layer, "units"):
-                total += math.prod(shape) * layer.units + layer.units
-            shape = tuple(out)
-        return total
+        layers = [LAYER_CLASSES[spec["class_name"]].from_config(dict(spec["config"]))
+                  for spec in config["layers"]]
+        return planned_params(layers, tuple(int(d) for d in config["input_shape"]))
     except CONFIG_ERRORS:
         return None
 
 
-def model_from_config(config, path, what="model file", max_params=None):
-    """A built Sequential from a saved architecture; ModelFileError if it is not a valid one.
+def model_from_config(config, path, what="model file", max_params=None, model_class=Network):
+    """A built model (of ``model_class``) from a saved architecture; ModelFileError if it is not a valid one.
 
     With ``max_params`` (the number of weights the file holds), an architecture that would need
     far more is refused before anything is allocated: a doctored config cannot make loading
     allocate gigabytes. (Smaller mismatches are reported weight by weight after building.)"""
-    from .model import Sequential
     try:
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise ValueError("expected a JSON object with a 'layers' list")
@@ -122,7 +116,7 @@ def model_from_config(config, path, what="model file", max_params=None):
             planned = planned_parameter_count(config)
             if planned is not None and planned > max_params + _ALLOCATION_SLACK:
                 raise ValueError(f"it needs {planned} weights but the file holds only {max_params}")
-        model = Sequential.from_config(config)
+        model = model_class.from_config(config)
         if not model.built:
             raise ValueError("the saved architecture has no input shape")
     except CONFIG_ERRORS as e:

@@ -24,9 +24,11 @@ import sys
 
 import numpy as np
 
-from .callbacks import History
-from .errors import ModelFileError
-from .fileio import is_int, is_number, read_npz, stale_temp_files, write_npz
+from ..callbacks import History
+from ..errors import ModelFileError
+from ..fileio import is_int, is_number, read_npz, stale_temp_files, write_npz
+from ..model import Network
+from .model_file import compile_from_config, model_from_config
 
 FORMAT = "minicnn-checkpoint-1"
 _NAME = re.compile(r"ckpt-(\d{9,})\.npz")
@@ -52,7 +54,16 @@ class TrainState:
 
 
 def checkpoint_name(iterations: int) -> str:
+    """The file name of the checkpoint taken after ``iterations`` optimizer steps."""
     return f"ckpt-{int(iterations):09d}.npz"
+
+
+def checkpoint_iterations(path) -> int:
+    """The optimizer steps a checkpoint's file name records (the inverse of checkpoint_name)."""
+    m = _NAME.fullmatch(os.path.basename(os.fspath(path)))
+    if m is None:
+        raise ValueError(f"{os.fspath(path)!r} is not a checkpoint file name (ckpt-<steps>.npz)")
+    return int(m.group(1))
 
 
 class CheckpointWriter:
@@ -285,14 +296,14 @@ def _apply(path, arrays, meta, model, state, fit_info, stream):
     state.history = History.from_dict(meta["history"])
 
 
-def model_from_checkpoint(path):
+def model_from_checkpoint(path, model_class=Network):
     """(model, state): a compiled model with the checkpoint's weights and optimizer state, and
     the :class:`TrainState` it records. ModelFileError if the file is damaged or invalid."""
-    from .saving import compile_from_config, model_from_config
     path = os.fspath(path)
     arrays, meta = read_checkpoint(path)
     n_weights = sum(a.size for k, a in arrays.items() if k.startswith("weights/"))
-    model = model_from_config(meta["model"], path, what="checkpoint", max_params=n_weights)
+    model = model_from_config(meta["model"], path, what="checkpoint", max_params=n_weights,
+                              model_class=model_class)
     compile_from_config(model, {"optimizer": meta["optimizer"], "loss": meta["loss"],
                                 "metrics": meta.get("metrics", [])}, path, what="checkpoint")
     state = TrainState(0, 0, None, {}, History())

@@ -1,0 +1,186 @@
+"""Loading and saving Keras files as a whole: sniffing the format, building the architecture,
+matching and assigning weights (nothing is assigned before everything checked out)."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+
+from ...errors import KerasConfigError, ModelFileError
+from ...fileio import atomic_write
+from ...model import Network
+from .common import CONFIG_NAME, HDF5_MAGIC, WEIGHTS_NAME, ZIP_MAGIC, fail, h5py_module
+from .config import keras3_keys_of, model_from_keras_config
+from .h5read import (
+    open_h5,
+    parse_json,
+    read_keras3_layers,
+    read_legacy_layers,
+    stored_values,
+    str_attr,
+)
+from .write import keras3_weights_bytes, keras_zip_bytes, legacy_h5_bytes
+
+
+def _assign(model, per_layer, path, dtype_cast=False):
+    """Copy [(label, {'kernel','bias'})] into the model's weighted layers, in order."""
+    targets = model.trainable_layers
+    if len(per_layer) != len(targets):
+        fail(path, f"the file has weights for {len(per_layer)} layers "
+                    f"({', '.join(l for l, _ in per_layer) or 'none'}) but the architecture has "
+                    f"{len(targets)} layers with weights ({', '.join(l.name for l in targets)})")
+    staged = []
+    for (label, weights), layer in zip(per_layer, targets):
+        want = set(layer.params)
+        if set(weights) != want:
+            fail(path, f"file layer {label!r} has weights {sorted(weights)}, but layer "
+                        f"'{layer.name}' has {sorted(want)}")
+        for k, arr in weights.items():
+            p = layer.params[k]
+            if arr.shape != p.shape:
+                fail(path, f"weight {k!r} of file layer {label!r} has shape {arr.shape}, but layer "
+                            f"'{layer.name}' expects {p.shape}")
+            if arr.dtype != p.dtype and not dtype_cast:
+                fail(path, f"weight {k!r} of file layer {label!r} is {arr.dtype}, expected {p.dtype}")
+            staged.append((p, arr))
+    for p, arr in staged:  # only after everything checked out
+        p[...] = arr
+
+
+def _sniff(path):
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except FileNotFoundError:
+        raise ModelFileError(f"Keras file {os.fspath(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"Keras file {os.fspath(path)!r} is a directory (SavedModel "
+                             "directories are not supported)") from None
+    except OSError as e:
+        raise ModelFileError(f"Keras file {os.fspath(path)!r} cannot be read: {e}") from None
+    if head.startswith(ZIP_MAGIC):
+        return "zip"
+    if head == HDF5_MAGIC:
+        return "h5"
+    return None
+
+
+def _build(config, path, max_params, model_class):
+    try:
+        return model_from_keras_config(config, source=f"Keras file {os.fspath(path)!r}", max_params=max_params,
+                                       model_class=model_class)
+    except KerasConfigError as e:
+        raise ModelFileError(str(e)) from None
+
+
+def load(path, architecture=None, model_class=Network):
+    """Load a Keras file into a minicnn :class:`~minicnn.model.Sequential`.
+
+    Full-model files (``.keras``, legacy ``.h5`` with a ``model_config``) build their own
+    architecture (``architecture`` is then not used). Weights-only files (``.weights.h5``, legacy
+    weights ``.h5``) need ``architecture``: a built Sequential whose weights are overwritten
+    (cast to its dtype) and which is returned.
+    """
+    path = os.fspath(path)
+    kind = _sniff(path)
+    if kind is None:
+        fail(path, "is neither an HDF5 file nor a zip archive (not a Keras file, or damaged)")
+    try:
+        if kind == "zip":
+            return _load_keras_zip(path, architecture, model_class)
+        return _load_h5(path, architecture, model_class)
+    except ModelFileError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile, EOFError, RuntimeError) as e:
+        fail(path, f"is damaged or not what it claims to be ({type(e).__name__}: {e})")
+
+
+def _need_architecture(path, architecture):
+    if architecture is None:
+        fail(path, "holds weights only; pass architecture= (a built minicnn model; on the command "
+                    "line: --preset) to load it")
+    if not isinstance(architecture, Network) or not architecture.built:
+        raise TypeError("architecture must be a built minicnn Sequential")
+    return architecture
+
+
+def _load_h5(path, architecture, model_class):
+    h5py = h5py_module()
+    with open_h5(path, path) as h5:
+        if "model_config" in h5.attrs:
+            config = parse_json(str_attr(h5, "model_config"), path, "attribute 'model_config'")
+            if "model_weights" not in h5 or not isinstance(h5["model_weights"], h5py.Group):
+                fail(path, "has a model_config but no 'model_weights' group")
+            model = _build(config, path, stored_values(h5["model_weights"]), model_class)
+            _assign(model, read_legacy_layers(h5["model_weights"], path), path)
+            return model
+        if "layers" in h5 or "_layer_checkpoint_dependencies" in h5:
+            model = _need_architecture(path, architecture)
+            _assign_keras3(model, read_keras3_layers(h5, path), path, dtype_cast=True)
+            return model
+        if "layer_names" in h5.attrs or "layer_names0" in h5.attrs:
+            model = _need_architecture(path, architecture)
+            _assign(model, read_legacy_layers(h5, path), path, dtype_cast=True)
+            return model
+        if "model_weights" in h5:
+            fail(path, "has a 'model_weights' group but no 'model_config' attribute")
+        fail(path, "is an HDF5 file but not a Keras model or weights file (no 'layers' group, "
+                    "'layer_names' attribute or 'model_config')")
+
+
+def _assign_keras3(model, found, path, dtype_cast=False):
+    """Match Keras 3 keys (class-name counters in model order) to the model's weighted layers."""
+    keys = keras3_keys_of(model)
+    per_layer = []
+    wanted = set()
+    for key, layer in zip(keys, model.layers):
+        if not layer.params:
+            continue
+        wanted.add(key)
+        if key not in found:
+            fail(path, f"no weights for layer '{layer.name}' (expected group 'layers/{key}/vars'; "
+                        f"the file has weights for {', '.join(sorted(found)) or 'no layer'})")
+        per_layer.append((key, found[key]))
+    extra = sorted(set(found) - wanted)
+    if extra:
+        fail(path, f"has weights for layers the architecture lacks: {', '.join(extra)}")
+    _assign(model, per_layer, path, dtype_cast=dtype_cast)
+
+
+def _load_keras_zip(path, architecture, model_class):
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            if CONFIG_NAME not in names or WEIGHTS_NAME not in names:
+                fail(path, f"is a zip archive without {CONFIG_NAME} and {WEIGHTS_NAME} "
+                            "(not a Keras 3 .keras file)")
+            config_bytes = z.read(CONFIG_NAME)
+            weights_bytes = z.read(WEIGHTS_NAME)
+    except zipfile.BadZipFile as e:
+        fail(path, f"is not a readable zip archive: {e}")
+    config = parse_json(config_bytes, path, CONFIG_NAME)
+    with open_h5(io.BytesIO(weights_bytes), path) as h5:
+        model = _build(config, path, stored_values(h5), model_class)
+        _assign_keras3(model, read_keras3_layers(h5, path), path)
+    return model
+
+# =============================================================================== writing
+
+
+def save(model, path) -> None:
+    """Write ``model`` as a Keras file chosen by suffix: ``.weights.h5`` (Keras 3 weights),
+    ``.keras`` (Keras 3 archive) or ``.h5`` (legacy full model). Written atomically."""
+    path = os.fspath(path)
+    low = path.lower()
+    if not model.built:
+        raise ValueError("build the model (or fit it) before saving")
+    if low.endswith(".weights.h5"):
+        data = keras3_weights_bytes(model)
+    elif low.endswith(".keras"):
+        data = keras_zip_bytes(model)
+    elif low.endswith(".h5"):
+        data = legacy_h5_bytes(model)
+    else:
+        raise ValueError(f"{path!r}: Keras files end in .weights.h5, .keras or .h5")
+    atomic_write(path, data)
