@@ -1,7 +1,9 @@
 """Test helpers and the tolerance table (one place; every override elsewhere says why).
 
-- GRADCHECK_RTOL 1e-6: float64 central differences along random directions (eps 1e-6) are good
-  to ~1e-9; 1e-6 leaves room for curvature without hiding a wrong gradient (those are O(1)).
+- GRADCHECK_RTOL 1e-6: the share of a directional derivative that minicnn.gradcheck's error model
+  (Richardson-extrapolated differences, measured truncation + rounding noise) does not explain.
+  Correct gradients give ~0 on any BLAS kernel; a wrong one gives its own relative error (a
+  transposition or a missing term: O(1); tests/test_gradcheck.py catches 1e-4).
 - ORACLE_RTOL 1e-12: float64 loop oracle vs BLAS-based kernels differ only by summation order.
 """
 
