@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import signal
 
 import numpy as np
 import pytest
@@ -35,3 +36,13 @@ def backend(request):
 def rng():
     return np.random.default_rng(1234)
 
+
+
+@pytest.fixture
+def interactive_sigint():
+    """SIGINT as an interactive Python has it (``default_int_handler``), whatever the suite was
+    started with: under ``nohup`` or as a background job SIGINT is ignored, and fit leaves an
+    ignored signal ignored (tested separately)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

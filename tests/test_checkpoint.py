@@ -194,7 +194,8 @@ def test_resume_without_checkpoints_starts_from_scratch(tmp_path, reference):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_signal_writes_a_checkpoint_says_how_to_resume_and_resume_is_exact(tmp_path, reference, signum):
+def test_signal_writes_a_checkpoint_says_how_to_resume_and_resume_is_exact(tmp_path, reference, signum,
+                                                                          interactive_sigint):
     before = signal.getsignal(signum)
     with pytest.raises(TrainingInterrupted) as exc:
         fit(small_model(), tmp_path, callbacks=[AtIteration(13, lambda m: os.kill(os.getpid(), signum))])
@@ -209,13 +210,13 @@ def test_signal_writes_a_checkpoint_says_how_to_resume_and_resume_is_exact(tmp_p
     assert_same_training_state(reference, snapshot(model))
 
 
-def test_signal_at_the_last_step_of_an_epoch_checkpoints_the_epoch_end(tmp_path):
+def test_signal_at_the_last_step_of_an_epoch_checkpoints_the_epoch_end(tmp_path, interactive_sigint):
     with pytest.raises(TrainingInterrupted, match=r"SIGINT received: training stopped after epoch 1/3"):
         fit(small_model(), tmp_path, callbacks=[AtIteration(10, lambda m: os.kill(os.getpid(), signal.SIGINT))])
     assert names(tmp_path) == ["ckpt-000000010.npz"]
 
 
-def test_a_second_signal_stops_at_once_without_a_checkpoint(tmp_path):
+def test_a_second_signal_stops_at_once_without_a_checkpoint(tmp_path, interactive_sigint):
     def twice(model):
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGINT)
@@ -226,10 +227,25 @@ def test_a_second_signal_stops_at_once_without_a_checkpoint(tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_without_a_checkpoint_dir_sigint_is_a_plain_keyboard_interrupt():
+def test_without_a_checkpoint_dir_sigint_is_a_plain_keyboard_interrupt(interactive_sigint):
     with pytest.raises(KeyboardInterrupt) as exc:
         fit(small_model(), callbacks=[AtIteration(3, lambda m: os.kill(os.getpid(), signal.SIGINT))])
     assert not isinstance(exc.value, TrainingInterrupted)
+
+
+def test_an_ignored_sigint_stays_ignored_and_sigterm_still_checkpoints(tmp_path):
+    # a background job of a non-interactive shell (or nohup's caller) starts with SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        def both(model):
+            os.kill(os.getpid(), signal.SIGINT)   # ignored: training goes on
+            os.kill(os.getpid(), signal.SIGTERM)  # stops it at the next step boundary
+
+        with pytest.raises(TrainingInterrupted, match="SIGTERM received: training stopped in epoch 2/3 after step 3/10"):
+            fit(small_model(), tmp_path, callbacks=[AtIteration(13, both)])
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # ----------------------------------------------------------------------------- damaged checkpoints
