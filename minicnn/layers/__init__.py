@@ -12,7 +12,9 @@ from .pool import MaxPool2D, MaxPooling2D
 from .simple import Activation, Dropout, Flatten, ReLU, Softmax
 
 #: the registry: one entry per layer class
-LAYERS = (Conv2D, Dense, MaxPool2D, Flatten, ReLU, Softmax, Activation, Dropout)
+LAYERS = (
+    Conv2D, Dense, MaxPool2D, Flatten, ReLU, Softmax, Activation, Dropout,
+)
 
 #: class name -> class, for configs saved in minicnn model files
 LAYER_CLASSES = {cls.__name__: cls for cls in LAYERS}
@@ -28,8 +30,3 @@ def planned_params(layers, input_shape) -> int:
         total += layer.planned_params(shape)
         shape = tuple(layer.compute_output_shape(shape))
     return total
-
-
-__all__ = ["Layer", "ActivatedLayer", "Conv2D", "Dense", "MaxPool2D", "MaxPooling2D", "Flatten",
-           "ReLU", "Softmax", "Activation", "Dropout", "LAYERS", "LAYER_CLASSES", "KERAS_CLASSES",
-           "planned_params"]
