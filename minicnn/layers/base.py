@@ -46,6 +46,8 @@ class Layer:
     keras_aliases: tuple[str, ...] = ()
     #: what the backend fuses into this layer's kernel (e.g. ("relu",)); information for reports
     fuses: tuple[str, ...] = ()
+    #: False for a layer whose backward needs nothing from its forward pass (a reshape, a scale)
+    backward_needs_forward = True
     #: set by a backward that has already checked its gradients for NaN/inf (True or False), and
     #: consumed by the training step's guard; None: unknown, the guard checks them itself
     grads_finite: bool | None = None

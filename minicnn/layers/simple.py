@@ -16,6 +16,7 @@ class Flatten(Layer):
     """(N, H, W, C) -> (N, H*W*C) in H, W, C order (Keras channels_last), so Dense rows match Keras."""
 
     kind = "flatten"
+    backward_needs_forward = False  # a reshape to its known input shape
 
     def keras_config(self):
         return {"data_format": "channels_last"}

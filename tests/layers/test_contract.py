@@ -178,8 +178,7 @@ def test_numba_equals_numpy(case, dtype):
 
 
 def test_backward_without_forward_fails_clearly():
-    # Flatten's backward is a reshape to its known input shape: it needs nothing from forward
-    for case in [c for c in CASES if not isinstance(c.make(), L.Flatten)]:
+    for case in [c for c in CASES if c.make().backward_needs_forward]:
         layer = build(case)
         with pytest.raises(ValueError, match=r"backward\(\) called without a forward"):
             layer.backward(np.ones((1, *layer.output_shape)))
