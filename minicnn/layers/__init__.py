@@ -9,11 +9,13 @@ from .base import ActivatedLayer, Layer
 from .conv import Conv2D
 from .dense import Dense
 from .pool import MaxPool2D, MaxPooling2D
+from .rescaling import Rescaling
 from .simple import Activation, Dropout, Flatten, ReLU, Softmax
 
 #: the registry: one entry per layer class
 LAYERS = (
     Conv2D, Dense, MaxPool2D, Flatten, ReLU, Softmax, Activation, Dropout,
+    Rescaling,
 )
 
 #: class name -> class, for configs saved in minicnn model files

@@ -71,6 +71,7 @@ CASES = [
     Case(lambda: L.Activation("softmax"), (4,), id="Activation-softmax"),
     Case(lambda: L.Activation(None), (4,), id="Activation-linear"),
     Case(lambda: L.Dropout(0.0), (6,), id="Dropout"),  # rate 0: training and inference agree with Keras
+    Case(lambda: L.Rescaling(1 / 255, offset=-0.5), (3, 3, 2)),
 ]
 
 
