@@ -122,11 +122,6 @@ def digest(arrays: dict[str, np.ndarray], meta: dict | None = None) -> str:
     return h.hexdigest()
 
 
-def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
-    """SHA-256 over the arrays alone (kept for callers that checksum weights only)."""
-    return digest(arrays)
-
-
 def _signed_meta(arrays, meta) -> dict:
     # round-trip through JSON first so the digest is taken over exactly what a reader will parse
     # (tuples become lists, int dict keys become strings)
