@@ -7,11 +7,8 @@ Hooks (all optional): ``on_train_begin(logs)``, ``on_epoch_begin(epoch)``,
 
 from __future__ import annotations
 
-import math
 import sys
 import time
-
-import numpy as np
 
 
 class Callback:
@@ -179,6 +176,3 @@ class EarlyStopping(Callback):
                 self.stream.write(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.\n")
             self.model.set_weights(self.best_weights)
 
-
-def is_finite_number(v) -> bool:
-    return isinstance(v, (int, float, np.floating)) and math.isfinite(v)

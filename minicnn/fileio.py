@@ -11,6 +11,8 @@
   structured dtypes before reading any data, checks every entry's declared size against what the
   archive really holds (so a forged header cannot make it allocate gigabytes), and turns every way
   the bytes can be wrong into a :class:`~minicnn.errors.ModelFileError` naming the file.
+* :func:`read_npy_member` is that per-entry reader on its own (the Keras ``.npz`` datasets use it
+  too) and :func:`read_into` the chunked fill of an array from a possibly compressed file under it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ MAX_ENTRIES = 10_000
 #: the only array element kinds minicnn files hold: bool, signed/unsigned int, float
 _ARRAY_KINDS = "biuf"
 _TMP_PREFIX = ".tmp-"
+#: bytes per read when filling an array from a (possibly compressed) file
+CHUNK = 1 << 20
+#: deflate cannot expand data more than this: bounds what a deflated stream can decompress to
+DEFLATE_MAX_RATIO = 1032
 
 
 # ----------------------------------------------------------------------------- writing
@@ -116,11 +122,6 @@ def digest(arrays: dict[str, np.ndarray], meta: dict | None = None) -> str:
     return h.hexdigest()
 
 
-def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
-    """SHA-256 over the arrays alone (kept for callers that checksum weights only)."""
-    return digest(arrays)
-
-
 def _signed_meta(arrays, meta) -> dict:
     # round-trip through JSON first so the digest is taken over exactly what a reader will parse
     # (tuples become lists, int dict keys become strings)
@@ -152,15 +153,72 @@ def npz_bytes(arrays: dict[str, np.ndarray], meta: dict) -> bytes:
 
 
 # ----------------------------------------------------------------------------- reading
-def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, archive_size: int, fail) -> np.ndarray:
-    """One ``.npy`` entry, refusing anything but plain numeric arrays whose size adds up."""
+def read_into(f, out: np.ndarray) -> int:
+    """Fill the C-contiguous ``out`` from the binary file ``f``; return the number of bytes read.
+
+    Reads at most :data:`CHUNK` bytes at a time: GzipFile and ZipExtFile implement ``readinto`` as
+    ``read()`` plus a copy, so one call for a whole array would briefly hold it twice.
+    """
+    if not out.flags.c_contiguous:
+        raise ValueError("read_into needs a C-contiguous array")
+    if out.nbytes == 0:
+        return 0
+    view = memoryview(out.reshape(-1).view(np.uint8))
+    got = 0
+    while got < len(view):
+        n = f.readinto(view[got:got + CHUNK])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def _size_is_possible(info: zipfile.ZipInfo, archive_size: int | None) -> bool:
+    """Whether the sizes the zip directory declares for ``info`` can be true of this archive."""
+    if archive_size is not None and info.compress_size > archive_size:
+        return False
+    if info.compress_type == zipfile.ZIP_STORED:
+        return info.file_size == info.compress_size
+    if info.compress_type == zipfile.ZIP_DEFLATED:
+        return info.file_size <= info.compress_size * DEFLATE_MAX_RATIO + (1 << 16)
+    return True  # bzip2/lzma: no cheap bound on the expansion
+
+
+def read_npy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, fail, *,
+                    archive_size: int | None = None, stored_only: bool = False,
+                    check_header=None) -> np.ndarray:
+    """Read the ``.npy`` member ``info`` of ``zf`` into a new array, refusing anything unsafe.
+
+    Only plain numeric arrays (bool, int, uint, float; C or Fortran order) are accepted, and
+    nothing is ever unpickled. The sizes in the zip directory must be possible for an archive of
+    ``archive_size`` bytes (a deflated member cannot expand more than deflate allows) and the
+    ``.npy`` header must account for exactly the member's size, all before anything is allocated;
+    the data are then read in chunks straight into the array, so a forged header can neither make
+    it allocate more than the file can hold nor double the memory an honest array needs.
+
+    Parameters
+    ----------
+    zf, info
+        The open archive and the member to read.
+    fail : callable
+        ``fail(message)`` raises the caller's error; every message starts with
+        ``entry '<member name>'``.
+    archive_size : int, optional
+        The archive's size in bytes, which bounds every member.
+    stored_only : bool, default False
+        Refuse compressed members.
+    check_header : callable, optional
+        ``check_header(shape, fortran_order, dtype)`` runs on the parsed header before any other
+        check of it: the caller's own expectations (a dtype, a shape), raising its own error.
+    """
     fmt = np.lib.format
+    name = info.filename
     if info.flag_bits & 0x1:
-        fail(f"entry {info.filename!r} is encrypted")
-    if info.compress_type != zipfile.ZIP_STORED:
-        fail(f"entry {info.filename!r} is compressed (method {info.compress_type}); minicnn writes stored entries only")
-    if info.file_size != info.compress_size or info.file_size > archive_size:
-        fail(f"entry {info.filename!r} declares {info.file_size} bytes, more than the file holds")
+        fail(f"entry {name!r} is encrypted")
+    if stored_only and info.compress_type != zipfile.ZIP_STORED:
+        fail(f"entry {name!r} is compressed (method {info.compress_type}); minicnn writes stored entries only")
+    if not _size_is_possible(info, archive_size):
+        fail(f"entry {name!r} declares {info.file_size} bytes, more than the file holds")
     with zf.open(info) as f:
         version = fmt.read_magic(f)
         if version == (1, 0):
@@ -168,23 +226,24 @@ def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, archive_size: int, f
         elif version == (2, 0):
             shape, fortran, dtype = fmt.read_array_header_2_0(f)
         else:
-            fail(f"entry {info.filename!r} has unsupported .npy version {version}")
+            fail(f"entry {name!r} has unsupported .npy version {version}")
+        if check_header is not None:
+            check_header(shape, fortran, dtype)
         if dtype.hasobject:
-            fail(f"entry {info.filename!r} holds Python objects (dtype {dtype}); minicnn never "
+            fail(f"entry {name!r} holds Python objects (dtype {dtype}); minicnn never "
                  "unpickles file contents")
         if dtype.kind not in _ARRAY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
-            fail(f"entry {info.filename!r} has unsupported dtype {dtype}")
+            fail(f"entry {name!r} has unsupported dtype {dtype}")
         nbytes = math.prod(shape) * dtype.itemsize
         header = f.tell()
         if header + nbytes != info.file_size:
-            fail(f"entry {info.filename!r} declares shape {shape} {dtype} ({nbytes} bytes) but holds "
+            fail(f"entry {name!r} declares shape {shape} {dtype} ({nbytes} bytes) but holds "
                  f"{info.file_size - header} bytes of data")
-        buf = bytearray(nbytes)
-        got = f.readinto(buf) if nbytes else 0
+        out = np.empty(shape[::-1] if fortran else shape, dtype)
+        got = read_into(f, out)
         if got != nbytes or f.read(1):  # reading to the end also makes zipfile check the CRC
-            fail(f"entry {info.filename!r} is truncated")
-    a = np.frombuffer(buf, dtype=dtype)
-    return a.reshape(shape[::-1]).T if fortran else a.reshape(shape)
+            fail(f"entry {name!r} is truncated")
+    return out.T if fortran else out
 
 
 def read_npz(path: str | os.PathLike, what: str = "model file") -> tuple[dict[str, np.ndarray], dict]:
@@ -220,7 +279,7 @@ def read_npz(path: str | os.PathLike, what: str = "model file") -> tuple[dict[st
                 key = name[:-len(".npy")]
                 if key in arrays:
                     fail(f"entry {name!r} appears twice")
-                arrays[key] = _read_entry(zf, info, size, fail)
+                arrays[key] = read_npy_member(zf, info, fail, archive_size=size, stored_only=True)
     except ModelFileError:
         raise
     except Exception as e:  # zipfile/zlib/struct/numpy header errors from damaged bytes

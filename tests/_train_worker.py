@@ -5,10 +5,10 @@
 Dense) on seeded synthetic data with ``Sequential.fit`` and saves the final model to ``--out``.
 TrainingInterrupted is reported on stderr with exit status 130, as the CLI does.
 
-``python tests/_train_worker.py cli ARGS...`` runs ``minicnn.cli.main(ARGS)``. If the dataset
-loader (``minicnn.datasets``) does not exist yet, a minimal stand-in that reads the IDX files the
-test wrote is installed first. ``MINICNN_TEST_STEP_SLEEP`` (seconds) slows every training step
-down so that a test can reliably signal the process mid-epoch.
+``python tests/_train_worker.py cli ARGS...`` runs ``minicnn.cli.main(ARGS)``; the tests pass
+``--data-dir`` with small IDX files they wrote, read by the real ``minicnn.datasets`` loader.
+``MINICNN_TEST_STEP_SLEEP`` (seconds) slows every training step down so that a test can reliably
+signal the process mid-epoch.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import argparse
 import os
 import sys
 import time
-import types
 
 import numpy as np
 
@@ -78,46 +77,7 @@ def run_api(argv) -> int:
 
 
 # ----------------------------------------------------------------------------- CLI mode
-def _read_idx(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def _install_dataset_stand_in():
-    try:
-        import minicnn.datasets  # noqa: F401
-        return
-    except ModuleNotFoundError as e:
-        if e.name != "minicnn.datasets":
-            raise
-    mod = types.ModuleType("minicnn.datasets")
-
-    def load(name, path=None):
-        path = path or os.environ["MINICNN_DATA_DIR"]
-        parts = []
-        for prefix in ("train", "t10k"):
-            parts.append((_read_idx(os.path.join(path, f"{prefix}-images-idx3-ubyte")),
-                          _read_idx(os.path.join(path, f"{prefix}-labels-idx1-ubyte"))))
-        return tuple(parts)
-
-    def to_float_nhwc(x):
-        x = np.asarray(x)
-        return (x.astype(np.float32) / 255.0)[..., None] if x.ndim == 3 else x.astype(np.float32) / 255.0
-
-    def one_hot(y, k=10, dtype=np.float32):
-        return np.eye(k, dtype=dtype)[np.asarray(y, dtype=np.intp)]
-
-    mod.load, mod.to_float_nhwc, mod.one_hot = load, to_float_nhwc, one_hot
-    sys.modules["minicnn.datasets"] = mod
-    import minicnn
-    minicnn.datasets = mod
-
-
 def run_cli(argv) -> int:
-    _install_dataset_stand_in()
     from minicnn.cli import main
     return main(argv)
 

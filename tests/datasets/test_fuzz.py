@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minicnn import datasets
+from minicnn.datasets import cifar as cifar_reader
 from minicnn.errors import DatasetError
 
 FUZZ = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -58,7 +59,7 @@ def _tar(members):
     return buf.getvalue()
 
 
-_CIFAR_MEMBERS = {f"cifar-10-batches-bin/{f}": cifar(1) for f in datasets._CIFAR_FILES}
+_CIFAR_MEMBERS = {f"cifar-10-batches-bin/{f}": cifar(1) for f in cifar_reader._CIFAR_FILES}
 TAR_BASES = [_tar(dict(_CIFAR_MEMBERS)), _tar(dict(_CIFAR_MEMBERS, gz=False))]
 
 
@@ -139,7 +140,7 @@ def test_read_keras_npz_fuzz(scratch, data):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=mutated(TAR_BASES))
 def test_cifar_tarball_fuzz(scratch, data, monkeypatch_module):
-    out = parses_or_refuses(lambda p: datasets._load_cifar("cifar_tar", str(p)), scratch(data))
+    out = parses_or_refuses(lambda p: cifar_reader._load_cifar("cifar_tar", str(p)), scratch(data))
     if out is not None:
         assert out[0][0].shape == (5, 32, 32, 3)
 
@@ -147,5 +148,5 @@ def test_cifar_tarball_fuzz(scratch, data, monkeypatch_module):
 @pytest.fixture(scope="module")
 def monkeypatch_module():
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(datasets, "_CIFAR_RECORDS_PER_BATCH", 1)
+        mp.setattr(cifar_reader, "_CIFAR_RECORDS_PER_BATCH", 1)
         yield mp
