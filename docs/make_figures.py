@@ -23,7 +23,8 @@ IMAGES = os.path.join(HERE, "images")
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
 
 from minicnn.layers import Conv2D, MaxPool2D  # noqa: E402
-from minicnn.study.inspect import DPI, _new_figure  # noqa: E402
+from minicnn.study.figures import _new_figure  # noqa: E402
+from minicnn.study.inspect import DPI  # noqa: E402
 
 
 def edge_example():

@@ -13,7 +13,7 @@ import numpy as np
 from .. import datasets
 from ..kernels import backend_name
 from ..presets import PRESETS, build_preset
-from ..study import images, inspect, report, text
+from ..study import figures, images, inspect, report, text
 from ..study.images import STEPS as PREPROCESSING_STEPS
 from ..study.inspect import class_labels
 from .runtime import add_runtime_options
@@ -156,7 +156,7 @@ def run_inspect(args) -> int:
             print(f"figures were skipped: matplotlib is not installed. Install it with: {inspect.INSTALL_HINT}")
         return 0
     title = f"{model.name}: {source.split(' (')[0]}"
-    written = inspect.save_figures(records, x, args.out, labels=labels, true_label=true_label, title=title)
+    written = figures.save_figures(records, x, args.out, labels=labels, true_label=true_label, title=title)
     print(f"figures written to {os.path.join(args.out, '')}: " + ", ".join(os.path.basename(p) for p in written))
     return 0
 

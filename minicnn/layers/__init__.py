@@ -5,6 +5,7 @@ these classes only (never anything else: no code from files), and Keras files by
 :data:`KERAS_CLASSES`, which each layer fills in itself (``keras_class``, ``keras_aliases``).
 """
 
+from . import keras_options
 from .base import ActivatedLayer, Layer
 from .conv import Conv2D
 from .dense import Dense
@@ -32,3 +33,7 @@ def planned_params(layers, input_shape) -> int:
         total += layer.planned_params(shape)
         shape = tuple(layer.compute_output_shape(shape))
     return total
+
+
+__all__ = ["Layer", "ActivatedLayer", "MaxPooling2D", "LAYERS", "LAYER_CLASSES", "KERAS_CLASSES",
+           "planned_params", "keras_options", *LAYER_CLASSES]

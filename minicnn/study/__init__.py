@@ -14,38 +14,12 @@ and image files need Pillow (same extra). Without them the command-line tools fa
 
 from .images import STEPS as PREPROCESSING_STEPS
 from .images import ImageError, PreparedImage, load_image, prepare_array
-from .inspect import (
-                      CLASS_NAMES,
-                      DPI,
-                      INSTALL_HINT,
-                      LayerRecord,
-                      MissingDependency,
-                      class_labels,
-                      figure_axes_with_images,
-                      format_table,
-                      inspect_model,
-                      plot_feature_maps,
-                      plot_filters,
-                      plot_input,
-                      plot_layer,
-                      plot_overview,
-                      plot_probabilities,
-                      plot_vector,
-                      pool_tie_share,
-                      require_matplotlib,
-                      save_figures,
-                      top_k,
-)
-from .report import (
-                      confusion_matrix,
-                      history_path_for,
-                      load_history,
-                      most_confident_errors,
-                      plot_confusion,
-                      plot_errors,
-                      plot_history,
-                      write_report,
-)
+from .figures import (figure_axes_with_images, plot_feature_maps, plot_filters, plot_input, plot_layer,
+                      plot_overview, plot_probabilities, plot_vector, save_figures)
+from .inspect import (CLASS_NAMES, DPI, INSTALL_HINT, LayerRecord, MissingDependency, class_labels,
+                      format_table, inspect_model, pool_tie_share, require_matplotlib, top_k)
+from .report import (confusion_matrix, history_path_for, load_history, most_confident_errors,
+                     plot_confusion, plot_errors, plot_history, write_report)
 from .text import ascii_shades, pixel_matrix, probability_bars, render_image
 
 __all__ = [

@@ -16,7 +16,8 @@ import os
 import numpy as np
 
 from ..errors import MiniCNNError
-from .inspect import MissingDependency, _bare, _input_image, _new_figure, save_figure
+from .figures import _bare, _input_image, _new_figure, save_figure
+from .inspect import MissingDependency
 
 
 def history_path_for(model_path) -> str:
