@@ -23,7 +23,7 @@ from minicnn.kernels.shapes import window_output
 from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D
 from minicnn import Sequential
 
-from tests._train_worker import small_model
+from tests.training._train_worker import small_model
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -34,8 +34,8 @@ from minicnn.errors import ModelFileError
 from minicnn.fileio import JSON_KEY, npz_bytes, read_npz
 from minicnn import load_model
 
-from tests._train_worker import small_model, synthetic_data
-from tests.test_model_files import make_zip, split_npy, with_header, zip_entries
+from tests.training._train_worker import small_model, synthetic_data
+from tests.io.test_model_file import make_zip, split_npy, with_header, zip_entries
 
 FUZZ = settings(max_examples=1000, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

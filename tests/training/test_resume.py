@@ -1,9 +1,9 @@
 """Interrupt real training processes (SIGKILL, SIGTERM) and resume them: the final weights must be
 bitwise those of an uninterrupted run (same backend, NUMBA_NUM_THREADS fixed).
 
-Two entry points are exercised: ``Sequential.fit`` (tests/_train_worker.py api: a small model
+Two entry points are exercised: ``Sequential.fit`` (tests/training/_train_worker.py api: a small model
 with Dropout, validation split and mid-epoch checkpoints) and the ``minicnn train`` command
-(tests/_train_worker.py cli: the seed preset on a tiny synthetic IDX dataset).
+(tests/training/_train_worker.py cli: the seed preset on a tiny synthetic IDX dataset).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 from minicnn.io import checkpoint as ckpt
 from minicnn import load_model
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).resolve().with_name("_train_worker.py")
 HAVE_NUMBA = importlib.util.find_spec("numba") is not None and (ROOT / "minicnn/kernels/numba_backend.py").exists()
 BACKENDS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(not HAVE_NUMBA, reason="no numba backend"))]

@@ -20,9 +20,9 @@ from minicnn.errors import ModelFileError
 from minicnn.fileio import JSON_KEY, read_npz, write_npz
 from minicnn import load_model
 
-from tests._train_worker import small_model, synthetic_data
+from tests.training._train_worker import small_model, synthetic_data
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 X, Y = synthetic_data()
 
 

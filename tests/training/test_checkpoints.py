@@ -19,7 +19,7 @@ from minicnn.errors import ModelFileError, NonFiniteError
 from minicnn.fileio import atomic_write
 from minicnn import TrainingInterrupted
 
-from tests._train_worker import small_model, synthetic_data
+from tests.training._train_worker import small_model, synthetic_data
 
 X, Y = synthetic_data()  # 120 samples; 96 train after the 0.2 split -> 10 steps of 10 an epoch
 STEPS = 10

@@ -1,11 +1,11 @@
-"""Training subprocess for tests/test_resume.py (killed, interrupted and resumed by the tests).
+"""Training subprocess for tests/training/test_resume.py (killed, interrupted and resumed by the tests).
 
-``python tests/_train_worker.py api --out W.npz --checkpoint-dir D [--checkpoint-every N]
+``python tests/training/_train_worker.py api --out W.npz --checkpoint-dir D [--checkpoint-every N]
 [--resume] [--epochs E] [--step-sleep S]`` trains a small model (Conv2D, MaxPool2D, Dropout,
 Dense) on seeded synthetic data with ``Sequential.fit`` and saves the final model to ``--out``.
 TrainingInterrupted is reported on stderr with exit status 130, as the CLI does.
 
-``python tests/_train_worker.py cli ARGS...`` runs ``minicnn.cli.main(ARGS)``; the tests pass
+``python tests/training/_train_worker.py cli ARGS...`` runs ``minicnn.cli.main(ARGS)``; the tests pass
 ``--data-dir`` with small IDX files they wrote, read by the real ``minicnn.datasets`` loader.
 ``MINICNN_TEST_STEP_SLEEP`` (seconds) slows every training step down so that a test can reliably
 signal the process mid-epoch.
@@ -25,14 +25,14 @@ def _slow_steps():
     delay = float(os.environ.get("MINICNN_TEST_STEP_SLEEP", "0") or 0)
     if delay <= 0:
         return
-    from minicnn import Sequential
-    original = Sequential.train_on_batch
+    from minicnn.training import loop  # the step the fit loop calls
+    original = loop.train_on_batch
 
-    def train_on_batch(self, *args, **kwargs):
+    def train_on_batch(*args, **kwargs):
         time.sleep(delay)
-        return original(self, *args, **kwargs)
+        return original(*args, **kwargs)
 
-    Sequential.train_on_batch = train_on_batch
+    loop.train_on_batch = train_on_batch
 
 
 def small_model(seed=0):
@@ -83,7 +83,7 @@ def run_cli(argv) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     _slow_steps()
     mode, rest = sys.argv[1], sys.argv[2:]
     sys.exit(run_api(rest) if mode == "api" else run_cli(rest))
