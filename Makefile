@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 EPOCHS ?= 10
 PYTEST_ARGS ?=
 
-.PHONY: train test test-fast bench crosscheck clean
+.PHONY: train test test-fast test-portable bench crosscheck clean
 
 $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,24 @@ test: $(VENV)/.all
 
 test-fast: $(VENV)/.all
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The fast kernel, layer and gradient tests again, as users' machines run them: OpenBLAS's
+# kernels chosen by OPENBLAS_CORETYPE (unset, and Haswell's as AMD machines here set it), one
+# numba thread, the FMA tiles off (a CPU without AVX-512), and SIGINT ignored (nohup, background).
+PORTABLE_TESTS = tests/kernels tests/layers tests/test_gradcheck.py tests/test_model.py tests/test_losses.py
+PORTABLE_RUN = $(PY) -m pytest -q -m "not slow" -p no:cacheprovider
+test-portable: $(VENV)/.all
+	@echo "variant: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset"
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PORTABLE_RUN) $(PORTABLE_TESTS)
+	@echo "variant: OPENBLAS_CORETYPE=Haswell"
+	env OPENBLAS_CORETYPE=Haswell $(PORTABLE_RUN) $(PORTABLE_TESTS)
+	@echo "variant: NUMBA_NUM_THREADS=1"
+	env NUMBA_NUM_THREADS=1 $(PORTABLE_RUN) $(PORTABLE_TESTS)
+	@echo "variant: MINICNN_NUMBA_TILES=0 (the path of a CPU without AVX-512)"
+	env MINICNN_NUMBA_TILES=0 $(PORTABLE_RUN) $(PORTABLE_TESTS)
+	@echo "variant: SIGINT ignored (as under nohup or in a background job)"
+	$(PY) -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])' \
+		$(PY) -m pytest -q -m "not slow" -p no:cacheprovider tests/training/test_checkpoints.py $(PORTABLE_TESTS)
 
 bench: $(VENV)/.all
 	$(PY) -m benchmarks.run --out benchmarks/results

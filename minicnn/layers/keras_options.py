@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .. import activations
 from ..errors import KerasConfigError
-from ..kernels.shapes import PADDINGS
+from ..kernels.shapes import normalize_padding, normalize_pair
 
 #: options that never change what a layer computes at inference or how it trains in minicnn
 IGNORED = frozenset({"name", "trainable", "dtype", "seed", "kernel_initializer", "bias_initializer",
@@ -49,19 +49,18 @@ def check_options(cfg: dict, handled, defaults: dict, where: str) -> None:
 
 
 def pair(value, where: str, option: str) -> tuple[int, int]:
-    """(a, b) from a Keras int-or-pair option."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value, value)
-    if (isinstance(value, (list, tuple)) and len(value) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
-        return (int(value[0]), int(value[1]))
-    raise KerasConfigError(f"{where}: option {option}={value!r} is not an int or a pair of ints")
+    """(a, b) from a Keras int-or-pair option (the rules of :func:`~minicnn.kernels.shapes.normalize_pair`)."""
+    try:
+        return normalize_pair(value, option)
+    except ValueError as e:
+        raise KerasConfigError(f"{where}: option {e}") from None
 
 
 def padding(value, where: str) -> str:
-    if value not in PADDINGS:
-        raise KerasConfigError(f"{where}: option padding={value!r} is not supported ('valid' or 'same')")
-    return value
+    try:
+        return normalize_padding(value)
+    except ValueError:
+        raise KerasConfigError(f"{where}: option padding={value!r} is not supported ('valid' or 'same')") from None
 
 
 def activation(value, where: str):
