@@ -113,11 +113,17 @@ class Network:
         return [l for l in self.layers if l.params]
 
     def named_parameters(self):
-        """(key, param, grad) for every weight, in Keras get_weights order; key is 'layer/weight'."""
+        """(key, param, grad) for every *trainable* weight, in Keras order; key is 'layer/weight'."""
+        for layer in self.layers:
+            for k in layer.trainable_names:
+                yield f"{layer.name}/{k}", layer.params[k], layer.grads[k]
+
+    def named_weights(self):
+        """(key, array) for every weight, trainable or not, in Keras get_weights order."""
         for layer in self.layers:
             for k in layer.weight_names:
                 if k in layer.params:
-                    yield f"{layer.name}/{k}", layer.params[k], layer.grads[k]
+                    yield f"{layer.name}/{k}", layer.params[k]
 
     def get_weights(self) -> list[np.ndarray]:
         return [w for layer in self.layers for w in layer.get_weights()]
@@ -185,9 +191,13 @@ class Network:
         out += [f"│ {a:<{w[0]}} │ {b:<{w[1]}} │ {c:>{w[2]}} │" for a, b, c in rows]
         out.append(line("└", "┴", "┘", "─"))
         total = self.count_params()
-        size = _readable_bytes(total * self.dtype.itemsize)
-        out += [f" Total params: {total:,} ({size})", f" Trainable params: {total:,} ({size})",
-                " Non-trainable params: 0 (0.00 B)"]
+        trainable = sum(l.count_trainable_params() for l in self.layers)
+
+        def counted(n):
+            return f"{n:,} ({_readable_bytes(n * self.dtype.itemsize)})"
+
+        out += [f" Total params: {counted(total)}", f" Trainable params: {counted(trainable)}",
+                f" Non-trainable params: {counted(total - trainable)}"]
         text = "\n".join(out)
         if print_fn is not None:
             print_fn(text)
@@ -377,7 +387,7 @@ class Network:
     # ------------------------------------------------------------------------------ health
     def first_nonfinite_weight(self):
         """Key ('layer/weight') of the first weight holding NaN/inf, or None."""
-        for key, p, _ in self.named_parameters():
+        for key, p in self.named_weights():
             if not all_finite(p):
                 return key
         return None

@@ -82,7 +82,7 @@ class CheckpointWriter:
                 pass
 
     def save(self, model, state: TrainState, fit_info: dict) -> str:
-        arrays = {f"weights/{k}": p for k, p, _ in model.named_parameters()}
+        arrays = {f"weights/{k}": p for k, p in model.named_weights()}
         arrays.update({f"optimizer/{k}": v for k, v in model.optimizer.get_state().items()})
         if state.perm is not None:
             arrays["perm"] = state.perm
@@ -272,7 +272,7 @@ def _apply(path, arrays, meta, model, state, fit_info, stream):
                              f"continuing with {b} (the result will differ from an uninterrupted run)\n")
 
     weights = {k[len("weights/"):]: v for k, v in arrays.items() if k.startswith("weights/")}
-    expected = {k: p for k, p, _ in model.named_parameters()}
+    expected = dict(model.named_weights())
     if set(weights) != set(expected):
         raise ModelFileError(f"checkpoint {path!r}: its weights {sorted(weights)} do not match the "
                              f"model's {sorted(expected)}")

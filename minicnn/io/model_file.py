@@ -44,7 +44,7 @@ def save_model(model, path) -> None:
     if is_keras_path(path):
         keras.save(model, path)
         return
-    arrays = {f"weights/{k}": p for k, p, _ in model.named_parameters()}
+    arrays = {f"weights/{k}": p for k, p in model.named_weights()}
     meta = {"format": FORMAT, "model": model.get_config(),
             "compile": None if model.loss is None else {
                 "optimizer": model.optimizer.get_config(), "loss": model.loss.get_config(),
@@ -126,7 +126,7 @@ def model_from_config(config, path, what="model file", max_params=None, model_cl
 
 def assign_named_weights(model, weights: dict, path, what="model file") -> None:
     """Copy ``{'layer/kernel': array}`` into ``model``, checking names, shapes and dtypes first."""
-    expected = {k: p for k, p, _ in model.named_parameters()}
+    expected = dict(model.named_weights())
     missing = sorted(set(expected) - set(weights))
     extra = sorted(set(weights) - set(expected))
     if missing or extra:

@@ -40,6 +40,11 @@ class Layer:
     kind = "layer"
     #: names of the weights in Keras order (get_weights order)
     weight_names: tuple[str, ...] = ()
+    #: weights that the optimizer never updates (BatchNormalization's moving statistics): they
+    #: are in ``params`` and in every file, but have no entry in ``grads``
+    non_trainable_names: tuple[str, ...] = ()
+    #: other names Keras files may give a weight (legacy name -> minicnn name)
+    keras_weight_aliases: dict[str, str] = {}
     #: the Keras class this layer is written as (None: the same name as the minicnn class), and
     #: other Keras class names that are read as this layer
     keras_class: str | None = None
@@ -74,7 +79,7 @@ class Layer:
         self.input_shape = input_shape
         self.dtype = np.dtype(dtype)
         self._create_weights(rng if rng is not None else np.random.default_rng())
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.grads = {k: np.zeros_like(self.params[k]) for k in self.trainable_names}
         self.built = True
 
     def weight_shapes(self, input_shape) -> dict[str, tuple[int, ...]]:
@@ -129,6 +134,14 @@ class Layer:
         raise NotImplementedError
 
     # -- weights & config ------------------------------------------------------------------
+    @property
+    def trainable_names(self) -> list[str]:
+        """The weights the optimizer updates (those with a gradient), in Keras order."""
+        return [k for k in self.weight_names if k in self.params and k not in self.non_trainable_names]
+
+    def count_trainable_params(self) -> int:
+        return int(sum(self.params[k].size for k in self.trainable_names))
+
     def get_weights(self) -> list[np.ndarray]:
         return [self.params[k] for k in self.weight_names if k in self.params]
 

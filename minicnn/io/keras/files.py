@@ -15,6 +15,7 @@ from .config import keras3_keys_of, model_from_keras_config
 from .h5read import (
     open_h5,
     parse_json,
+    read_array,
     read_keras3_layers,
     read_legacy_layers,
     stored_values,
@@ -23,28 +24,46 @@ from .h5read import (
 from .write import keras3_weights_bytes, keras_zip_bytes, legacy_h5_bytes
 
 
+def _weighted_layers(model):
+    return [layer for layer in model.layers if layer.params]
+
+
+def _match(layer, label, entries, path):
+    """[(weight name, dataset)] in the layer's order: Keras 3 entries are datasets in get_weights
+    order; legacy entries are (name, dataset) pairs matched by name."""
+    names = [k for k in layer.weight_names if k in layer.params]
+    if entries and isinstance(entries[0], tuple):
+        by_name = {layer.keras_weight_aliases.get(n, n): ds for n, ds in entries}
+        if set(by_name) != set(names) or len(by_name) != len(entries):
+            fail(path, f"file layer {label!r} has weights {sorted(n for n, _ in entries)}, but layer "
+                       f"'{layer.name}' ({type(layer).__name__}) has {sorted(names)}")
+        return [(k, by_name[k]) for k in names]
+    if len(entries) != len(names):
+        fail(path, f"file layer {label!r} has {len(entries)} weights, but layer '{layer.name}' "
+                   f"({type(layer).__name__}) has {len(names)} ({', '.join(names)})")
+    return list(zip(names, entries))
+
+
 def _assign(model, per_layer, path, dtype_cast=False):
-    """Copy [(label, {'kernel','bias'})] into the model's weighted layers, in order."""
-    targets = model.trainable_layers
+    """Copy [(label, entries)] into the model's weighted layers, in order. Every declared shape
+    and dtype is checked against the architecture before anything is read."""
+    targets = _weighted_layers(model)
     if len(per_layer) != len(targets):
         fail(path, f"the file has weights for {len(per_layer)} layers "
-                    f"({', '.join(l for l, _ in per_layer) or 'none'}) but the architecture has "
-                    f"{len(targets)} layers with weights ({', '.join(l.name for l in targets)})")
-    staged = []
-    for (label, weights), layer in zip(per_layer, targets):
-        want = set(layer.params)
-        if set(weights) != want:
-            fail(path, f"file layer {label!r} has weights {sorted(weights)}, but layer "
-                        f"'{layer.name}' has {sorted(want)}")
-        for k, arr in weights.items():
+                   f"({', '.join(l for l, _ in per_layer) or 'none'}) but the architecture has "
+                   f"{len(targets)} layers with weights ({', '.join(l.name for l in targets)})")
+    matched = []
+    for (label, entries), layer in zip(per_layer, targets):
+        for k, ds in _match(layer, label, entries, path):
             p = layer.params[k]
-            if arr.shape != p.shape:
-                fail(path, f"weight {k!r} of file layer {label!r} has shape {arr.shape}, but layer "
-                            f"'{layer.name}' expects {p.shape}")
-            if arr.dtype != p.dtype and not dtype_cast:
-                fail(path, f"weight {k!r} of file layer {label!r} is {arr.dtype}, expected {p.dtype}")
-            staged.append((p, arr))
-    for p, arr in staged:  # only after everything checked out
+            if tuple(ds.shape) != p.shape:
+                fail(path, f"weight {k!r} of file layer {label!r} has shape {tuple(ds.shape)}, but layer "
+                           f"'{layer.name}' expects {p.shape}")
+            if ds.dtype != p.dtype and not dtype_cast:
+                fail(path, f"weight {k!r} of file layer {label!r} is {ds.dtype}, expected {p.dtype}")
+            matched.append((p, ds, f"weight {label}/{k}"))
+    staged = [(p, read_array(ds, path, what)) for p, ds, what in matched]
+    for p, arr in staged:  # only after everything checked out and was read
         p[...] = arr
 
 

@@ -32,27 +32,32 @@ def str_attr(obj, name):
     return v
 
 
-def read_array(ds, path, what):
+def dataset(obj, path, what):
+    """``obj`` if it is an HDF5 dataset of floats (nothing is read), else a ModelFileError."""
     h5py = h5py_module()
-    if not isinstance(ds, h5py.Dataset):
+    if not isinstance(obj, h5py.Dataset):
         fail(path, f"{what} is not a dataset")
-    if ds.dtype.kind != "f":
-        fail(path, f"{what} has dtype {ds.dtype}, expected floating point")
+    if obj.dtype.kind != "f":
+        fail(path, f"{what} has dtype {obj.dtype}, expected floating point")
+    return obj
+
+
+def read_array(ds, path, what):
+    """The values of a dataset already checked by :func:`dataset` (and against the architecture)."""
     arr = np.asarray(ds[()])
     if not np.isfinite(arr).all():
         fail(path, f"{what} contains NaN or inf")
     return arr
 
 
-def _legacy_weight_kind(weight_name):
-    base = weight_name.rsplit("/", 1)[-1].split(":")[0]
-    if base in ("kernel", "bias"):
-        return base
-    return None
+def weight_base_name(weight_name: str) -> str:
+    """'kernel' from 'conv2d/kernel:0' (Keras 2) or 'seq/conv2d/kernel' (Keras 3 legacy .h5)."""
+    return weight_name.rsplit("/", 1)[-1].split(":")[0]
 
 
 def read_legacy_layers(group, path):
-    """[(layer group name, {'kernel': arr, 'bias': arr})] for every layer with weights, in order."""
+    """[(layer group name, [(weight base name, dataset), ...])] for every layer with weights, in
+    the file's order. Nothing is read yet: the caller checks shapes against the architecture."""
     h5py = h5py_module()
     names = attr_list(group, "layer_names")
     if not names:
@@ -62,22 +67,19 @@ def read_legacy_layers(group, path):
         if lname not in group or not isinstance(group[lname], h5py.Group):
             fail(path, f"layer group {lname!r} listed in {group.name!r} is missing")
         lg = group[lname]
-        weights = {}
+        weights = []
         for wname in attr_list(lg, "weight_names"):
-            kind = _legacy_weight_kind(wname)
-            if kind is None:
-                fail(path, f"layer {lname!r} has a weight {wname!r} that minicnn does not know "
-                            "(only kernel and bias)")
             if wname not in lg:
                 fail(path, f"weight {wname!r} of layer {lname!r} is missing")
-            weights[kind] = read_array(lg[wname], path, f"weight {lname}/{wname}")
+            weights.append((weight_base_name(wname), dataset(lg[wname], path, f"weight {lname}/{wname}")))
         if weights:
             out.append((lname, weights))
     return out
 
 
 def read_keras3_layers(h5, path):
-    """{key: {'kernel': arr, 'bias': arr}} for every layer group under ``layers/`` with weights."""
+    """{key: [dataset 0, dataset 1, ...]} for every layer group under ``layers/`` with weights
+    (Keras 3 numbers a layer's variables in creation order, which is get_weights order)."""
     h5py = h5py_module()
     root = None
     for cand in ("layers", "_layer_checkpoint_dependencies"):
@@ -101,10 +103,7 @@ def read_keras3_layers(h5, path):
             continue
         if any(not s.isdigit() for s in idx) or [int(s) for s in idx] != list(range(len(idx))):
             fail(path, f"'{v.name}' holds {list(v.keys())}, expected datasets 0, 1, ...")
-        if len(idx) > 2:
-            fail(path, f"layer '{key}' has {len(idx)} weights; minicnn layers have a kernel and a bias")
-        arrays = [read_array(v[s], path, f"weight {v.name}/{s}") for s in idx]
-        out[key] = dict(zip(("kernel", "bias"), arrays))
+        out[key] = [dataset(v[s], path, f"weight {v.name}/{s}") for s in idx]
     return out
 
 
