@@ -31,10 +31,11 @@ def _zero_pad(x: np.ndarray, pads) -> np.ndarray:
 
 
 def _crop(xp: np.ndarray, x_shape, pads) -> np.ndarray:
-    """The (N, H, W, C) interior of a padded array, as a new contiguous array."""
+    """The (N, H, W, C) interior of a padded array, as a new C-contiguous array (a copy even
+    without padding: never a view of the caller's array)."""
     top, left = pads[0], pads[2]
     h, w = x_shape[1], x_shape[2]
-    return np.ascontiguousarray(xp[:, top : top + h, left : left + w, :])
+    return xp[:, top : top + h, left : left + w, :].copy()
 
 
 def window_counts(n: int, k: int, s: int, before: int, out: int) -> np.ndarray:
