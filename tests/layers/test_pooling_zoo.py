@@ -10,11 +10,11 @@ import json
 import numpy as np
 import pytest
 
-from minicnn import kernels
+from minicnn import Sequential, kernels, load_model
 from minicnn.errors import KerasConfigError
 from minicnn.kernels import naive, numba_backend, numpy_backend
-from minicnn.layers import (KERAS_CLASSES, AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D,
-                            GlobalMaxPool2D, GlobalMaxPooling2D, MaxPool2D, Reshape, ZeroPadding2D)
+from minicnn.layers import (KERAS_CLASSES, AveragePooling2D, AvgPool2D, Conv2D, Dense, GlobalAveragePooling2D,
+                            GlobalAvgPool2D, GlobalMaxPool2D, GlobalMaxPooling2D, MaxPool2D, Reshape, ZeroPadding2D)
 from minicnn.layers.zero_padding import normalize_zero_padding
 from tests.helpers import ORACLE_RTOL, rel_err
 
@@ -324,3 +324,25 @@ def test_configs_written_by_keras_are_read_and_written_back_alike():
         layer = cls.from_keras_config(cfg, f"layer {klayer.name!r}")
         own = {k: v for k, v in cfg.items() if k not in ("name", "dtype", "trainable")}
         assert layer.keras_config() == own, klayer.name
+
+
+# ----------------------------------------------------------------------------- in a model
+def zoo_model(dtype="float64", seed=0):
+    m = Sequential([Conv2D(3, 3, activation="relu", input_shape=(7, 7, 1)), AveragePooling2D(2, strides=2, padding="same"),
+                    ZeroPadding2D((1, 0)), GlobalMaxPooling2D(keepdims=True), Reshape((-1,)), Dense(4, activation="softmax")],
+                   dtype=dtype, seed=seed)
+    m.build()
+    return m
+
+
+def test_a_zoo_model_trains_and_round_trips_through_npz(tmp_path, backend):
+    rng = np.random.default_rng(0)
+    x, labels = rng.standard_normal((24, 7, 7, 1)), rng.integers(0, 4, 24)
+    m = zoo_model()
+    m.compile("adam", "sparse_categorical_crossentropy")
+    history = m.fit(x, labels, batch_size=8, epochs=2, verbose=0, seed=0)
+    assert all(np.isfinite(v) for v in history.history["loss"])
+    m.save(tmp_path / "zoo.npz")
+    back = load_model(tmp_path / "zoo.npz")
+    assert back.get_config() == m.get_config()
+    np.testing.assert_array_equal(back.predict(x), m.predict(x))
