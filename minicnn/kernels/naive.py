@@ -88,3 +88,91 @@ def softmax(z):
         e = [np.exp(v - max(z[b])) for v in z[b]]
         out[b] = [v / sum(e) for v in e]
     return out
+
+
+# ----------------------------------------------------------------------------- pooling zoo
+def avgpool2d(x, pool_size, strides, pads):
+    """Average pooling by loops: each window's real cells summed and divided by how many there
+    are (padded cells are skipped, as TensorFlow's avg_pool does)."""
+    n, h, w, c = x.shape
+    ph, pw = pool_size
+    oh, ow = padded_output_hw(x.shape, pool_size, strides, pads)
+    y = np.zeros((n, oh, ow, c), dtype=x.dtype)
+    for b in range(n):
+        for i in range(oh):
+            for j in range(ow):
+                for ch in range(c):
+                    total, count = 0.0, 0
+                    for di in range(ph):
+                        for dj in range(pw):
+                            r, s = i * strides[0] + di - pads[0], j * strides[1] + dj - pads[2]
+                            if 0 <= r < h and 0 <= s < w:
+                                total, count = total + x[b, r, s, ch], count + 1
+                    y[b, i, j, ch] = total / count
+    return y
+
+
+def avgpool2d_backward(dy, x_shape, pool_size, strides, pads):
+    """Each window's dy / (its number of real cells) added to each of its real cells, by loops."""
+    n, h, w, c = x_shape
+    ph, pw = pool_size
+    dx = np.zeros(x_shape, dtype=dy.dtype)
+    for b in range(n):
+        for i in range(dy.shape[1]):
+            for j in range(dy.shape[2]):
+                real = []
+                for di in range(ph):
+                    for dj in range(pw):
+                        r, s = i * strides[0] + di - pads[0], j * strides[1] + dj - pads[2]
+                        if 0 <= r < h and 0 <= s < w:
+                            real.append((r, s))
+                for ch in range(c):
+                    for r, s in real:
+                        dx[b, r, s, ch] += dy[b, i, j, ch] / len(real)
+    return dx
+
+
+def global_avgpool2d(x):
+    """Mean over every (row, column) of each sample and channel: (N, H, W, C) -> (N, C)."""
+    n, h, w, c = x.shape
+    y = np.zeros((n, c), dtype=x.dtype)
+    for b in range(n):
+        for ch in range(c):
+            y[b, ch] = sum(x[b, r, s, ch] for r in range(h) for s in range(w)) / (h * w)
+    return y
+
+
+def global_maxpool2d(x):
+    """Largest value of each sample and channel: (N, H, W, C) -> (N, C)."""
+    n, h, w, c = x.shape
+    y = np.zeros((n, c), dtype=x.dtype)
+    for b in range(n):
+        for ch in range(c):
+            y[b, ch] = max(x[b, r, s, ch] for r in range(h) for s in range(w))
+    return y
+
+
+def global_maxpool2d_backward(dy, x):
+    """dy shared equally by every cell that equals its channel's maximum, by loops."""
+    n, h, w, c = x.shape
+    dx = np.zeros(x.shape, dtype=dy.dtype)
+    for b in range(n):
+        for ch in range(c):
+            best = max(x[b, r, s, ch] for r in range(h) for s in range(w))
+            winners = [(r, s) for r in range(h) for s in range(w) if x[b, r, s, ch] == best]
+            for r, s in winners:
+                dx[b, r, s, ch] = dy[b, ch] / len(winners)
+    return dx
+
+
+def zeropad2d(x, pads):
+    """Copy ``x`` (N, H, W, C) into the middle of a zero array padded by (top, bottom, left, right)."""
+    n, h, w, c = x.shape
+    top, bottom, left, right = pads
+    y = np.zeros((n, h + top + bottom, w + left + right, c), dtype=x.dtype)
+    for b in range(n):
+        for r in range(h):
+            for s in range(w):
+                for ch in range(c):
+                    y[b, r + top, s + left, ch] = x[b, r, s, ch]
+    return y

@@ -216,3 +216,4 @@ def adam_update(p, g, m, v, c1, c2, alpha, eps):
     m += (g - m) * c1
     v += (np.square(g) - v) * c2
     p -= m * alpha / (np.sqrt(v) + eps)
+from .numpy_pooling import avgpool2d_backward, avgpool2d_forward, global_avgpool2d_backward, global_avgpool2d_forward, global_maxpool2d_backward, global_maxpool2d_forward, zeropad2d_backward, zeropad2d_forward  # noqa: F401

@@ -10,6 +10,10 @@ from .base import ActivatedLayer, Layer
 from .conv import Conv2D
 from .dense import Dense
 from .pool import MaxPool2D, MaxPooling2D
+from .avg_pool import AveragePooling2D, AvgPool2D
+from .global_pool import GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D, GlobalMaxPooling2D
+from .reshape import Reshape
+from .zero_padding import ZeroPadding2D
 from .rescaling import Rescaling
 from .simple import Activation, Dropout, Flatten, ReLU, Softmax
 
@@ -17,6 +21,7 @@ from .simple import Activation, Dropout, Flatten, ReLU, Softmax
 LAYERS = (
     Conv2D, Dense, MaxPool2D, Flatten, ReLU, Softmax, Activation, Dropout,
     Rescaling,
+    AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, ZeroPadding2D, Reshape,
 )
 
 #: class name -> class, for configs saved in minicnn model files

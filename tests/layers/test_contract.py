@@ -72,6 +72,17 @@ CASES = [
     Case(lambda: L.Activation(None), (4,), id="Activation-linear"),
     Case(lambda: L.Dropout(0.0), (6,), id="Dropout"),  # rate 0: training and inference agree with Keras
     Case(lambda: L.Rescaling(1 / 255, offset=-0.5), (3, 3, 2)),
+    Case(lambda: L.AveragePooling2D(2), (4, 6, 2), id="AveragePooling2D"),
+    Case(lambda: L.AveragePooling2D(3, strides=2, padding="same"), (6, 5, 2), id="AveragePooling2D-same-stride2"),
+    Case(lambda: L.AveragePooling2D((2, 3), strides=1, padding="same"), (3, 4, 2), id="AveragePooling2D-same-overlap"),
+    Case(lambda: L.GlobalAveragePooling2D(), (3, 4, 2), id="GlobalAveragePooling2D"),
+    Case(lambda: L.GlobalAveragePooling2D(keepdims=True), (3, 4, 2), id="GlobalAveragePooling2D-keepdims"),
+    Case(lambda: L.GlobalMaxPooling2D(), (3, 4, 2), tie_free, "GlobalMaxPooling2D"),
+    Case(lambda: L.GlobalMaxPooling2D(keepdims=True), (3, 4, 2), tie_free, "GlobalMaxPooling2D-keepdims"),
+    Case(lambda: L.ZeroPadding2D(), (3, 4, 2), id="ZeroPadding2D"),
+    Case(lambda: L.ZeroPadding2D(((1, 2), (0, 3))), (3, 3, 1), id="ZeroPadding2D-asymmetric"),
+    Case(lambda: L.Reshape((4, -1)), (2, 3, 4), id="Reshape-infer"),
+    Case(lambda: L.Reshape((1, 1, 6)), (6,), id="Reshape-to-maps"),
 ]
 
 
