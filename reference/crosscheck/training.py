@@ -157,8 +157,8 @@ def training_check(model, x, y, dtype, steps, optimizer, batch) -> dict:
         result["checks"] = [
             judged_loss,
             info("step-by-step weights", max(step_w.values(), default=0.0),
-                 reason="one Adam step turns 1e-7 gradient differences into large update differences "
-                        'where |g| is near epsilon; docs/parity.md, "Tolerances"'),
+                 reason="float32 weights are not judged: 1e-7 gradient differences can move an update "
+                        'by far more (Adam where |g| is near epsilon); docs/parity.md, "Tolerances"'),
             free_loss,
             info("free-running weights", max((r["rel"] for r in wrows), default=0.0),
                  reason=NOT_JUDGED_REASON[(dtype, f"weights/{optimizer}")])]
