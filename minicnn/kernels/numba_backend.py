@@ -1237,3 +1237,4 @@ def dense_backward(dy, x, kernel, need_dx=True, check_finite=False):
 
 # fused optimizer updates (same names as numpy_backend)
 from .numba_optim import adam_update  # noqa: E402,F401
+from .numpy_batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_train_forward, batchnorm_update_moving  # noqa: E402,F401  numba twins: phase 2 (numpy kernels until then)
