@@ -29,12 +29,20 @@ def _axes(x):
     return tuple(range(x.ndim - 1))
 
 
+def _channel_sum(a, divide_by=1):
+    """Sum of ``a`` (N, ..., C) over every axis but the last (divided by ``divide_by``), in
+    ``a``'s dtype but accumulated in float64: a float32 running sum over N*H*W values (NumPy's
+    order along a non-contiguous axis) would lose ~1e-6 on a batch of 32 16x16 images, 5x more
+    than TensorFlow's float32 reductions; accumulated in float64 the sum is all but exact."""
+    return (a.sum(axis=_axes(a), dtype=np.float64) / divide_by).astype(a.dtype, copy=False)
+
+
 def batchnorm_moments(x):
     """The batch statistics of ``x`` (N, ..., C): ``(mean, var)``, each (C,), with the biased
-    variance ``mean((x - mean)**2)`` (``tf.nn.moments``)."""
-    axes = _axes(x)
-    mean = x.mean(axis=axes)
-    var = np.square(x - mean).mean(axis=axes)
+    variance ``mean((x - mean)**2)`` (``tf.nn.moments``; ``x - mean`` in ``x``'s dtype)."""
+    count = x.size // x.shape[-1]
+    mean = _channel_sum(x, count)
+    var = _channel_sum(np.square(x - mean), count)
     return mean, var
 
 
@@ -117,11 +125,10 @@ def batchnorm_backward(dy, x, gamma, mean, var, epsilon, batch_stats=True):
 
         dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat))
     """
-    axes = _axes(x)
     inv_std = batchnorm_inv_std(var, epsilon)
     xhat = (x - mean) * inv_std
-    dbeta = dy.sum(axis=axes)
-    dgamma = (dy * xhat).sum(axis=axes)
+    dbeta = _channel_sum(dy)
+    dgamma = _channel_sum(dy * xhat)
     scale = inv_std * gamma if gamma is not None else inv_std
     if not batch_stats:
         return dy * scale, dgamma, dbeta
