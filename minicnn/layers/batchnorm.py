@@ -58,7 +58,7 @@ class BatchNormalization(Layer):
                  name=None, input_shape=None):
         super().__init__(name=name, input_shape=input_shape)
         if not isinstance(axis, int) or isinstance(axis, bool):
-            raise ValueError(f"BatchNormalization axis must be an int, got {axis!r}")
+            raise TypeError(f"BatchNormalization axis must be an int, got {axis!r}")
         for what, v in (("momentum", momentum), ("epsilon", epsilon)):
             if not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(v):
                 raise ValueError(f"BatchNormalization {what} must be a finite number, got {v!r}")

@@ -11,10 +11,10 @@ pytestmark = [pytest.mark.tf]
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from minicnn import Sequential, load_model  # noqa: E402
-from minicnn.layers import BatchNormalization, Conv2D, Dense, Flatten, MaxPool2D, ReLU  # noqa: E402
-from reference.convert import to_keras  # noqa: E402
-from reference.crosscheck import setup_tensorflow  # noqa: E402
+from minicnn import Sequential, load_model
+from minicnn.layers import BatchNormalization, Conv2D, Dense, Flatten, MaxPool2D, ReLU
+from reference.convert import to_keras
+from reference.crosscheck import setup_tensorflow
 
 setup_tensorflow()
 

@@ -10,7 +10,16 @@ from minicnn import Sequential, load_model, optimizers
 from minicnn.errors import NonFiniteError
 from minicnn.io import checkpoint as ckpt
 from minicnn.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
-from tests.training.test_checkpoints import X, AtIteration, Crash, assert_same_training_state, crash, fit, names, snapshot
+from tests.training.test_checkpoints import (
+    AtIteration,
+    Crash,
+    X,
+    assert_same_training_state,
+    crash,
+    fit,
+    names,
+    snapshot,
+)
 
 MOVING = ["batch_normalization/moving_mean", "batch_normalization/moving_variance",
           "batch_normalization_1/moving_mean", "batch_normalization_1/moving_variance"]
