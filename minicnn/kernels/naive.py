@@ -176,3 +176,41 @@ def zeropad2d(x, pads):
                 for ch in range(c):
                     y[b, r + top, s + left, ch] = x[b, r, s, ch]
     return y
+# ----------------------------------------------------------------------------- batchnorm
+def batchnorm(x, gamma, beta, mean=None, var=None, epsilon=1e-3):
+    """Batch normalisation over the last axis by loops, as the paper writes it:
+    ``gamma * (x - mean) / sqrt(var + epsilon) + beta`` per channel. Without ``mean``/``var``
+    (training mode) the batch's own statistics are used: the mean, and the biased variance
+    (sum of squared deviations / count). Returns (y, mean, var)."""
+    rows = x.reshape(-1, x.shape[-1])
+    m, c = rows.shape
+    y = np.zeros_like(rows)
+    mu, sigma2 = np.zeros(c, dtype=x.dtype), np.zeros(c, dtype=x.dtype)
+    for ch in range(c):
+        mu[ch] = sum(rows[i, ch] for i in range(m)) / m if mean is None else mean[ch]
+        sigma2[ch] = sum((rows[i, ch] - mu[ch]) ** 2 for i in range(m)) / m if var is None else var[ch]
+        for i in range(m):
+            xhat = (rows[i, ch] - mu[ch]) / np.sqrt(sigma2[ch] + epsilon)
+            y[i, ch] = xhat * (1 if gamma is None else gamma[ch]) + (0 if beta is None else beta[ch])
+    return y.reshape(x.shape), mu, sigma2
+def batchnorm_backward(dy, x, gamma, epsilon=1e-3):
+    """Training-mode gradients (dx, dgamma, dbeta) by loops, with the chain rule through the batch
+    variance and mean written out term by term (Ioffe & Szegedy 2015, section 3)."""
+    rows, drows = x.reshape(-1, x.shape[-1]), dy.reshape(-1, x.shape[-1])
+    m, c = rows.shape
+    dx = np.zeros_like(rows)
+    dgamma, dbeta = np.zeros(c, dtype=x.dtype), np.zeros(c, dtype=x.dtype)
+    for ch in range(c):
+        col, dcol = rows[:, ch], drows[:, ch]
+        mu = sum(col) / m
+        var = sum((v - mu) ** 2 for v in col) / m
+        std = np.sqrt(var + epsilon)
+        g = 1 if gamma is None else gamma[ch]
+        dxhat = [dcol[i] * g for i in range(m)]
+        dvar = sum(dxhat[i] * (col[i] - mu) for i in range(m)) * -0.5 * std ** -3
+        dmu = sum(-dxhat[i] / std for i in range(m)) + dvar * sum(-2 * (col[i] - mu) for i in range(m)) / m
+        for i in range(m):
+            dx[i, ch] = dxhat[i] / std + dvar * 2 * (col[i] - mu) / m + dmu / m
+        dgamma[ch] = sum(dcol[i] * (col[i] - mu) / std for i in range(m))
+        dbeta[ch] = sum(dcol)
+    return dx.reshape(x.shape), dgamma, dbeta

@@ -1238,3 +1238,4 @@ def dense_backward(dy, x, kernel, need_dx=True, check_finite=False):
 # fused optimizer updates (same names as numpy_backend)
 from .numba_optim import adam_update  # noqa: E402,F401
 from .numpy_pooling import avgpool2d_backward, avgpool2d_forward, global_avgpool2d_backward, global_avgpool2d_forward, global_maxpool2d_backward, global_maxpool2d_forward, zeropad2d_backward, zeropad2d_forward  # noqa: E402,F401  numba twins: phase 2 (numpy kernels until then)
+from .numpy_batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_train_forward, batchnorm_update_moving  # noqa: E402,F401  numba twins: phase 2 (numpy kernels until then)

@@ -7,6 +7,7 @@ these classes only (never anything else: no code from files), and Keras files by
 
 from . import keras_options
 from .base import ActivatedLayer, Layer
+from .batchnorm import BatchNormalization
 from .conv import Conv2D
 from .dense import Dense
 from .pool import MaxPool2D, MaxPooling2D
@@ -22,6 +23,7 @@ LAYERS = (
     Conv2D, Dense, MaxPool2D, Flatten, ReLU, Softmax, Activation, Dropout,
     Rescaling,
     AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, ZeroPadding2D, Reshape,
+    BatchNormalization,
 )
 
 #: class name -> class, for configs saved in minicnn model files

@@ -42,7 +42,7 @@ def guard_finite(model, loss: float, x, where: str, restore=()) -> None:
         # step only; None: check them here
         verdict, layer.grads_finite = layer.grads_finite, None
         if verdict is None:
-            verdict = bad is not None or all(all_finite(layer.grads[k]) for k in layer.params)
+            verdict = bad is not None or all(all_finite(g) for g in layer.grads.values())
         if bad is None and not verdict:
             bad = "gradient"
     if bad is None:
