@@ -10,13 +10,15 @@ import numpy as np
 from .shapes import padded_output_hw
 
 
-def conv2d(x, kernel, bias, strides, pads):
-    """Cross-correlation by explicit loops. x (N,H,W,C), kernel (KH,KW,C,F) -> (N,OH,OW,F)."""
+def conv2d(x, kernel, bias, strides, pads, dilation=(1, 1)):
+    """Cross-correlation by explicit loops. x (N,H,W,C), kernel (KH,KW,C,F) -> (N,OH,OW,F);
+    tap (di, dj) of a kernel dilated by (DH, DW) reads the cell di * DH rows, dj * DW columns in."""
     n, h, w, c = x.shape
     kh, kw, _, f = kernel.shape
     sh, sw = strides
+    dh, dw = dilation
     top, bottom, left, right = pads
-    oh, ow = padded_output_hw(x.shape, (kh, kw), strides, pads)
+    oh, ow = padded_output_hw(x.shape, (kh, kw), strides, pads, dilation)
     y = np.zeros((n, oh, ow, f), dtype=x.dtype)
     for b in range(n):
         for i in range(oh):
@@ -25,7 +27,7 @@ def conv2d(x, kernel, bias, strides, pads):
                     acc = 0.0
                     for di in range(kh):
                         for dj in range(kw):
-                            r, s = i * sh + di - top, j * sw + dj - left
+                            r, s = i * sh + di * dh - top, j * sw + dj * dw - left
                             if 0 <= r < h and 0 <= s < w:  # outside the image: zero padding
                                 for ch in range(c):
                                     acc += x[b, r, s, ch] * kernel[di, dj, ch, o]
@@ -88,3 +90,4 @@ def softmax(z):
         e = [np.exp(v - max(z[b])) for v in z[b]]
         out[b] = [v / sum(e) for v in e]
     return out
+

@@ -72,6 +72,9 @@ CASES = [
     Case(lambda: L.Activation(None), (4,), id="Activation-linear"),
     Case(lambda: L.Dropout(0.0), (6,), id="Dropout"),  # rate 0: training and inference agree with Keras
     Case(lambda: L.Rescaling(1 / 255, offset=-0.5), (3, 3, 2)),
+    Case(lambda: L.Conv2D(2, 3, dilation_rate=2), (7, 8, 2), id="Conv2D-dilation2-valid"),
+    Case(lambda: L.Conv2D(3, (2, 3), padding="same", dilation_rate=2, activation="relu"), (6, 7, 2),
+         away_from_zero, "Conv2D-dilation2-same-relu"),
 ]
 
 
