@@ -91,3 +91,33 @@ def softmax(z):
         out[b] = [v / sum(e) for v in e]
     return out
 
+
+# ----------------------------------------------------------------------------- depthwise and dilation
+def depthwise_conv2d(x, kernel, bias, strides, pads, dilation=(1, 1)):
+    """Depthwise cross-correlation by loops: x (N,H,W,C), kernel (KH,KW,C,M) -> (N,OH,OW,C*M),
+    output channel ch * M + m seeing input channel ch only (Keras's order)."""
+    n, h, w, c = x.shape
+    kh, kw, _, mult = kernel.shape
+    oh, ow = padded_output_hw(x.shape, (kh, kw), strides, pads, dilation)
+    y = np.zeros((n, oh, ow, c * mult), dtype=x.dtype)
+    for b in range(n):
+        for i in range(oh):
+            for j in range(ow):
+                for ch in range(c):
+                    for m in range(mult):
+                        acc = 0.0
+                        for di in range(kh):
+                            for dj in range(kw):
+                                r = i * strides[0] + di * dilation[0] - pads[0]
+                                s = j * strides[1] + dj * dilation[1] - pads[2]
+                                if 0 <= r < h and 0 <= s < w:  # outside the image: zero padding
+                                    acc += x[b, r, s, ch] * kernel[di, dj, ch, m]
+                        y[b, i, j, ch * mult + m] = acc + (bias[ch * mult + m] if bias is not None else 0.0)
+    return y
+
+
+def separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias, strides, pads, dilation=(1, 1)):
+    """A depthwise convolution (no bias) then a 1x1 convolution (pointwise_kernel (1,1,C*M,F))
+    with the bias, by the loops above: what Keras's SeparableConv2D computes."""
+    z = depthwise_conv2d(x, depthwise_kernel, None, strides, pads, dilation)
+    return conv2d(z, pointwise_kernel, bias, (1, 1), (0, 0, 0, 0))

@@ -1243,3 +1243,4 @@ from .numba_optim import adam_update  # noqa: E402,F401
 def _numpy_if_dilated(fast, ref):
     return lambda *a, dilation=(1, 1), **k: fast(*a, **k) if tuple(dilation) == (1, 1) else ref(*a, dilation=dilation, **k)
 conv2d_forward, conv2d_backward = _numpy_if_dilated(conv2d_forward, _ref.conv2d_forward), _numpy_if_dilated(conv2d_backward, _ref.conv2d_backward)
+from .numpy_depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward  # noqa: E402,F401  numba twins: phase 2 (numpy kernels until then)

@@ -222,3 +222,7 @@ def adam_update(p, g, m, v, c1, c2, alpha, eps):
     m += (g - m) * c1
     v += (np.square(g) - v) * c2
     p -= m * alpha / (np.sqrt(v) + eps)
+
+
+# depthwise convolutions (their own module; SeparableConv2D composes them with conv2d)
+from .numpy_depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward  # noqa: E402,F401

@@ -9,14 +9,17 @@ from . import keras_options
 from .base import ActivatedLayer, Layer
 from .conv import Conv2D
 from .dense import Dense
+from .depthwise import DepthwiseConv2D
 from .pool import MaxPool2D, MaxPooling2D
 from .rescaling import Rescaling
+from .separable import SeparableConv2D
 from .simple import Activation, Dropout, Flatten, ReLU, Softmax
 
 #: the registry: one entry per layer class
 LAYERS = (
     Conv2D, Dense, MaxPool2D, Flatten, ReLU, Softmax, Activation, Dropout,
     Rescaling,
+    DepthwiseConv2D, SeparableConv2D,
 )
 
 #: class name -> class, for configs saved in minicnn model files
