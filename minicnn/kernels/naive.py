@@ -10,13 +10,15 @@ import numpy as np
 from .shapes import padded_output_hw
 
 
-def conv2d(x, kernel, bias, strides, pads):
-    """Cross-correlation by explicit loops. x (N,H,W,C), kernel (KH,KW,C,F) -> (N,OH,OW,F)."""
+def conv2d(x, kernel, bias, strides, pads, dilation=(1, 1)):
+    """Cross-correlation by explicit loops. x (N,H,W,C), kernel (KH,KW,C,F) -> (N,OH,OW,F);
+    tap (di, dj) of a kernel dilated by (DH, DW) reads the cell di * DH rows, dj * DW columns in."""
     n, h, w, c = x.shape
     kh, kw, _, f = kernel.shape
     sh, sw = strides
+    dh, dw = dilation
     top, bottom, left, right = pads
-    oh, ow = padded_output_hw(x.shape, (kh, kw), strides, pads)
+    oh, ow = padded_output_hw(x.shape, (kh, kw), strides, pads, dilation)
     y = np.zeros((n, oh, ow, f), dtype=x.dtype)
     for b in range(n):
         for i in range(oh):
@@ -25,7 +27,7 @@ def conv2d(x, kernel, bias, strides, pads):
                     acc = 0.0
                     for di in range(kh):
                         for dj in range(kw):
-                            r, s = i * sh + di - top, j * sw + dj - left
+                            r, s = i * sh + di * dh - top, j * sw + dj * dw - left
                             if 0 <= r < h and 0 <= s < w:  # outside the image: zero padding
                                 for ch in range(c):
                                     acc += x[b, r, s, ch] * kernel[di, dj, ch, o]
@@ -98,6 +100,13 @@ def avgpool2d(x, pool_size, strides, pads):
     ph, pw = pool_size
     oh, ow = padded_output_hw(x.shape, pool_size, strides, pads)
     y = np.zeros((n, oh, ow, c), dtype=x.dtype)
+# ----------------------------------------------------------------------------- depthwise and dilation
+def depthwise_conv2d(x, kernel, bias, strides, pads, dilation=(1, 1)):
+    """Depthwise cross-correlation by loops: x (N,H,W,C), kernel (KH,KW,C,M) -> (N,OH,OW,C*M),
+    output channel ch * M + m seeing input channel ch only (Keras's order)."""
+    kh, kw, _, mult = kernel.shape
+    oh, ow = padded_output_hw(x.shape, (kh, kw), strides, pads, dilation)
+    y = np.zeros((n, oh, ow, c * mult), dtype=x.dtype)
     for b in range(n):
         for i in range(oh):
             for j in range(ow):
@@ -214,3 +223,17 @@ def batchnorm_backward(dy, x, gamma, epsilon=1e-3):
         dgamma[ch] = sum(dcol[i] * (col[i] - mu) / std for i in range(m))
         dbeta[ch] = sum(dcol)
     return dx.reshape(x.shape), dgamma, dbeta
+                    for m in range(mult):
+                        acc = 0.0
+                        for di in range(kh):
+                            for dj in range(kw):
+                                r = i * strides[0] + di * dilation[0] - pads[0]
+                                s = j * strides[1] + dj * dilation[1] - pads[2]
+                                if 0 <= r < h and 0 <= s < w:  # outside the image: zero padding
+                                    acc += x[b, r, s, ch] * kernel[di, dj, ch, m]
+                        y[b, i, j, ch * mult + m] = acc + (bias[ch * mult + m] if bias is not None else 0.0)
+def separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias, strides, pads, dilation=(1, 1)):
+    """A depthwise convolution (no bias) then a 1x1 convolution (pointwise_kernel (1,1,C*M,F))
+    with the bias, by the loops above: what Keras's SeparableConv2D computes."""
+    z = depthwise_conv2d(x, depthwise_kernel, None, strides, pads, dilation)
+    return conv2d(z, pointwise_kernel, bias, (1, 1), (0, 0, 0, 0))

@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import activations, initializers
 from ..kernels import get_backend
-from ..kernels.shapes import window_output
+from ..kernels.shapes import effective_size, window_output
 from . import keras_options
 
 
@@ -110,14 +110,16 @@ class Layer:
         if x.dtype != self.dtype:
             self._fail(f"expected dtype {self.dtype}, received {x.dtype}")
 
-    def _window_output(self, input_shape, window, what):
+    def _window_output(self, input_shape, window, what, dilation=(1, 1)):
         """Validate an (H, W, C) input for a sliding-window layer; set ``self.pads``; return (OH, OW)."""
         if len(input_shape) != 3:
             self._fail(f"expects inputs of shape (batch, height, width, channels), "
                        f"received (batch, {', '.join(map(str, input_shape))})")
-        (oh, ow), self.pads = window_output(input_shape[:2], window, self.strides, self.padding)
+        (oh, ow), self.pads = window_output(input_shape[:2], window, self.strides, self.padding, dilation)
         if oh < 1 or ow < 1:
-            self._fail(f"{what} {window} is larger than its input {input_shape[:2]} with padding '{self.padding}'")
+            span = "" if tuple(dilation) == (1, 1) else \
+                f" dilated by {tuple(dilation)} (spanning {tuple(effective_size(k, d) for k, d in zip(window, dilation))})"
+            self._fail(f"{what} {window}{span} is larger than its input {input_shape[:2]} with padding '{self.padding}'")
         return oh, ow
 
     def _cached(self, key):

@@ -90,7 +90,7 @@ def test_train_the_architecture_of_a_model_file(fake_mnist, tmp_path, capsys, su
     argv = ["train", "--model", str(tmp_path / f"arch{suffix}"), "--data-dir", str(fake_mnist), "--epochs", "1",
             "--batch-size", "50", "--out", str(out), "--verbose", "0", "--backend", "numpy"]
     assert main(argv) == 0
-    assert f"training 'arch' on mnist (200 images)" in capsys.readouterr().out
+    assert "training 'arch' on mnist (200 images)" in capsys.readouterr().out
     trained = load_model(out)
     assert trained.get_config()["layers"] == src.get_config()["layers"]
     # fresh weights (seeded), not the file's: the first kernel differs from the source's

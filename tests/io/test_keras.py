@@ -286,8 +286,10 @@ def config_of(keras_file):
      r"'bn' \(BatchNormalization\).*renorm=True is not supported"),
     (lambda c: c["config"]["layers"][1]["config"].update(activation="tanh"),
      r"'conv2d' \(Conv2D\).*activation='tanh'"),
-    (lambda c: c["config"]["layers"][1]["config"].update(dilation_rate=[2, 2]),
-     r"'conv2d' \(Conv2D\).*dilation_rate"),
+    (lambda c: c["config"]["layers"][1]["config"].update(groups=2),
+     r"'conv2d' \(Conv2D\).*groups=2"),
+    (lambda c: c["config"]["layers"][1]["config"].update(dilation_rate=[2, 2], strides=[2, 2]),  # Keras refuses it too
+     r"'conv2d' \(Conv2D\).*`strides > 1` not supported in conjunction with `dilation_rate > 1`"),
     (lambda c: c["config"]["layers"][6]["config"].update(kernel_regularizer={"class_name": "L2"}),
      r"'dense' \(Dense\).*kernel_regularizer"),
     (lambda c: c["config"]["layers"][1]["config"].update(dtype="mixed_float16"),

@@ -90,6 +90,20 @@ CASES = [
     Case(lambda: L.BatchNormalization(center=False, momentum=0.9), (4,), id="BatchNormalization-2d-nocenter"),
     Case(lambda: L.BatchNormalization(scale=False, epsilon=0.01), (2, 3, 2), id="BatchNormalization-4d-noscale"),
     Case(lambda: L.BatchNormalization(center=False, scale=False), (3, 2, 4), id="BatchNormalization-4d-plain"),
+    Case(lambda: L.Conv2D(2, 3, dilation_rate=2), (7, 8, 2), id="Conv2D-dilation2-valid"),
+    Case(lambda: L.Conv2D(3, (2, 3), padding="same", dilation_rate=2, activation="relu"), (6, 7, 2),
+         away_from_zero, "Conv2D-dilation2-same-relu"),
+    Case(lambda: L.DepthwiseConv2D(3), (5, 6, 3), id="DepthwiseConv2D-m1"),
+    Case(lambda: L.DepthwiseConv2D((3, 2), depth_multiplier=2, activation="relu"), (6, 5, 2), away_from_zero,
+         "DepthwiseConv2D-m2-relu"),
+    Case(lambda: L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, use_bias=False), (7, 6, 2),
+         id="DepthwiseConv2D-stride2-same"),
+    Case(lambda: L.DepthwiseConv2D(2, strides=2, padding="same", dilation_rate=2), (7, 8, 2),
+         id="DepthwiseConv2D-stride2-dilation2-same"),  # Keras allows this for depthwise, not Conv2D
+    Case(lambda: L.SeparableConv2D(3, 3, padding="same", depth_multiplier=2, activation="relu"), (6, 5, 2),
+         away_from_zero, "SeparableConv2D-relu-same"),
+    Case(lambda: L.SeparableConv2D(2, (2, 3), strides=2, dilation_rate=(2, 1), use_bias=False,
+                                   activation="softmax"), (8, 7, 3), id="SeparableConv2D-stride2-dilated-softmax"),
 ]
 
 #: weights drawn positive by :func:`build` (a variance is never negative)
