@@ -92,6 +92,37 @@ def softmax(z):
     return out
 
 
+# ----------------------------------------------------------------------------- depthwise and dilation
+def depthwise_conv2d(x, kernel, bias, strides, pads, dilation=(1, 1)):
+    """Depthwise cross-correlation by loops: x (N,H,W,C), kernel (KH,KW,C,M) -> (N,OH,OW,C*M),
+    output channel ch * M + m seeing input channel ch only (Keras's order)."""
+    n, h, w, c = x.shape
+    kh, kw, _, mult = kernel.shape
+    oh, ow = padded_output_hw(x.shape, (kh, kw), strides, pads, dilation)
+    y = np.zeros((n, oh, ow, c * mult), dtype=x.dtype)
+    for b in range(n):
+        for i in range(oh):
+            for j in range(ow):
+                for ch in range(c):
+                    for m in range(mult):
+                        acc = 0.0
+                        for di in range(kh):
+                            for dj in range(kw):
+                                r = i * strides[0] + di * dilation[0] - pads[0]
+                                s = j * strides[1] + dj * dilation[1] - pads[2]
+                                if 0 <= r < h and 0 <= s < w:  # outside the image: zero padding
+                                    acc += x[b, r, s, ch] * kernel[di, dj, ch, m]
+                        y[b, i, j, ch * mult + m] = acc + (bias[ch * mult + m] if bias is not None else 0.0)
+    return y
+
+
+def separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias, strides, pads, dilation=(1, 1)):
+    """A depthwise convolution (no bias) then a 1x1 convolution (pointwise_kernel (1,1,C*M,F))
+    with the bias, by the loops above: what Keras's SeparableConv2D computes."""
+    z = depthwise_conv2d(x, depthwise_kernel, None, strides, pads, dilation)
+    return conv2d(z, pointwise_kernel, bias, (1, 1), (0, 0, 0, 0))
+
+
 # ----------------------------------------------------------------------------- pooling zoo
 def avgpool2d(x, pool_size, strides, pads):
     """Average pooling by loops: each window's real cells summed and divided by how many there
@@ -100,13 +131,6 @@ def avgpool2d(x, pool_size, strides, pads):
     ph, pw = pool_size
     oh, ow = padded_output_hw(x.shape, pool_size, strides, pads)
     y = np.zeros((n, oh, ow, c), dtype=x.dtype)
-# ----------------------------------------------------------------------------- depthwise and dilation
-def depthwise_conv2d(x, kernel, bias, strides, pads, dilation=(1, 1)):
-    """Depthwise cross-correlation by loops: x (N,H,W,C), kernel (KH,KW,C,M) -> (N,OH,OW,C*M),
-    output channel ch * M + m seeing input channel ch only (Keras's order)."""
-    kh, kw, _, mult = kernel.shape
-    oh, ow = padded_output_hw(x.shape, (kh, kw), strides, pads, dilation)
-    y = np.zeros((n, oh, ow, c * mult), dtype=x.dtype)
     for b in range(n):
         for i in range(oh):
             for j in range(ow):
@@ -185,6 +209,8 @@ def zeropad2d(x, pads):
                 for ch in range(c):
                     y[b, r + top, s + left, ch] = x[b, r, s, ch]
     return y
+
+
 # ----------------------------------------------------------------------------- batchnorm
 def batchnorm(x, gamma, beta, mean=None, var=None, epsilon=1e-3):
     """Batch normalisation over the last axis by loops, as the paper writes it:
@@ -202,6 +228,8 @@ def batchnorm(x, gamma, beta, mean=None, var=None, epsilon=1e-3):
             xhat = (rows[i, ch] - mu[ch]) / np.sqrt(sigma2[ch] + epsilon)
             y[i, ch] = xhat * (1 if gamma is None else gamma[ch]) + (0 if beta is None else beta[ch])
     return y.reshape(x.shape), mu, sigma2
+
+
 def batchnorm_backward(dy, x, gamma, epsilon=1e-3):
     """Training-mode gradients (dx, dgamma, dbeta) by loops, with the chain rule through the batch
     variance and mean written out term by term (Ioffe & Szegedy 2015, section 3)."""
@@ -223,17 +251,3 @@ def batchnorm_backward(dy, x, gamma, epsilon=1e-3):
         dgamma[ch] = sum(dcol[i] * (col[i] - mu) / std for i in range(m))
         dbeta[ch] = sum(dcol)
     return dx.reshape(x.shape), dgamma, dbeta
-                    for m in range(mult):
-                        acc = 0.0
-                        for di in range(kh):
-                            for dj in range(kw):
-                                r = i * strides[0] + di * dilation[0] - pads[0]
-                                s = j * strides[1] + dj * dilation[1] - pads[2]
-                                if 0 <= r < h and 0 <= s < w:  # outside the image: zero padding
-                                    acc += x[b, r, s, ch] * kernel[di, dj, ch, m]
-                        y[b, i, j, ch * mult + m] = acc + (bias[ch * mult + m] if bias is not None else 0.0)
-def separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias, strides, pads, dilation=(1, 1)):
-    """A depthwise convolution (no bias) then a 1x1 convolution (pointwise_kernel (1,1,C*M,F))
-    with the bias, by the loops above: what Keras's SeparableConv2D computes."""
-    z = depthwise_conv2d(x, depthwise_kernel, None, strides, pads, dilation)
-    return conv2d(z, pointwise_kernel, bias, (1, 1), (0, 0, 0, 0))
