@@ -64,8 +64,9 @@ def machine_section(R, A) -> list[str]:
         ("numba threading", f"{P.get('numba_threading_layer') or mini.get('layer')} layer, "
                             f"{P.get('numba_threads') or mini.get('num_threads')} threads; "
                             f"OMP_WAIT_POLICY={mini.get('omp_wait_policy', env.get('OMP_WAIT_POLICY'))}"),
-        ("denormals", f"process default FTZ={mx.get('ftz')}, DAZ={mx.get('daz')} (MXCSR {mx.get('mxcsr')}); "
-                      f"minicnn's numba kernels flush them: {mini.get('denormals_flushed_in_kernels')}"),
+        ("denormals", f"process default FTZ={mx.get('ftz')}, DAZ={mx.get('daz')} (MXCSR {mx.get('mxcsr')})"
+                      + (f"; minicnn's numba kernels flush them: {mini.get('denormals_flushed_in_kernels')}"
+                         if mini else "")),
         ("minicnn numba", f"FMA tiles: {mini.get('fma_tiles')}; calls BLAS from numba threads: "
                           f"{mini.get('blas_in_numba')}" if mini else DASH),
         ("TensorFlow", f"{tfi.get('version')} (Keras {tfi.get('keras')}), intra-op {tfi.get('intra_op_threads')} "

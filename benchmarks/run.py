@@ -44,7 +44,8 @@ def _ints(s, what):
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.run",
+                                 description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--quick", action="store_true", help="few repeats, small inference batch, a 2,000-sample "
                     "fit, short probes: a smoke test of a few minutes")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="output directory")

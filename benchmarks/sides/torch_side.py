@@ -66,8 +66,10 @@ class TorchSide:
             m = nn.Flatten()
         elif kind == "Dropout":
             m = nn.Dropout(layer.rate)
-        elif kind == "ReLU":
-            m = nn.ReLU()
+        elif kind == "ReLU" or (kind == "Activation" and getattr(layer, "activation", None) == "relu"):
+            return nn.ReLU()
+        elif kind == "Activation" and getattr(layer, "activation", None) == "softmax":
+            return nn.Identity() if linear else nn.Softmax(dim=-1)
         elif kind == "Softmax":
             m = nn.Identity() if linear else nn.Softmax(dim=-1)
         else:

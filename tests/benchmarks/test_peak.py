@@ -46,6 +46,7 @@ def test_plausibility():
     assert p["expected_gflops_per_core"] == pytest.approx(2 * 16 * 2 * 2.7)
     assert peak.plausibility(170.0, 16, 2.7, 2, 110.0)["disturbed"]
     assert peak.plausibility(130.0, 16, 2.7, 2, 260.0)["fma_units_estimate"] is None  # 1.5 per cycle
+    assert peak.plausibility(250.0, 16, 2.7, 2, 500.0)["fma_units_estimate"] is None  # 3: a slow clock
 
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 vector FMA")
