@@ -14,7 +14,6 @@ express is measured the same way.
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 
@@ -72,35 +71,16 @@ def compiled(spec, dtype, input_shape, num_classes, seed=0):
 
 
 # ----------------------------------------------------------------------------- FLOPs
-def _fallback_flops(layer, backward: bool) -> int:
-    # TODO(contract): remove once Layer.flops lands. Conv2D and Dense from their attributes, as
-    # the contract counts them: a multiply-add counts 2; backward = kernel gradient (the forward's
-    # multiply-adds again) + input gradient (the same again) unless need_dx is off (a model's
-    # first layer); every other layer 0.
-    kind = type(layer).__name__
-    if kind == "Conv2D":
-        kh, kw, c, _ = layer.params["kernel"].shape
-        macs = math.prod(layer.output_shape) * kh * kw * c
-    elif kind == "Dense":
-        macs = layer.input_shape[0] * layer.units
-    else:
-        return 0
-    return 2 * macs * ((2 if getattr(layer, "need_dx", True) else 1) if backward else 1)
-
-
 def layer_flops(layer, backward: bool = False, need_dx: bool = True) -> tuple[int, str]:
-    """(FLOPs of one sample, where the number came from: 'layer.flops' or 'fallback'). For a
-    backward, ``need_dx=False`` counts a first layer's, which computes no input gradient (the
-    layer's ``need_dx`` is set for the call, as ``Sequential.backward`` does, then put back)."""
+    """(FLOPs of one sample, where the number came from: 'layer.flops'). For a backward,
+    ``need_dx=False`` counts a first layer's, which computes no input gradient (the layer's
+    ``need_dx`` is set for the call, as ``Sequential.backward`` does, then put back)."""
     has = hasattr(layer, "need_dx")
     old = getattr(layer, "need_dx", None)
     if has:
         layer.need_dx = need_dx
     try:
-        fn = getattr(layer, "flops", None)
-        if callable(fn):
-            return int(fn(backward=backward)), "layer.flops"
-        return _fallback_flops(layer, backward), "fallback"
+        return int(layer.flops(backward=backward)), "layer.flops"
     finally:
         if has:
             layer.need_dx = old

@@ -16,18 +16,18 @@ def _tiny():
     return m
 
 
-def test_fallback_flops_conv_and_dense():
+def test_layer_flops_conv_dense_and_pool():
     m = _tiny()
     conv, pool, flat, dense = m.layers
     macs = 6 * 6 * 4 * 3 * 3 * 2  # output pixels x filters x kernel taps x input channels
-    assert models._fallback_flops(conv, False) == 2 * macs
-    assert models._fallback_flops(conv, True) == 4 * macs
-    conv.need_dx = False
-    assert models._fallback_flops(conv, True) == 2 * macs
-    conv.need_dx = True
-    assert models._fallback_flops(dense, False) == 2 * 36 * 3
-    assert models._fallback_flops(dense, True) == 4 * 36 * 3
-    assert models._fallback_flops(pool, True) == models._fallback_flops(flat, False) == 0
+    assert models.layer_flops(conv, False) == (2 * macs, "layer.flops")
+    assert models.layer_flops(conv, True)[0] == 4 * macs
+    assert models.layer_flops(conv, True, need_dx=False)[0] == 2 * macs
+    assert conv.need_dx  # put back
+    assert models.layer_flops(dense, False)[0] == 2 * 36 * 3
+    assert models.layer_flops(dense, True)[0] == 4 * 36 * 3
+    assert models.layer_flops(pool, False)[0] == 3 * 3 * 4 * 3  # comparisons: 3 a 2x2 window
+    assert models.layer_flops(flat, False)[0] == 0
 
 
 def test_describe_shapes_and_train_flops():
