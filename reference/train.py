@@ -37,6 +37,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from minicnn.presets import PRESETS  # noqa: E402
+
 STRATEGIES = ("default", "mirrored", "multiworker")
 
 
@@ -79,7 +81,7 @@ def _has_chief(tf_config):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m reference.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", choices=("seed", "pooled"), default="seed")
+    p.add_argument("--preset", choices=PRESETS, default="seed")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=100, help="global batch size (split across replicas)")
     p.add_argument("--strategy", choices=STRATEGIES, default="default")

@@ -7,6 +7,7 @@ the command runs. It needs the ``tf`` extra and a source checkout (the ``referen
 
 from __future__ import annotations
 
+from ..presets import PRESETS
 from .runtime import add_runtime_options
 
 
@@ -17,7 +18,7 @@ def register(sub) -> None:
                                    "steps. Exit status 1 if any judged quantity is outside the "
                                    "documented tolerances (docs/parity.md); what is not judged is "
                                    "reported as information.")
-    p.add_argument("--preset", choices=("seed", "pooled"), default=None,
+    p.add_argument("--preset", choices=PRESETS, default=None,
                      help="check a freshly initialised preset (default: seed); with --model, the "
                           "architecture for weights-only files")
     p.add_argument("--model", default=None, help="check a saved model (.npz, .keras, .h5)")

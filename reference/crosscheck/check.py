@@ -52,11 +52,10 @@ def crosscheck(model, x, y, dtype="float32", steps=50, optimizer="adam", seed=0,
         report["header"]["upstream_gradient"] = f"G ~ U(-1, 1), seed {seed}; scalar = sum(output * G)"
         report["header"]["rule"] = RULE
         report["tolerances"] = table_for(dtype)
-        # Dropout in inference mode on both sides: minicnn's copy has rate 0 (a training forward
-        # with rate 0 is the identity and keeps what backward needs); the Keras twin keeps the real
-        # rates and its layers are called with training=False.
+        # Both sides in training mode with Dropout's rate 0 (the identity, and nothing random):
+        # BatchNormalization then uses the batch's statistics on both sides, as in a training step
         m = convert.clone(model, dtype, dropout_rate=0.0)
-        km = convert.to_keras(convert.clone(model, dtype))
+        km = convert.to_keras(convert.clone(model, dtype, dropout_rate=0.0))
         g = np.random.default_rng(seed).uniform(-1, 1, size=(batch, *m.output_shape)).astype(dtype)
         per_layer = layer_check(m, km, x[:batch], g, dtype)
         report["layers"] = per_layer["layers"]

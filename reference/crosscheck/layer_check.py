@@ -17,8 +17,8 @@ GRAD_NAMES = {"kernel": "dW", "bias": "db"}
 
 
 def _weight_names(layer):
-    """The layer's weights in Keras ``get_weights`` order."""
-    return [k for k in layer.weight_names if k in layer.params]
+    """The layer's trainable weights (those with gradients), in Keras order."""
+    return layer.trainable_names
 
 
 def layer_rows(model, mine, ref, dtype) -> list[dict]:

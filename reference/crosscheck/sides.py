@@ -6,7 +6,9 @@ gradients (dW, db) under the upstream gradient ``G`` at the model output (the sc
   record=True)`` then ``Network.backward(G, need_input_grad=True, record=True)``. Nothing of the
   model's loop is repeated here: minicnn needs no per-layer drive, because the pinning that
   makes the comparison well posed happens on the Keras side (below).
-* Keras: the layers called one by one (``training=False``: dropout is the identity), each
+* Keras: the layers called one by one in training mode, as minicnn's (both copies have
+  Dropout rate 0, so training mode is deterministic; BatchNormalization normalises with the
+  batch's statistics on both sides), each
   vector-Jacobian product in its own ``GradientTape`` at *minicnn's* input to that layer, the
   gradients chained through TensorFlow alone. A one-tape pass (each framework at its own
   activations) is kept for the information line "gradients without pinning".
@@ -30,7 +32,7 @@ class LayerPass(NamedTuple):
 
     outputs: list        # each layer's output
     input_grads: list    # each layer's dX (the first layer's w.r.t. the images)
-    weight_grads: dict   # {layer name: {'kernel': dW, 'bias': db}} for layers with weights
+    weight_grads: dict   # {layer name: {'kernel': dW, 'bias': db, ...}} for trainable weights
 
 
 def minicnn_pass(model, x, g) -> LayerPass:
@@ -41,7 +43,7 @@ def minicnn_pass(model, x, g) -> LayerPass:
     (a training forward with rate 0 is the identity and keeps what backward needs)."""
     _, outputs = model.forward(x, training=True, record=True)
     _, input_grads = model.backward(g, need_input_grad=True, record=True)
-    weight_grads = {l.name: {k: np.array(v) for k, v in l.grads.items()} for l in model.layers if l.params}
+    weight_grads = {l.name: {k: np.array(v) for k, v in l.grads.items()} for l in model.layers if l.grads}
     return LayerPass(outputs, input_grads, weight_grads)
 
 
@@ -64,7 +66,7 @@ def keras_layer_pass(kmodel, x, g, pinned=None) -> LayerPass:
     h = tf.constant(x)
     outputs = []
     for layer in kmodel.layers:
-        h = layer(h, training=False)
+        h = layer(h, training=True)
         outputs.append(h.numpy())
     n = len(kmodel.layers)
     inputs = pinned if pinned is not None else [x] + outputs[:-1]
@@ -76,7 +78,7 @@ def keras_layer_pass(kmodel, x, g, pinned=None) -> LayerPass:
         xi = tf.constant(inputs[i])
         with tf.GradientTape() as tape:
             tape.watch(xi)
-            yi = layer(xi, training=False)
+            yi = layer(xi, training=True)
         ws = list(layer.trainable_weights)
         res = tape.gradient(yi, [xi] + ws, output_gradients=dy)
         dy = res[0]
@@ -95,7 +97,7 @@ def keras_tape_pass(kmodel, x, g):
         tape.watch(xs)
         h = xs
         for layer in kmodel.layers:
-            h = layer(h, training=False)
+            h = layer(h, training=True)
         scalar = tf.reduce_sum(h * tf.constant(g))
     ws = [w for l in kmodel.layers for w in l.trainable_weights]
     res = tape.gradient(scalar, [xs] + ws)

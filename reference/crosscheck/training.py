@@ -83,12 +83,13 @@ def keras_trajectory(model, x, y, dtype, steps, optimizer, batch):
         return losses, kt.get_weights(), time.perf_counter() - t0
 
 
-def sync_keras(mt, mopt, kt, kopt, keys):
-    """Copy minicnn's weights and optimizer state (step count, Adam moments) into Keras."""
+def sync_keras(mt, mopt, kt, kopt):
+    """Copy minicnn's weights (non-trainable ones included) and optimizer state (step count,
+    Adam moments of the trainable weights, in Keras's trainable-variable order) into Keras."""
     kt.set_weights(mt.get_weights())
     kopt.iterations.assign(mopt.iterations)
     if isinstance(kopt, keras.optimizers.Adam):
-        for i, (key, p) in enumerate(zip(keys, mt.get_weights())):
+        for i, (key, p, _) in enumerate(mt.named_parameters()):
             kopt._momentums[i].assign(mopt.slots["m"].get(key, np.zeros_like(p)))
             kopt._velocities[i].assign(mopt.slots["v"].get(key, np.zeros_like(p)))
 
@@ -100,7 +101,7 @@ def _minicnn_run(model, x, y, dtype, steps, optimizer, batch, stepwise):
     mopt, kopt, _ = optimizer_pair(optimizer)
     mt = convert.clone(model, dtype, dropout_rate=0.0)
     mt.compile(mopt, "categorical_crossentropy")
-    keys = [k for k, _, _ in mt.named_parameters()]
+    keys = [k for k, _ in mt.named_weights()]  # get_weights order, moving statistics included
     if stepwise:
         ks = _compiled_keras(mt, kopt, dtype)
         with floatx(dtype):
@@ -108,7 +109,7 @@ def _minicnn_run(model, x, y, dtype, steps, optimizer, batch, stepwise):
     loss_m, loss_s, step_w, t_m = [], [], [0.0] * len(keys), 0.0
     for xb, yb in batches(x, y, steps, batch):
         if stepwise:
-            sync_keras(mt, mopt, ks, kopt, keys)
+            sync_keras(mt, mopt, ks, kopt)
         t0 = time.perf_counter()
         loss_m.append(float(mt.train_on_batch(xb, yb)[0]))
         t_m += time.perf_counter() - t0
@@ -134,7 +135,7 @@ def training_check(model, x, y, dtype, steps, optimizer, batch) -> dict:
     rw, aw = tolerance(dtype, f"weights/{optimizer}")
     diffs = rel_diffs(loss_m, loss_k)
     wrows = [{"layer": key.split("/")[0], "tensor": key.split("/")[1], **compare(p, kw, rw, aw)}
-             for (key, p, _), kw in zip(mt.named_parameters(), w_k)]
+             for (key, p), kw in zip(mt.named_weights(), w_k)]
     result = {"optimizer": optimizer, "optimizer_config": described, "steps": steps, "batch": batch,
               "distinct_batches": min(max(1, x.shape[0] // batch), steps),
               "judged": "stepwise" if stepwise else "free-running",
