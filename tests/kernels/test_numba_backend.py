@@ -22,6 +22,8 @@ from minicnn.kernels import numpy_backend as ref
 from minicnn.kernels.shapes import window_output
 
 nb = pytest.importorskip("minicnn.kernels.numba_backend")
+from minicnn.kernels.numba import blas, config, dense  # noqa: E402
+from minicnn.kernels.numba import optim as numba_optim  # noqa: E402
 
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 
@@ -30,10 +32,10 @@ TOL = {np.float32: 1e-5, np.float64: 1e-12}
 def numba_kernels_even_for_small_inputs():
     """Tiny dense/relu inputs normally go to numpy (no parallel launch): force the numba kernels
     so that the small shapes of these tests exercise them."""
-    saved = nb._SMALL_GEMM, nb._SMALL_ELEMENTWISE
-    nb._SMALL_GEMM, nb._SMALL_ELEMENTWISE = -1, 0
+    saved = config.SMALL_GEMM, config.SMALL_ELEMENTWISE
+    config.SMALL_GEMM, config.SMALL_ELEMENTWISE = -1, 0
     yield
-    nb._SMALL_GEMM, nb._SMALL_ELEMENTWISE = saved
+    config.SMALL_GEMM, config.SMALL_ELEMENTWISE = saved
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -41,11 +43,11 @@ SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
 @contextlib.contextmanager
 def tiles(on):
     """The FMA tiles on (where the CPU has them) or off (im2col/BLAS paths) inside the block."""
-    saved, nb._TILES = nb._TILES, on and nb._TILES
+    saved, config.TILES = config.TILES, on and config.TILES
     try:
         yield
     finally:
-        nb._TILES = saved
+        config.TILES = saved
 
 
 def rel_err(got, want):
@@ -269,11 +271,11 @@ def test_dense_tiles_path_is_taken_and_matches(monkeypatch, n_in):
     """float32 with out (and, backward, in) a multiple of 16 goes to the FMA tiles: whole and
     partial 64-row blocks, one and four slices of the inner dimension (4144 = 4 x 1036). They
     must agree with numpy and be bitwise stable across calls."""
-    if not nb._TILES:
+    if not config.TILES:
         pytest.skip("no AVX-512: the tiles are off on this CPU")
     calls = []
     for name in ("_dense_fwd_tiles", "_dense_bwd_tiles"):
-        monkeypatch.setattr(nb, name, lambda *a, real=getattr(nb, name), name=name: calls.append(name) or real(*a))
+        monkeypatch.setattr(dense, name, lambda *a, real=getattr(dense, name), name=name: calls.append(name) or real(*a))
     rng = np.random.default_rng(n_in)
     x = rng.standard_normal((37, n_in)).astype(np.float32)
     k = rng.standard_normal((n_in, 48)).astype(np.float32)
@@ -352,8 +354,6 @@ def test_results_do_not_depend_on_the_thread_count(conv_path):
     if threads < 2:
         pytest.skip("one numba thread only")
 
-    from minicnn.kernels import numba_optim
-
     y = nb.conv2d_forward(x, k, None, (1, 1), (0, 0, 0, 0), relu=True)
     xf = x.reshape(9, -1)  # 3136 features: the dense tiles with 16 units, BLAS with 5
     w16, w5 = (np.random.default_rng(1).standard_normal((xf.shape[1], u)).astype(np.float32) for u in (16, 5))
@@ -379,17 +379,17 @@ def test_results_do_not_depend_on_the_thread_count(conv_path):
 
 
 def test_blas_thread_count_is_restored():
-    if not nb._FAST:
+    if not blas.FAST:
         pytest.skip("BLAS-in-numba path not available")
-    before = nb._blas.threads()
+    before = blas.openblas.threads()
     x, k, dy = _model_like_case(n=2)
     nb.conv2d_backward(dy, x, k, (1, 1), (0, 0, 0, 0))
     nb.dense_forward(x.reshape(2, -1), np.ones((x[0].size, 3), np.float32), None)
-    assert nb._blas.threads() == before
+    assert blas.openblas.threads() == before
 
 
 def test_fallback_path_matches(monkeypatch):
-    monkeypatch.setattr(nb, "_FAST", False)
+    monkeypatch.setattr(blas, "FAST", False)
     x, k, dy = _model_like_case(n=2, dt=np.float64)
     y = nb.conv2d_forward(x, k, None, (2, 1), (1, 1, 0, 1), relu=True)
     assert_close(y, ref.conv2d_forward(x, k, None, (2, 1), (1, 1, 0, 1), relu=True), np.float64, "fallback")
@@ -430,13 +430,13 @@ def test_small_inputs_take_the_numpy_path_with_the_same_results():
     y = rng.standard_normal((3, 7))
     fast = (nb.dense_forward(x, k, b, relu=True), *nb.dense_backward(np.ones((4, 5)), x, k),
             nb.relu_forward(y), nb.relu_backward(y, np.maximum(y, 0)))
-    saved = nb._SMALL_GEMM, nb._SMALL_ELEMENTWISE
-    nb._SMALL_GEMM, nb._SMALL_ELEMENTWISE = 1 << 30, 1 << 30
+    saved = config.SMALL_GEMM, config.SMALL_ELEMENTWISE
+    config.SMALL_GEMM, config.SMALL_ELEMENTWISE = 1 << 30, 1 << 30
     try:
         small = (nb.dense_forward(x, k, b, relu=True), *nb.dense_backward(np.ones((4, 5)), x, k),
                  nb.relu_forward(y), nb.relu_backward(y, np.maximum(y, 0)))
     finally:
-        nb._SMALL_GEMM, nb._SMALL_ELEMENTWISE = saved
+        config.SMALL_GEMM, config.SMALL_ELEMENTWISE = saved
     for a, c in zip(fast, small):
         assert_close(a, c, np.float64, "small path")
 
@@ -456,8 +456,9 @@ def test_boundscheck_smoke(tmp_path):
     script = textwrap.dedent("""
         import numpy as np
         from minicnn.kernels import numba_backend as nb, numpy_backend as ref
+        from minicnn.kernels.numba import config
         from minicnn.kernels.shapes import window_output
-        nb._SMALL_GEMM, nb._SMALL_ELEMENTWISE = -1, 0  # the numba kernels even for tiny shapes
+        config.SMALL_GEMM, config.SMALL_ELEMENTWISE = -1, 0  # the numba kernels even for tiny shapes
         rng = np.random.default_rng(0)
         for t in range(40):
             n, h, w = rng.integers(1, 4), rng.integers(1, 8), rng.integers(1, 8)

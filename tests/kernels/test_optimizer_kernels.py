@@ -7,7 +7,7 @@ import pytest
 
 from minicnn.kernels import numpy_backend
 
-numba_optim = pytest.importorskip("minicnn.kernels.numba_optim")
+numba_optim = pytest.importorskip("minicnn.kernels.numba.optim")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
