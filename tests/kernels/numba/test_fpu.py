@@ -1,4 +1,5 @@
-"""Denormals are flushed inside the numba kernels, and only there (the caller's FP state is kept)."""
+"""Denormals are flushed inside the numba kernels (minicnn.kernels.numba.fpu), and only there (the
+caller's FP state is kept)."""
 
 from __future__ import annotations
 
