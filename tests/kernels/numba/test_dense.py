@@ -66,7 +66,8 @@ def test_dense_tiles_path_is_taken_and_matches(monkeypatch, n_in):
         pytest.skip("the tiles are off (no AVX-512, or MINICNN_NUMBA_TILES=0)")
     calls = []
     for name in ("_dense_fwd_tiles", "_dense_bwd_tiles"):
-        monkeypatch.setattr(dense, name, lambda *a, real=getattr(dense, name), name=name: calls.append(name) or real(*a))
+        monkeypatch.setattr(dense, name,
+                            lambda *a, real=getattr(dense, name), name=name: calls.append(name) or real(*a))
     rng = np.random.default_rng(n_in)
     x = rng.standard_normal((37, n_in)).astype(np.float32)
     k = rng.standard_normal((n_in, 48)).astype(np.float32)
