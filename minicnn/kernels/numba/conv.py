@@ -33,8 +33,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import numpy_backend as _ref
-from ..shapes import padded_output_hw
-from . import blas, config
+from . import blas, checks, config
 from .arrays import EMPTY2, EMPTY4, FLOATS, as_c, bias_or_zeros
 from .elementwise import relu_backward, sum_groups
 from .fpu import denormals_off, denormals_restore
@@ -422,6 +421,7 @@ def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None):
     backend keeps nothing in it (the backward needs only x).
     """
     x = np.asarray(x)
+    oh, ow = checks.conv_args("conv2d_forward", x, kernel, bias, strides, pads)
     if x.dtype not in FLOATS or not (blas.FAST or tiles_fit(x.dtype, np.shape(kernel)[3])):
         return _ref.conv2d_forward(x, kernel, bias, strides, pads, relu=relu, cache=cache)
     x = np.ascontiguousarray(x)
@@ -430,7 +430,6 @@ def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None):
     kh, kw, c, f = kernel.shape
     sh, sw = strides
     n = x.shape[0]
-    oh, ow = padded_output_hw(x.shape, (kh, kw), (sh, sw), pads)
     b = bias_or_zeros(bias, f, dtype)
     y = np.empty((n, oh, ow, f), dtype=dtype)
     if tiles_fit(dtype, f):
@@ -450,6 +449,7 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu
     dy = np.asarray(dy)
     if dy.dtype not in FLOATS or (relu_y is not None and np.shape(relu_y) != dy.shape):
         return _ref.conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache, relu_y=relu_y)
+    checks.conv_grad_args("conv2d_backward", dy, x, kernel, strides, pads)
     dy = np.ascontiguousarray(dy)
     dtype = dy.dtype
     x = as_c(x, dtype)

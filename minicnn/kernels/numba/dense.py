@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import numpy_backend as _ref
-from . import blas, config
+from . import blas, checks, config
 from .arrays import FLOATS, as_c, bias_or_zeros
 from .fpu import denormals_off, denormals_restore
 from .tiles import LANES, TileA, TileOut, one_loop, tile_grid, tiles_fit, transpose16
@@ -196,6 +196,7 @@ def _dense_bwd_tiles(dy, x, w, need_dx, ib, scratch, xpack, zeros, dx, dw, nonfi
 def dense_forward(x, kernel, bias, relu=False):
     """``x @ kernel + bias``: x (N, in), kernel (in, out), bias (out,) or None -> (N, out)."""
     x = np.asarray(x)
+    checks.dense_args("dense_forward", x, kernel, bias)
     if x.dtype not in FLOATS or not blas.FAST or x.shape[0] * np.size(kernel) <= config.SMALL_GEMM:
         return _ref.dense_forward(x, np.asarray(kernel, dtype=x.dtype),
                                   None if bias is None else np.asarray(bias, dtype=x.dtype), relu=relu)
@@ -221,6 +222,7 @@ def dense_forward(x, kernel, bias, relu=False):
 def dense_backward(dy, x, kernel, need_dx=True, check_finite=False):
     """Returns dx (N, in) or None, dkernel (in, out), dbias (out,) [, finite] (see the numpy backend)."""
     dy = np.asarray(dy)
+    checks.dense_grad_args("dense_backward", dy, x, kernel)
     if dy.dtype not in FLOATS or not blas.FAST or dy.shape[0] * np.size(kernel) <= config.SMALL_GEMM:
         return _ref.dense_backward(dy, np.asarray(x, dtype=dy.dtype), np.asarray(kernel, dtype=dy.dtype),
                                    need_dx=need_dx, check_finite=check_finite)

@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import numpy_backend as _ref
-from . import config
+from . import checks, config
 from .arrays import FLOATS, as_c
 from .config import EW_BLOCK, SUM_BLOCK
 from .fpu import denormals_off, denormals_restore
@@ -81,6 +81,7 @@ def relu_forward(x):
 def relu_backward(dy, y):
     """dy where the output was positive, 0 elsewhere (so the gradient at exactly 0 is 0)."""
     dy = np.ascontiguousarray(dy)
+    checks.same_size("relu_backward", dy=dy, y=y)
     if dy.dtype not in FLOATS or dy.size < config.SMALL_ELEMENTWISE:
         return _ref.relu_backward(dy, np.asarray(y, dtype=dy.dtype))
     y = as_c(y, dy.dtype)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from . import config
+from . import checks, config
 from .config import EW_BLOCK
 from .fpu import denormals_off, denormals_restore
 
@@ -65,6 +65,7 @@ def adam_update(p, g, m, v, c1, c2, alpha, eps):
     ``p``, ``m``, ``v`` must be C-contiguous (they are: minicnn allocates them); ``g`` is made so.
     Scalars are of the weights' dtype.
     """
+    checks.same_size("adam_update", p=p, g=g, m=m, v=v)
     g = np.ascontiguousarray(g)
     (_adam if p.size >= config.SMALL_ELEMENTWISE else _adam_serial)(
         p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), c1, c2, alpha, eps)

@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import numpy_backend as _ref
-from ..shapes import padded_output_hw
+from . import checks
 from .arrays import FLOATS
 
 __all__ = ["maxpool2d_forward", "maxpool2d_backward"]
@@ -101,10 +101,10 @@ def maxpool2d_forward(x, pool_size, strides, pads):
     """Max over each window; returns ``(y, argmax)`` exactly as the numpy backend does
     (argmax: int32 window-local ``i * PW + j`` of the first maximum in row-major order)."""
     x = np.ascontiguousarray(x)
+    oh, ow = checks.pool_args("maxpool2d_forward", x, pool_size, strides, pads)
     if x.dtype not in FLOATS:
         return _ref.maxpool2d_forward(x, pool_size, strides, pads)
     ph, pw = pool_size
-    oh, ow = padded_output_hw(x.shape, (ph, pw), strides, pads)
     n, _, _, c = x.shape
     y = np.empty((n, oh, ow, c), dtype=x.dtype)
     arg = np.empty((n, oh, ow, c), dtype=np.int32)
@@ -115,6 +115,7 @@ def maxpool2d_forward(x, pool_size, strides, pads):
 def maxpool2d_backward(dy, argmax, x_shape, pool_size, strides, pads):
     """Route each upstream gradient to the input cell that won its window. Returns dx (x_shape)."""
     dy = np.ascontiguousarray(dy)
+    checks.pool_grad_args("maxpool2d_backward", dy, argmax, x_shape, pool_size, strides, pads)
     if dy.dtype not in FLOATS:
         return _ref.maxpool2d_backward(dy, argmax, x_shape, pool_size, strides, pads)
     argmax = np.ascontiguousarray(argmax, dtype=np.int32)
