@@ -13,12 +13,14 @@
 ``elementwise`` relu, and the ordered sum of per-group partial results
 ``optim``       the fused Adam update
 ``info``        ``threading_info()``: what is active in this process
+``checks``      the public functions' shape checks (the kernels index raw memory)
 ``arrays``      dtype/contiguity coercions shared by the public functions
 =============== =====================================================================
 
 Every module follows the same tiers: ``@njit`` kernels (parallel ones over fixed, shape-only
 partitions, serial ones for small inputs or per-chunk work) whose arguments are documented, then
-the public functions, which coerce and check their inputs, pick a path and allocate outputs.
+the public functions, which check (``checks``) and coerce their inputs, pick a path and allocate
+the outputs.
 
 Contract (as :mod:`minicnn.kernels.numpy_backend`, which the tests compare every function with):
 outputs have the input's dtype (float32 or float64; a kernel or bias of another dtype is cast to
