@@ -14,7 +14,7 @@ import numpy as np
 from ..shapes import padded_output_hw
 
 __all__ = ["conv_args", "conv_grad_args", "dense_args", "dense_grad_args", "pool_args", "pool_grad_args",
-           "same_size"]
+           "same_shape"]
 
 
 def _fail(where, message):
@@ -32,13 +32,13 @@ def _window_args(where, window, strides, pads):
 
 def conv_args(where, x, kernel, bias, strides, pads):
     """x (N, H, W, C), kernel (KH, KW, C, F), bias (F,) or None; returns (OH, OW)."""
-    ks = np.shape(kernel)
-    if np.ndim(x) != 4 or len(ks) != 4 or ks[2] != np.shape(x)[3]:
-        _fail(where, f"x must be (N, H, W, C) and the kernel (KH, KW, C, F), got {np.shape(x)} and {ks}")
+    xs, ks = np.shape(x), np.shape(kernel)
+    if len(xs) != 4 or len(ks) != 4 or ks[2] != xs[3]:
+        _fail(where, f"x must be (N, H, W, C) and the kernel (KH, KW, C, F), got {xs} and {ks}")
     if bias is not None and np.shape(bias) != (ks[3],):
         _fail(where, f"bias must have shape ({ks[3]},), got {np.shape(bias)}")
     _window_args(where, ks[:2], strides, pads)
-    return padded_output_hw(np.shape(x), ks[:2], strides, pads)
+    return padded_output_hw(xs, ks[:2], strides, pads)
 
 
 def conv_grad_args(where, dy, x, kernel, strides, pads):
@@ -51,9 +51,9 @@ def conv_grad_args(where, dy, x, kernel, strides, pads):
 
 def dense_args(where, x, kernel, bias):
     """x (N, in), kernel (in, out), bias (out,) or None."""
-    ks = np.shape(kernel)
-    if np.ndim(x) != 2 or len(ks) != 2 or ks[0] != np.shape(x)[1]:
-        _fail(where, f"x must be (N, in) and the kernel (in, out), got {np.shape(x)} and {ks}")
+    xs, ks = np.shape(x), np.shape(kernel)
+    if len(xs) != 2 or len(ks) != 2 or ks[0] != xs[1]:
+        _fail(where, f"x must be (N, in) and the kernel (in, out), got {xs} and {ks}")
     if bias is not None and np.shape(bias) != (ks[1],):
         _fail(where, f"bias must have shape ({ks[1]},), got {np.shape(bias)}")
 
@@ -68,10 +68,11 @@ def dense_grad_args(where, dy, x, kernel):
 
 def pool_args(where, x, pool_size, strides, pads):
     """x (N, H, W, C); returns (OH, OW)."""
-    if np.ndim(x) != 4:
-        _fail(where, f"x must be (N, H, W, C), got {np.shape(x)}")
+    xs = np.shape(x)
+    if len(xs) != 4:
+        _fail(where, f"x must be (N, H, W, C), got {xs}")
     _window_args(where, pool_size, strides, pads)
-    return padded_output_hw(np.shape(x), pool_size, strides, pads)
+    return padded_output_hw(xs, pool_size, strides, pads)
 
 
 def pool_grad_args(where, dy, argmax, x_shape, pool_size, strides, pads):
@@ -85,8 +86,10 @@ def pool_grad_args(where, dy, argmax, x_shape, pool_size, strides, pads):
         _fail(where, f"dy {np.shape(dy)} and argmax {np.shape(argmax)} must have the forward's output shape {want}")
 
 
-def same_size(where, **arrays):
-    """Arrays that are walked element for element together must have one shape."""
-    shapes = {name: np.shape(a) for name, a in arrays.items()}
-    if len(set(shapes.values())) > 1:
-        _fail(where, "shapes differ: " + ", ".join(f"{name} {s}" for name, s in shapes.items()))
+def same_shape(where, names, *arrays):
+    """Arrays walked element for element together (``names``: theirs, for the message) must have
+    one shape."""
+    first = np.shape(arrays[0])
+    for a in arrays[1:]:
+        if np.shape(a) != first:
+            _fail(where, "shapes differ: " + ", ".join(f"{n} {np.shape(a_)}" for n, a_ in zip(names, arrays)))

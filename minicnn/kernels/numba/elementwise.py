@@ -81,7 +81,7 @@ def relu_forward(x):
 def relu_backward(dy, y):
     """dy where the output was positive, 0 elsewhere (so the gradient at exactly 0 is 0)."""
     dy = np.ascontiguousarray(dy)
-    checks.same_size("relu_backward", dy=dy, y=y)
+    checks.same_shape("relu_backward", ("dy", "y"), dy, y)
     if dy.dtype not in FLOATS or dy.size < config.SMALL_ELEMENTWISE:
         return _ref.relu_backward(dy, np.asarray(y, dtype=dy.dtype))
     y = as_c(y, dy.dtype)

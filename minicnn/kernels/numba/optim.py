@@ -65,7 +65,7 @@ def adam_update(p, g, m, v, c1, c2, alpha, eps):
     ``p``, ``m``, ``v`` must be C-contiguous (they are: minicnn allocates them); ``g`` is made so.
     Scalars are of the weights' dtype.
     """
-    checks.same_size("adam_update", p=p, g=g, m=m, v=v)
+    checks.same_shape("adam_update", "pgmv", p, g, m, v)
     g = np.ascontiguousarray(g)
     (_adam if p.size >= config.SMALL_ELEMENTWISE else _adam_serial)(
         p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), c1, c2, alpha, eps)
