@@ -16,7 +16,8 @@ exactly-rounded operation (like a BLAS kernel's), not a fastmath flag.
     if flag (an address): the int64 at flag |= 1 when a stored value is NaN or +-inf (a check of
                           the output while it is in registers; not done when accumulating)
 
-Addresses are raw byte addresses; every step, stride and offset is in *elements*. The
+``a``, ``b``, ``o``, ``bias`` and ``flag`` are raw byte addresses, every step and stride is in
+*elements* (``A[a + i]``: the element i elements after address a). The
 accumulators stay in registers for the whole k loop (allocas that LLVM promotes); R*V <= 26
 fits them in the 32 zmm registers next to the V B-vectors and the broadcast A value.
 
