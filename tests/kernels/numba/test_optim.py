@@ -1,4 +1,5 @@
-"""The fused numba Adam update equals the numpy one bit for bit (same operations, same order)."""
+"""The fused numba Adam update (minicnn.kernels.numba.optim) equals the numpy one bit for bit (same
+operations, same order)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import pytest
 
 from minicnn.kernels import numpy_backend
 
-numba_optim = pytest.importorskip("minicnn.kernels.numba_optim")
+numba_optim = pytest.importorskip("minicnn.kernels.numba.optim")
+
+from minicnn.kernels.numba import config  # noqa: E402
+from tests.kernels.numba.kernelcheck import Canary  # noqa: E402
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -39,3 +43,21 @@ def test_adam_update_non_contiguous_gradient():
     numba_optim.adam_update(p, g, m, v, *(np.float32(s) for s in (0.1, 0.001, 1e-3, 1e-7)))
     numpy_backend.adam_update(q, g, m.copy() * 0, v.copy() * 0, *(np.float32(s) for s in (0.1, 0.001, 1e-3, 1e-7)))
     np.testing.assert_array_equal(p, q)
+
+
+@pytest.mark.parametrize("size", [config.SMALL_ELEMENTWISE - 1, 2 * config.EW_BLOCK + 5])  # serial, parallel
+def test_adam_update_touches_only_its_arrays(size):
+    """p, g, m, v in buffers with margins (NaN around g, sentinels around the state): bitwise the
+    numpy update, margins unchanged."""
+    rng = np.random.default_rng(2)
+    p, g, m, v = (rng.standard_normal(size).astype(np.float32) for _ in range(4))
+    v = np.abs(v)
+    want = [x.copy() for x in (p, g, m, v)]
+    scalars = tuple(np.float32(s) for s in (0.1, 0.001, 3e-4, 1e-7))
+    numpy_backend.adam_update(*want, *scalars)
+    pc, mc, vc = (Canary.holding(x, fill=-7.25e30) for x in (p, m, v))
+    gc = Canary.holding(g)
+    numba_optim.adam_update(pc.a, gc.a, mc.a, vc.a, *scalars)
+    for name, c, w in zip("pgmv", (pc, gc, mc, vc), want):
+        np.testing.assert_array_equal(c.a, w, err_msg=name)
+        assert c.intact(), name

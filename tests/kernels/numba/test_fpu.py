@@ -1,4 +1,5 @@
-"""Denormals are flushed inside the numba kernels, and only there (the caller's FP state is kept)."""
+"""Denormals are flushed inside the numba kernels (minicnn.kernels.numba.fpu), and only there (the
+caller's FP state is kept)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import pytest
 from minicnn.kernels import numpy_backend as ref
 
 nb = pytest.importorskip("minicnn.kernels.numba_backend")
-fpu = pytest.importorskip("minicnn.kernels.numba_fpu")
-numba_optim = pytest.importorskip("minicnn.kernels.numba_optim")
+fpu = pytest.importorskip("minicnn.kernels.numba.fpu")
+numba_optim = pytest.importorskip("minicnn.kernels.numba.optim")
 
 pytestmark = pytest.mark.skipif(not fpu.X86, reason="FTZ/DAZ are x86 MXCSR flags")
 

@@ -4,7 +4,12 @@ NumPy's ``m += (g - m) * c1`` etc. walks the 4.7M weights of the seed model a do
 temporaries; these loops read and write each element once. They perform the same float
 operations in the same order as :func:`minicnn.kernels.numpy_backend.adam_update` (no fastmath,
 no reassociation), so both backends give bitwise-identical updates, except that denormals are
-flushed to zero here (:mod:`minicnn.kernels.numba_fpu`; Adam's moments decay into that range).
+flushed to zero here (:mod:`.fpu`; Adam's moments decay into that range).
+
+Tiers: :func:`_adam_at` (one element, inlined), :func:`_adam` (parallel over blocks of
+``config.EW_BLOCK``) and :func:`_adam_serial` (small weights: no thread-pool wake-up), and the
+public :func:`adam_update`, which picks one by size (``config.SMALL_ELEMENTWISE``). Each element
+is updated independently, so the three give the same bits.
 """
 
 from __future__ import annotations
@@ -12,19 +17,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .numba_fpu import denormals_off, denormals_restore
+from . import checks, config
+from .config import EW_BLOCK
+from .fpu import denormals_off, denormals_restore
 
-#: elements per parallel iteration (as numba_backend._EW_BLOCK, which this module cannot import:
-#: numba_backend re-exports adam_update from here)
-_BLOCK = 16384
-#: weights with fewer elements than this are updated on the calling thread: waking the thread
-#: pool costs more than the update (the seed model's biases and conv kernels; the same threshold
-#: as numba_backend._SMALL_ELEMENTWISE)
-_SMALL = 1 << 15
+__all__ = ["adam_update"]
 
 
 @njit(inline="always", cache=True)
 def _adam_at(i, p, g, m, v, c1, c2, alpha, eps):
+    """Element ``i`` of the update (arguments as in :func:`adam_update`)."""
     gi = g[i]
     mi = m[i] + (gi - m[i]) * c1
     vi = v[i] + (gi * gi - v[i]) * c2
@@ -35,9 +37,11 @@ def _adam_at(i, p, g, m, v, c1, c2, alpha, eps):
 
 @njit(parallel=True, cache=True)
 def _adam(p, g, m, v, c1, c2, alpha, eps):
-    for blk in prange((p.size + _BLOCK - 1) // _BLOCK):
-        fpu = denormals_off()  # (see numba_fpu)
-        i0, i1 = blk * _BLOCK, min(p.size, blk * _BLOCK + _BLOCK)
+    """The update of 1-D ``p``, ``m``, ``v`` (in place) from ``g``, one block of ``EW_BLOCK``
+    elements per parallel iteration; scalars as in :func:`adam_update`."""
+    for blk in prange((p.size + EW_BLOCK - 1) // EW_BLOCK):
+        fpu = denormals_off()  # (see fpu)
+        i0, i1 = blk * EW_BLOCK, min(p.size, blk * EW_BLOCK + EW_BLOCK)
         # slices, looped from 0: with range(i0, i1) numba's negative-index handling stops LLVM
         # from vectorising (4.2 ms instead of 1.4 for dense1)
         ps, gs, ms, vs = p[i0:i1], g[i0:i1], m[i0:i1], v[i0:i1]
@@ -48,6 +52,7 @@ def _adam(p, g, m, v, c1, c2, alpha, eps):
 
 @njit(cache=True)
 def _adam_serial(p, g, m, v, c1, c2, alpha, eps):
+    """As :func:`_adam`, on the calling thread."""
     fpu = denormals_off()
     for i in range(p.size):
         _adam_at(i, p, g, m, v, c1, c2, alpha, eps)
@@ -60,6 +65,7 @@ def adam_update(p, g, m, v, c1, c2, alpha, eps):
     ``p``, ``m``, ``v`` must be C-contiguous (they are: minicnn allocates them); ``g`` is made so.
     Scalars are of the weights' dtype.
     """
+    checks.same_shape("adam_update", "pgmv", p, g, m, v)
     g = np.ascontiguousarray(g)
-    (_adam if p.size >= _SMALL else _adam_serial)(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
-                                                   c1, c2, alpha, eps)
+    (_adam if p.size >= config.SMALL_ELEMENTWISE else _adam_serial)(
+        p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), c1, c2, alpha, eps)

@@ -1,0 +1,149 @@
+"""numpy's OpenBLAS called from inside numba kernels: the ``cblas_?gemm`` symbols and the
+library's thread-count switch.
+
+Every GEMM of the numba backend is a call to OpenBLAS's ``cblas_?gemm`` made from *inside* a
+numba ``prange`` loop, with OpenBLAS switched to one thread for the duration of the call (the
+``with openblas:`` block; restored afterwards): numba's and OpenBLAS's thread pools alternating on
+the same cores starve each other (an idle OpenBLAS worker spins ~0.1 s in ``sched_yield`` after
+each call).
+
+The symbols are those of the ILP64 ``scipy-openblas`` that numpy's wheels ship. If numpy's BLAS
+is another one, :data:`FAST` is False and the GEMM-based paths fall back to the numpy backend;
+with ``NUMBA_DISABLE_JIT`` too (external functions need compiled code).
+
+Tiers: :class:`OpenBlas` (Python: loading, threads), :func:`gemm` (an ``@njit`` kernel on raw
+addresses, for other kernels to call).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import threading
+
+import llvmlite.binding as _llvm
+import numba
+import numpy as np
+from numba import njit, types
+
+__all__ = ["OpenBlas", "openblas", "FAST", "gemm"]
+
+
+class OpenBlas:
+    """numpy's OpenBLAS: cblas ?gemm symbols for numba, and its thread-count switch.
+
+    Use as a context manager around the launch of a kernel that calls :func:`gemm`: OpenBLAS runs
+    single-threaded inside (nesting and concurrent callers are counted), and gets its thread
+    count back when the last one leaves.
+    """
+
+    def __init__(self):
+        self.lib = None
+        self.path = None
+        self.corename = None
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = None
+        for path in self._candidates():
+            try:
+                lib = ctypes.CDLL(path)
+                sgemm, dgemm = lib.scipy_cblas_sgemm64_, lib.scipy_cblas_dgemm64_
+                self._get, self._set = lib.scipy_openblas_get_num_threads64_, lib.scipy_openblas_set_num_threads64_
+            except (OSError, AttributeError):
+                continue
+            self._get.restype = ctypes.c_int
+            self._set.argtypes = [ctypes.c_int]
+            _llvm.add_symbol("minicnn_cblas_sgemm64", ctypes.cast(sgemm, ctypes.c_void_p).value)
+            _llvm.add_symbol("minicnn_cblas_dgemm64", ctypes.cast(dgemm, ctypes.c_void_p).value)
+            self.lib, self.path = lib, path
+            try:
+                lib.scipy_openblas_get_corename64_.restype = ctypes.c_char_p
+                self.corename = lib.scipy_openblas_get_corename64_().decode()
+            except AttributeError:
+                pass
+            break
+
+    @staticmethod
+    def _candidates():
+        """Loaded libraries whose name says scipy_openblas64 (numpy has imported its BLAS by now)."""
+        try:
+            with open("/proc/self/maps") as f:
+                paths = {line.split()[-1] for line in f if "scipy_openblas64" in line}
+        except OSError:
+            paths = set()
+        if not paths:
+            libdir = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+            paths = set(glob.glob(os.path.join(libdir, "libscipy_openblas64*.so*")))
+        return sorted(paths)
+
+    @property
+    def available(self) -> bool:
+        return self.lib is not None
+
+    def threads(self) -> int:
+        """OpenBLAS's current thread count (0 without the library)."""
+        return int(self._get()) if self.available else 0
+
+    def __enter__(self):
+        """OpenBLAS single-threaded while numba threads call it (nesting and threads are counted)."""
+        with self._lock:
+            if self._depth == 0:
+                self._saved = int(self._get())
+                if self._saved != 1:
+                    self._set(1)
+            self._depth += 1
+        return self
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._saved not in (None, 1):
+                self._set(self._saved)
+        return False
+
+
+#: the process's one :class:`OpenBlas`
+openblas = OpenBlas()
+#: BLAS calls from numba code are possible (compiled code and the library found); a runtime
+#: switch: tests turn it off to exercise the fallback paths
+FAST = openblas.available and not numba.config.DISABLE_JIT
+
+_i32, _i64, _f32, _f64 = types.int32, types.int64, types.float32, types.float64
+# cblas_?gemm(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc), ILP64; the
+# pointers are passed as int64 (same calling convention on LP64 platforms)
+_sgemm = types.ExternalFunction(
+    "minicnn_cblas_sgemm64",
+    types.void(_i32, _i32, _i32, _i64, _i64, _i64, _f32, _i64, _i64, _i64, _i64, _f32, _i64, _i64))
+_dgemm = types.ExternalFunction(
+    "minicnn_cblas_dgemm64",
+    types.void(_i32, _i32, _i32, _i64, _i64, _i64, _f64, _i64, _i64, _i64, _i64, _f64, _i64, _i64))
+
+
+@njit(cache=True)
+def gemm(single, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc):
+    """Row-major ``C = op(A) @ op(B) + beta * C`` on raw addresses (BLAS's own argument order).
+
+    Parameters
+    ----------
+    single : bool
+        float32 (``sgemm``) if true, else float64 (``dgemm``).
+    ta, tb : bool
+        ``op(A) = A.T`` / ``op(B) = B.T`` if true.
+    m, n, k : int
+        ``op(A)`` is m x k, ``op(B)`` is k x n, C is m x n; nothing happens if m or n is 0.
+    a, b, c : int
+        Addresses of the first elements of A, B, C.
+    lda, ldb, ldc : int
+        Row strides (in elements) of A, B, C as stored.
+    beta : float
+        0 overwrites C, 1 adds to it.
+    """
+    if m == 0 or n == 0:
+        return
+    tra = 112 if ta else 111  # CblasTrans / CblasNoTrans
+    trb = 112 if tb else 111
+    if single:
+        _sgemm(101, tra, trb, m, n, k, np.float32(1.0), a, lda, b, ldb, np.float32(beta), c, ldc)
+    else:
+        _dgemm(101, tra, trb, m, n, k, 1.0, a, lda, b, ldb, np.float64(beta), c, ldc)

@@ -1,0 +1,512 @@
+"""conv2d on numba: direct convolution on the FMA tiles, or im2col + in-loop GEMM.
+
+Layouts: NHWC activations, HWIO kernels, ``pads`` = (top, bottom, left, right). Algorithm,
+chosen by measurement on the seed model's shapes (``benchmarks/README.md``):
+
+* **float32, output channels a multiple of 16** (both of the seed model's convs; :func:`tiles_fit`):
+  direct convolution with the register-blocked tiles (:mod:`.tiles`): up to 6 output pixels x 64
+  channels accumulate in 24 AVX-512 registers over the whole (kh, kw, c) reduction; no im2col.
+  Forward: parallel over output rows, bias + relu fused into the store. Backward: one pass over
+  dy per image (images in fixed groups, one group per parallel iteration): dz = dy * (y > 0)
+  (relu's gradient, fused) goes into a per-thread zero-bordered buffer while dbias sums it;
+  dx (stride 1, input channels a multiple of 16) correlates that buffer with the flipped,
+  transposed kernel; dkernel, per kernel row, is a tile of (kw, c) rows x filters accumulated
+  over the image's pixels and added to the group's partial sum; the group partials are added
+  in order. dz is never written to memory. ~90% of the machine's measured matmul peak for the
+  forward, versus ~75% for im2col + OpenBLAS on the same shapes.
+* **otherwise** (float64, odd channel counts, dx of strided convs): im2col + GEMM on chunks of
+  whole images (``config.CHUNK_ROWS`` output rows, so the chunk's im2col matrix stays in L2);
+  backward rebuilds the chunk, ``cols.T @ dy`` and ``dy @ W.T`` + a *gathering* col2im (each
+  input cell sums its patch entries in a fixed (kh, kw) order: no scatter, no race).
+
+Tiers: ``@njit`` kernels (:func:`_conv_tiles`, :func:`_conv_fwd_gemm`, :func:`_conv_bwd_gemm` in
+parallel; :func:`_im2col_imgs`, :func:`_col2im_imgs`, :func:`_bias_act_rows` serial, called per
+chunk), Python launchers of the tile kernel's three modes (:func:`tiles_forward`,
+:func:`tiles_dx`, :func:`tiles_backward`: arguments by name, the unused ones filled in), and the
+public :func:`conv2d_forward` / :func:`conv2d_backward`.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .. import numpy_backend as _ref
+from . import blas, checks, config
+from .arrays import EMPTY2, EMPTY4, FLOATS, as_c, bias_or_zeros
+from .elementwise import relu_backward, sum_groups
+from .fpu import denormals_off, denormals_restore
+from .tiles import Loop, TileA, TileOut, tile_grid, tiles_fit
+
+__all__ = ["conv2d_forward", "conv2d_backward", "tiles_forward", "tiles_dx", "tiles_backward"]
+
+
+# ----------------------------------------------------------------------------- tile kernel
+@njit(parallel=True, cache=True)
+def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, left, gimg, ngroups, relu,
+                xpad, mask, pbias):
+    """The conv kernels built on the FMA tiles, in one function so that the tile code is compiled
+    once per dtype (each kernel would otherwise re-optimise all of it). Launch it through
+    :func:`tiles_forward`, :func:`tiles_dx` or :func:`tiles_backward`.
+
+    Parameters
+    ----------
+    mode : int
+        0 forward, 1 dx alone, 2 the whole backward (below).
+    src : 4-D array
+        mode 0: padded x (N, Hp, Wp, C); modes 1, 2: dy (N, OH, OW, F).
+    wgt : 4-D array
+        mode 0: the kernel (KH, KW, C, F); modes 1, 2: the flipped, transposed kernel (KH, KW, F, C)
+        (mode 2 without dx: an empty (KH, KW, 0, 0) placeholder giving the kernel size).
+    out : 4-D array
+        mode 0: y (N, OH, OW, F); modes 1, 2: dx (N, H, W, C) (mode 2: empty when dx is not wanted).
+    vec : 1-D array
+        mode 0: the bias (F,).
+    zeros : 1-D array
+        At least max(C, F) zeros of the working dtype: the tiles' bias when there is none (mode 0
+        passes the bias here too: only its dtype and address are used there).
+    scratch : (threads, PH, PW, F) array
+        modes 1, 2: one dz buffer per numba thread, ``PH, PW = H + KH - 1, W + KW - 1`` when dx is
+        computed (dz in its interior at the forward's padding, a zero border), else OH, OW.
+    part : (G, KH*KW*C*F) array
+        mode 2: the per-group partial sums of dkernel.
+    sh, sw : int
+        Strides (modes 1: 1).
+    top, left : int
+        modes 1, 2: the forward's padding at the top and left.
+    gimg, ngroups : int
+        mode 2: images per group and the number of groups G.
+    relu : int
+        mode 0: 1 fuses relu into the store.
+    xpad : 4-D array
+        mode 2: padded x (N, Hp, Wp, C).
+    mask : 4-D array
+        mode 2: the layer's relu output y (dz = dy * (y > 0)), or empty: no relu.
+    pbias : (G, F) array
+        mode 2: the per-group partial sums of dbias.
+
+    What each mode does. 0: parallel over output rows, each a run of tiles of up to 6 pixels x
+    64 channels, relu fused. 1 (stride 1; when dkernel goes by GEMM): per image, dy is copied into
+    the thread's zero-bordered buffer and correlated with ``wgt``; kernel rows that would only
+    meet the border are skipped. 2 (one pass over dy, relu's gradient fused): per group of
+    ``gimg`` images, one image at a time: dz = dy * (y > 0) goes into the thread's buffer while
+    pbias[g] sums it; then the dx rows (as in mode 1) and, per kernel row di, a tile of the
+    (kw, c) rows x f filters of dkernel[di] read dz from there (part[g] accumulates the group's
+    images in order). dz never goes to memory.
+    """
+    isz = zeros.itemsize
+    zb = np.int64(zeros.ctypes.data)
+    sb, wb, ob, vb = (np.int64(src.ctypes.data), np.int64(wgt.ctypes.data), np.int64(out.ctypes.data),
+                      np.int64(vec.ctypes.data))
+    pkb = np.int64(part.ctypes.data)
+    xb = np.int64(xpad.ctypes.data)
+    has_dx = out.shape[0] > 0
+    # one prange loop for all modes (each prange loop is compiled, with the tiles, separately)
+    if mode == 0:
+        n_img, hp, wp, c = src.shape
+        kh, kw, _, f = wgt.shape
+        oh, ow = out.shape[1], out.shape[2]
+        total = n_img * oh
+    elif mode == 1:
+        n_img, hp, wp, c = out.shape  # dx (N, H, W, C); hp, wp are H, W here
+        kh, kw, f = wgt.shape[0], wgt.shape[1], wgt.shape[2]
+        oh, ow = src.shape[1], src.shape[2]
+        total = n_img
+    else:
+        n_img, oh, ow, f = src.shape
+        kh, kw = wgt.shape[0], wgt.shape[1]
+        c = xpad.shape[3]
+        xh, xw = xpad.shape[1], xpad.shape[2]
+        hp, wp = (out.shape[1], out.shape[2]) if has_dx else (oh, ow)  # dx's H, W (as in mode 1)
+        total = ngroups
+    # mode 1/2 buffer: dz of one image, (PH, PW, F), its interior at (pt, pl); without dx, no border
+    if mode == 1 or has_dx:
+        ph, pw, pt, pl = hp + kh - 1, wp + kw - 1, kh - 1 - top, kw - 1 - left
+    else:
+        ph, pw, pt, pl = oh, ow, 0, 0
+    step = gimg if mode == 2 else 1  # images per iteration (mode 0: one output row)
+    for u in prange(total):
+        fpu = denormals_off()  # (see fpu)
+        i0 = u * step
+        for n in range(i0, min(n_img, i0 + step) if mode != 0 else i0 + 1):
+            nrows = 1
+            ndx = 0  # mode 2: the first ndx rows are dx rows, the kh after them dkernel rows
+            if mode != 0:  # dz[n] into the buffer (mode 2: masked, and summed for dbias)
+                buf = scratch[numba.get_thread_id()]
+                if mode == 1 or has_dx:
+                    for r in range(ph):  # zero the border only; the interior is overwritten just below
+                        if r < pt or r >= pt + oh:
+                            buf[r] = 0
+                        else:
+                            buf[r, :pl] = 0
+                            buf[r, pl + ow:] = 0
+                if mode == 1:
+                    for i in range(oh):
+                        for j in range(ow):
+                            for o in range(f):
+                                buf[pt + i, pl + j, o] = src[n, i, j, o]
+                    nrows = hp
+                else:
+                    pb = pbias[u]
+                    if n == i0:
+                        pb[:] = 0
+                    masked = mask.shape[0] > 0
+                    for i in range(oh):
+                        for j in range(ow):
+                            row, dyr = buf[pt + i, pl + j], src[n, i, j]
+                            yr = mask[n, i, j] if masked else dyr
+                            for o in range(f):  # a select, not a branch: it vectorises
+                                v = dyr[o] if not masked or yr[o] > 0 else zeros[0]
+                                row[o] = v
+                                pb[o] += v
+                    ndx = hp if has_dx else 0
+                    nrows = ndx + kh
+            for r in range(nrows):  # a single tile call site (it is inlined: one copy keeps compiling cheap)
+                if mode == 0:  # output row (n_, i): ow pixels x f channels, reducing over (kh, kw, c)
+                    n_ = u // oh
+                    i = u - n_ * oh
+                    count, width = ow, f
+                    a = TileA(sb + ((n_ * hp + i * sh) * wp) * c * isz, sw * c)  # x at each pixel's window
+                    b = wb
+                    loops = (Loop(kh, wp * c, kw * c * f), Loop(kw, c, c * f), Loop(c, 1, f))
+                    dst = TileOut(ob + (u * ow) * f * isz, f, vb, relu, 0, 0)
+                elif mode == 1 or r < ndx:  # dx row r of image n: wp pixels x c channels, kernel rows d0..d1-1
+                    d0 = max(0, kh - 1 - top - r)
+                    d1 = min(kh, kh - 1 - top + oh - r)
+                    count, width = wp, c
+                    a = TileA(np.int64(scratch[numba.get_thread_id()].ctypes.data) + ((r + d0) * pw) * f * isz, f)
+                    b = wb + d0 * kw * f * c * isz
+                    loops = (Loop(max(0, d1 - d0), pw * f, kw * f * c), Loop(kw, f, f * c), Loop(f, 1, c))
+                    dst = TileOut(ob + ((n * hp + r) * wp) * c * isz, c, zb, 0, 0, 0)
+                else:  # mode 2, dkernel[di] of image n (dz from the buffer), added to part[u]: its kw * c
+                    # rows (dj, c) are consecutive in x too: x[.., j + dj, c] is element dj * C + c
+                    # after pixel j; the reduction runs over the image's output pixels
+                    di = r - ndx
+                    count, width = kw * c, f
+                    a = TileA(xb + ((n * xh + di) * xw) * c * isz, 1)
+                    b = np.int64(scratch[numba.get_thread_id()].ctypes.data) + (pt * pw + pl) * f * isz
+                    loops = (Loop(1, 0, 0), Loop(oh, sh * xw * c, pw * f), Loop(ow, sw * c, f))
+                    dst = TileOut(pkb + ((u * kh + di) * kw * c) * f * isz, f, zb, 0, 1 if n > i0 else 0, 0)
+                tile_grid(zeros, count, width, a, b, loops, dst)
+        denormals_restore(fpu)
+
+
+def tiles_forward(xpad, kernel, bias, y, strides, relu):
+    """y (N, OH, OW, F) = conv(xpad, kernel) + bias [relu'd] on the tiles (mode 0 of
+    :func:`_conv_tiles`); ``xpad`` already padded, every array C-contiguous of one dtype."""
+    dt = y.dtype
+    _conv_tiles(0, xpad, kernel, y, bias, bias, EMPTY4[dt], EMPTY2[dt], strides[0], strides[1], 0, 0, 0, 0,
+                1 if relu else 0, EMPTY4[dt], EMPTY4[dt], EMPTY2[dt])
+
+
+def tiles_dx(dy, kernel_t, dx, pads, scratch, zeros):
+    """dx of a stride-1 conv on the tiles (mode 1): ``kernel_t`` the flipped, transposed kernel
+    (KH, KW, F, C), ``scratch`` the per-thread dz buffers (threads, H + KH - 1, W + KW - 1, F),
+    ``zeros`` at least max(C, F) zeros."""
+    dt = dx.dtype
+    _conv_tiles(1, dy, kernel_t, dx, zeros, zeros, scratch, EMPTY2[dt], 1, 1, pads[0], pads[2], 0, 0, 0,
+                EMPTY4[dt], EMPTY4[dt], EMPTY2[dt])
+
+
+def tiles_backward(dy, relu_y, xpad, kernel_t, dx, strides, pads, gimg, scratch, zeros, pk, pb):
+    """The backward on the tiles in one pass over dy (mode 2): per group of ``gimg`` images, the
+    partial sums pk[g] of dkernel and pb[g] of dbias; dx too unless ``dx`` is empty (then
+    ``kernel_t`` is only a (KH, KW, 0, 0) placeholder). ``relu_y`` (or None) masks dy."""
+    dt = dy.dtype
+    _conv_tiles(2, dy, kernel_t, dx, zeros, zeros, scratch, pk, strides[0], strides[1], pads[0], pads[2], gimg,
+                pk.shape[0], 0, xpad, EMPTY4[dt] if relu_y is None else relu_y, pb)
+
+
+# ----------------------------------------------------------------------------- im2col + GEMM kernels
+@njit(cache=True)
+def _im2col_imgs(x, n0, n1, kh, kw, sh, sw, top, left, oh, ow, cols):
+    """Rows of images n0..n1-1 of x (N, H, W, C) into cols[0:(n1-n0)*OH*OW]: one row per output
+    pixel, columns in (kh, kw, c) order (HWIO); cells in the padding (``top``, ``left`` and past
+    the far edges) are 0."""
+    _, h, w, c = x.shape
+    row = 0
+    for n in range(n0, n1):
+        for i in range(oh):
+            for j in range(ow):
+                for di in range(kh):
+                    r = i * sh + di - top
+                    for dj in range(kw):
+                        s = j * sw + dj - left
+                        off = (di * kw + dj) * c
+                        if 0 <= r < h and 0 <= s < w:
+                            for ch in range(c):
+                                cols[row, off + ch] = x[n, r, s, ch]
+                        else:
+                            for ch in range(c):
+                                cols[row, off + ch] = 0
+                row += 1
+
+
+@njit(cache=True)
+def _col2im_imgs(dcols, n0, n1, kh, kw, sh, sw, top, left, oh, ow, dx):
+    """Adjoint of :func:`_im2col_imgs` for images n0..n1-1, as a gather in (di, dj) order: each
+    cell of dx (N, H, W, C) is overwritten with the sum of its patch entries."""
+    _, h, w, c = dx.shape
+    for n in range(n0, n1):
+        base = (n - n0) * oh
+        for r in range(h):
+            for s in range(w):
+                for ch in range(c):
+                    dx[n, r, s, ch] = 0
+                for di in range(kh):
+                    ii = r + top - di
+                    if sh == 1:
+                        if ii < 0 or ii >= oh:
+                            continue
+                        i = ii
+                    else:
+                        if ii < 0 or ii % sh != 0 or ii // sh >= oh:
+                            continue
+                        i = ii // sh
+                    for dj in range(kw):
+                        jj = s + left - dj
+                        if sw == 1:
+                            if jj < 0 or jj >= ow:
+                                continue
+                            j = jj
+                        else:
+                            if jj < 0 or jj % sw != 0 or jj // sw >= ow:
+                                continue
+                            j = jj // sw
+                        row = (base + i) * ow + j
+                        off = (di * kw + dj) * c
+                        for ch in range(c):
+                            dx[n, r, s, ch] += dcols[row, off + ch]
+
+
+@njit(cache=True)
+def _bias_act_rows(y2, r0, r1, b, relu):
+    """In place on rows r0..r1-1 of y2 (M, F): y += b, then max(., 0) if relu (NaN stays NaN)."""
+    f = y2.shape[1]
+    for r in range(r0, r1):
+        for o in range(f):
+            v = y2[r, o] + b[o]
+            if relu and v < 0:
+                y2[r, o] = 0
+            else:
+                y2[r, o] = v
+
+
+@njit(parallel=True, cache=True)
+def _conv_fwd_gemm(x, k4, b, sh, sw, top, left, relu, identity, cimg, scratch, y):
+    """y = bias + im2col(x) @ W per chunk of ``cimg`` images, relu fused; one GEMM per chunk.
+
+    Parameters
+    ----------
+    x : (N, H, W, C) array, unpadded; k4 : (KH, KW, C, F) kernel; b : (F,) bias.
+    sh, sw, top, left : int
+        Strides and the padding at the top and left (the far sides follow from y's shape).
+    relu : bool
+        Fuse relu.
+    identity : bool
+        1x1 kernel, stride 1, no padding: x's rows are the im2col matrix already (no scratch).
+    cimg : int
+        Images per chunk (one parallel iteration each).
+    scratch : (threads, cimg*OH*OW, KH*KW*C) array
+        One im2col buffer per numba thread.
+    y : (N, OH, OW, F) array
+        The output.
+    """
+    n_img = x.shape[0]
+    kh, kw, c, f = k4.shape
+    _, oh, ow, _ = y.shape
+    kdim = kh * kw * c
+    p = oh * ow
+    single = x.itemsize == 4
+    isz = x.itemsize
+    nq = (n_img + cimg - 1) // cimg
+    y2 = y.reshape(n_img * p, f)
+    for q in prange(nq):
+        fpu = denormals_off()  # (see fpu)
+        n0 = q * cimg
+        n1 = min(n_img, n0 + cimg)
+        cols = scratch[numba.get_thread_id()]
+        if identity:
+            src = np.int64(x.ctypes.data) + n0 * p * kdim * isz
+        else:
+            _im2col_imgs(x, n0, n1, kh, kw, sh, sw, top, left, oh, ow, cols)
+            src = np.int64(cols.ctypes.data)
+        blas.gemm(single, False, False, (n1 - n0) * p, f, kdim, src, kdim,
+                  np.int64(k4.ctypes.data), f, 0.0, np.int64(y.ctypes.data) + n0 * p * f * isz, f)
+        _bias_act_rows(y2, n0 * p, n1 * p, b, relu)
+        denormals_restore(fpu)
+
+
+@njit(parallel=True, cache=True)
+def _conv_bwd_gemm(dy, x, k4, sh, sw, top, left, need_dx, need_dw, identity, cimg, ngroups, scratch, pk, pb, dx):
+    """Per group of chunks: pk[g] = sum of im2col(x)^T @ dy, pb[g] = column sums of dy (chunks
+    in order); and dx = col2im(dy @ W^T) per chunk when ``need_dx``.
+
+    Parameters
+    ----------
+    dy : (N, OH, OW, F) array; x : (N, H, W, C) array, unpadded; k4 : (KH, KW, C, F) kernel.
+    sh, sw, top, left, identity, cimg, scratch
+        As in :func:`_conv_fwd_gemm`.
+    need_dx, need_dw : bool
+        Compute dx / the partial sums of dkernel and dbias.
+    ngroups : int
+        Groups of consecutive chunks (one parallel iteration each; the boundaries depend only on
+        the chunk count).
+    pk : (ngroups, KH*KW*C*F) array; pb : (ngroups, F) array
+        The partial sums of dkernel and dbias.
+    dx : (N, H, W, C) array
+        The input gradient (untouched unless ``need_dx``).
+    """
+    n_img = x.shape[0]
+    kh, kw, c, f = k4.shape
+    _, oh, ow, _ = dy.shape
+    kdim = kh * kw * c
+    p = oh * ow
+    single = x.itemsize == 4
+    isz = x.itemsize
+    nq = (n_img + cimg - 1) // cimg
+    dy2 = dy.reshape(n_img * p, f)
+    for g in prange(ngroups):
+        fpu = denormals_off()  # (see fpu)
+        q0 = g * nq // ngroups
+        q1 = (g + 1) * nq // ngroups
+        pkg = np.int64(pk.ctypes.data) + g * kdim * f * isz
+        for o in range(f):
+            pb[g, o] = 0
+        for q in range(q0, q1):
+            n0 = q * cimg
+            n1 = min(n_img, n0 + cimg)
+            rows = (n1 - n0) * p
+            dyp = np.int64(dy.ctypes.data) + n0 * p * f * isz
+            cols = scratch[numba.get_thread_id()]
+            if identity:
+                src = np.int64(x.ctypes.data) + n0 * p * kdim * isz
+            elif need_dw:
+                _im2col_imgs(x, n0, n1, kh, kw, sh, sw, top, left, oh, ow, cols)
+                src = np.int64(cols.ctypes.data)
+            if need_dw:
+                blas.gemm(single, True, False, kdim, f, rows, src, kdim, dyp, f, 0.0 if q == q0 else 1.0, pkg, f)
+                for r in range(n0 * p, n1 * p):
+                    for o in range(f):
+                        pb[g, o] += dy2[r, o]
+            if need_dx:
+                if identity:
+                    blas.gemm(single, False, True, rows, kdim, f, dyp, f, np.int64(k4.ctypes.data), f, 0.0,
+                              np.int64(dx.ctypes.data) + n0 * p * kdim * isz, kdim)
+                else:
+                    blas.gemm(single, False, True, rows, kdim, f, dyp, f, np.int64(k4.ctypes.data), f, 0.0,
+                              np.int64(cols.ctypes.data), kdim)
+                    _col2im_imgs(cols, n0, n1, kh, kw, sh, sw, top, left, oh, ow, dx)
+        denormals_restore(fpu)
+
+
+def _conv_chunking(n, oh, ow):
+    """(images per chunk, number of chunks, number of groups): shapes only, never thread count."""
+    cimg = max(1, config.CHUNK_ROWS // max(1, oh * ow))
+    nq = -(-n // cimg)
+    return cimg, nq, min(nq, config.MAX_GROUPS)
+
+
+def _scratch(nrows, kdim, dtype):
+    """One private im2col chunk buffer per numba thread (numba.get_thread_id() indexes it)."""
+    return np.empty((numba.get_num_threads(), nrows, kdim), dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- public
+def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None):
+    """2-D cross-correlation, as :func:`minicnn.kernels.numpy_backend.conv2d_forward`.
+
+    Returns y : (N, OH, OW, F) with ``x``'s dtype. ``cache`` is accepted for the contract; this
+    backend keeps nothing in it (the backward needs only x).
+    """
+    x = np.asarray(x)
+    oh, ow = checks.conv_args("conv2d_forward", x, kernel, bias, strides, pads)
+    if x.dtype not in FLOATS or not (blas.FAST or tiles_fit(x.dtype, np.shape(kernel)[3])):
+        return _ref.conv2d_forward(x, kernel, bias, strides, pads, relu=relu, cache=cache)
+    x = np.ascontiguousarray(x)
+    dtype = x.dtype
+    kernel = as_c(kernel, dtype)
+    kh, kw, c, f = kernel.shape
+    sh, sw = strides
+    n = x.shape[0]
+    b = bias_or_zeros(bias, f, dtype)
+    y = np.empty((n, oh, ow, f), dtype=dtype)
+    if tiles_fit(dtype, f):
+        tiles_forward(_ref.pad_nhwc(x, pads), kernel, b, y, (sh, sw), relu)
+    else:
+        identity = kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads)
+        cimg, _, _ = _conv_chunking(n, oh, ow)
+        scratch = _scratch(0 if identity else cimg * oh * ow, kh * kw * c, dtype)
+        with blas.openblas:
+            _conv_fwd_gemm(x, kernel, b, sh, sw, pads[0], pads[2], bool(relu), identity, cimg, scratch, y)
+    return y
+
+
+def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu_y=None):
+    """Gradients of :func:`conv2d_forward`: ``(dx | None, dkernel, dbias)``; with ``relu_y`` (the
+    forward's relu output), of the relu'd convolution (dy masked by ``relu_y > 0``)."""
+    dy = np.asarray(dy)
+    if dy.dtype not in FLOATS or (relu_y is not None and np.shape(relu_y) != dy.shape):
+        return _ref.conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache, relu_y=relu_y)
+    checks.conv_grad_args("conv2d_backward", dy, x, kernel, strides, pads)
+    dy = np.ascontiguousarray(dy)
+    dtype = dy.dtype
+    x = as_c(x, dtype)
+    kernel = as_c(kernel, dtype)
+    kh, kw, c, f = kernel.shape
+    sh, sw = strides
+    n = x.shape[0]
+    oh, ow = dy.shape[1:3]
+    kdim = kh * kw * c
+    if n == 0 or oh * ow == 0:  # an empty batch: zero gradients (nothing to reduce)
+        return (np.zeros(x.shape, dtype) if need_dx else None), np.zeros(kernel.shape, dtype), np.zeros(f, dtype)
+    # dkernel/dbias: FMA tiles when F fills whole vectors, else im2col + GEMM
+    dw_mode = "tiles" if tiles_fit(dtype, f) else "gemm"
+    # dx: FMA tiles (a stride-1 correlation of the padded dy with the flipped kernel), else GEMM
+    dx_mode = None
+    if need_dx:
+        fits = sh == 1 and sw == 1 and pads[0] < kh and pads[1] < kh and pads[2] < kw and pads[3] < kw
+        dx_mode = "tiles" if tiles_fit(dtype, c) and fits else "gemm"
+    if not blas.FAST and "gemm" in (dw_mode, dx_mode):  # no BLAS to call from numba: the numpy backend
+        return _ref.conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache, relu_y=relu_y)
+    dx = np.empty(x.shape if need_dx else (0, 0, 0, 0), dtype=dtype)
+    dkernel = np.empty(kdim * f, dtype=dtype)
+    dbias = np.empty(f, dtype=dtype)
+    zeros = np.zeros(max(c, f), dtype=dtype)
+    if dx_mode == "tiles":
+        wt = np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2))  # (KH, KW, F, C), flipped
+    else:
+        wt = np.empty((kh, kw, 0, 0), dtype=dtype)  # (only its shape: the kernel size)
+    if dw_mode == "tiles":  # dkernel, dbias and the tiles' dx in one pass over dy, relu fused
+        gimg = -(-n // min(n, config.MAX_GROUPS))  # images per partial sum: from the shape only
+        ng = -(-n // gimg)
+        pk = np.empty((ng, kdim * f), dtype=dtype)
+        pb = np.empty((ng, f), dtype=dtype)
+        tiles_dx_here = dx_mode == "tiles"
+        bh, bw = (x.shape[1] + kh - 1, x.shape[2] + kw - 1) if tiles_dx_here else (oh, ow)
+        scratch = np.empty((numba.get_num_threads(), bh, bw, f), dtype=dtype)
+        tiles_backward(dy, None if relu_y is None else as_c(relu_y, dtype), _ref.pad_nhwc(x, pads), wt,
+                       dx if tiles_dx_here else EMPTY4[dtype], strides, pads, gimg, scratch, zeros, pk, pb)
+        sum_groups(pk, dkernel)
+        sum_groups(pb, dbias)
+        if dx_mode != "gemm":
+            return (dx if need_dx else None), dkernel.reshape(kernel.shape), dbias
+    # what is left: dx of a strided conv, or dkernel/dbias for F not filling whole vectors
+    if relu_y is not None:
+        dy = relu_backward(dy, relu_y)
+    if dx_mode == "tiles":  # (and dkernel by GEMM below)
+        scratch = np.empty((numba.get_num_threads(), x.shape[1] + kh - 1, x.shape[2] + kw - 1, f), dtype=dtype)
+        tiles_dx(dy, wt, dx, pads, scratch, zeros)
+    cimg, _, ngroups = _conv_chunking(n, oh, ow)
+    identity = kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads)
+    scratch = _scratch(0 if identity else cimg * oh * ow, kdim, dtype)
+    pk = np.empty((ngroups, kdim * f), dtype=dtype)
+    pb = np.empty((ngroups, f), dtype=dtype)
+    with blas.openblas:
+        _conv_bwd_gemm(dy, x, kernel, sh, sw, pads[0], pads[2], dx_mode == "gemm", dw_mode == "gemm", identity,
+                       cimg, ngroups, scratch, pk, pb, dx)
+    if dw_mode == "gemm":
+        sum_groups(pk, dkernel)
+        sum_groups(pb, dbias)
+    return (dx if need_dx else None), dkernel.reshape(kernel.shape), dbias

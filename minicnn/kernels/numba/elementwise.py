@@ -1,0 +1,90 @@
+"""Elementwise numba kernels: relu and its gradient, and the ordered sum of partial results.
+
+Tiers: parallel ``@njit`` kernels on 1-D arrays (:func:`_relu_fwd`, :func:`_relu_bwd`), the
+reduction :func:`sum_groups` (a kernel the conv module calls on its partial sums), and the
+public :func:`relu_forward` / :func:`relu_backward`, which take any layout and send small or
+non-float inputs to the numpy backend (``config.SMALL_ELEMENTWISE``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .. import numpy_backend as _ref
+from . import checks, config
+from .arrays import FLOATS, as_c
+from .config import EW_BLOCK, SUM_BLOCK
+from .fpu import denormals_off, denormals_restore
+
+__all__ = ["relu_forward", "relu_backward", "sum_groups"]
+
+
+@njit(parallel=True, cache=True)
+def _relu_fwd(x, y):
+    """``y = max(x, 0)`` (NaN stays NaN) on 1-D ``x``, ``y`` of one size, a block of
+    ``EW_BLOCK`` elements per parallel iteration."""
+    size = x.shape[0]
+    for t in prange((size + EW_BLOCK - 1) // EW_BLOCK):
+        t0, t1 = t * EW_BLOCK, min(size, t * EW_BLOCK + EW_BLOCK)
+        xs, ys = x[t0:t1], y[t0:t1]
+        for i in range(xs.size):
+            ys[i] = 0 if xs[i] < 0 else xs[i]
+
+
+@njit(parallel=True, cache=True)
+def _relu_bwd(dy, y, dx):
+    """``dx = dy where y > 0, else 0`` on 1-D arrays of one size (``y``: relu's output)."""
+    size = dy.shape[0]
+    for t in prange((size + EW_BLOCK - 1) // EW_BLOCK):
+        t0, t1 = t * EW_BLOCK, min(size, t * EW_BLOCK + EW_BLOCK)
+        dys, ys, dxs = dy[t0:t1], y[t0:t1], dx[t0:t1]
+        for i in range(dys.size):
+            dxs[i] = dys[i] if ys[i] > 0 else 0
+
+
+@njit(parallel=True, cache=True)
+def sum_groups(p, out):
+    """``out[j] = p[0, j] + p[1, j] + ...`` in that order (deterministic for any thread count).
+
+    Parameters
+    ----------
+    p : (G, M) array
+        G partial results (of parallel groups) of M elements each.
+    out : (M,) array
+        The sum; parallel over blocks of ``SUM_BLOCK`` elements.
+    """
+    ng, length = p.shape
+    nb = (length + SUM_BLOCK - 1) // SUM_BLOCK
+    for blk in prange(nb):
+        fpu = denormals_off()  # (see fpu)
+        j0 = blk * SUM_BLOCK
+        o = out[j0:min(length, j0 + SUM_BLOCK)]  # slices: indices from 0 vectorise (see EW_BLOCK)
+        o[:] = p[0, j0:j0 + o.size]
+        for g in range(1, ng):
+            row = p[g, j0:j0 + o.size]
+            for j in range(o.size):
+                o[j] += row[j]
+        denormals_restore(fpu)
+
+
+def relu_forward(x):
+    """max(x, 0), same dtype (NaN propagates)."""
+    x = np.ascontiguousarray(x)
+    if x.dtype not in FLOATS or x.size < config.SMALL_ELEMENTWISE:
+        return _ref.relu_forward(x)
+    y = np.empty_like(x)
+    _relu_fwd(x.reshape(-1), y.reshape(-1))
+    return y
+
+
+def relu_backward(dy, y):
+    """dy where the output was positive, 0 elsewhere (so the gradient at exactly 0 is 0)."""
+    dy = np.ascontiguousarray(dy)
+    checks.same_shape("relu_backward", ("dy", "y"), dy, y)
+    if dy.dtype not in FLOATS or dy.size < config.SMALL_ELEMENTWISE:
+        return _ref.relu_backward(dy, np.asarray(y, dtype=dy.dtype))
+    y = as_c(y, dy.dtype)
+    dx = np.empty_like(dy)
+    _relu_bwd(dy.reshape(-1), y.reshape(-1), dx.reshape(-1))
+    return dx

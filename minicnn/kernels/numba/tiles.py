@@ -1,0 +1,421 @@
+"""Register-blocked FMA micro-kernels ("tiles") written directly in LLVM IR, and their drivers.
+
+Why IR: numba cannot keep a 6 x 64 block of accumulators in vector registers from Python source,
+and without fastmath LLVM never contracts ``a*b+c`` into an FMA; ``llvm.fma`` is an explicit,
+exactly-rounded operation (like a BLAS kernel's), not a fastmath flag.
+
+**What a tile computes.** A tile of R rows x V vectors (L = 16 float32 or 8 float64 lanes per
+512-bit vector) makes R output *items* (pixels, samples, kernel rows) of V*L output *columns*
+(channels, units). For item r < R and vector v < V::
+
+    acc[r][v] = sum over k1 < n1, k2 < n2, k3 < n3 (that order, k3 innermost) of
+                A[a + r*a_item + k1*a1 + k2*a2 + k3*a3]           (one scalar, broadcast)
+              * B[b + k1*b1 + k2*b2 + k3*b3 + v*L : +L]            (one vector, every item)
+    out[o + r*o_item + v*L : +L] = acc + bias[v*L : +L], then max(., 0) if relu (NaN stays NaN)
+                                 | out[...] + acc                 if accumulate (no bias, no relu)
+    if flag (an address): the int64 at flag |= 1 when a stored value is NaN or +-inf (a check of
+                          the output while it is in registers; not done when accumulating)
+
+``a``, ``b``, ``o``, ``bias`` and ``flag`` are raw byte addresses, every step and stride is in
+*elements* (``A[a + i]``: the element i elements after address a). The
+accumulators stay in registers for the whole k loop (allocas that LLVM promotes); R*V <= 26
+fits them in the 32 zmm registers next to the V B-vectors and the broadcast A value.
+
+**How a call reads.** The 18 integers of a tile are grouped into named tuples, built at the
+call site by name (numba compiles them away; the IR function the tiles call keeps its 18 plain
+int64 parameters, in the order :data:`_TILE_PARAMS` lists)::
+
+    tile_grid(carrier, count, width,
+              TileA(addr=a, item=a_item),                    # operand A, the broadcast scalars
+              b,                                             # operand B's address, the vectors
+              (Loop(n1, a1, b1), Loop(n2, a2, b2), Loop(n3, a3, b3)),   # the reduction, outer first
+              TileOut(addr=o, item=o_item, bias=..., relu=..., accumulate=..., flag=...))
+
+:func:`tile_grid` covers ``count`` items x ``width`` columns (a multiple of L) with tiles:
+column blocks of 4 vectors, then 2, then 1; along the items the widest tile first
+(:func:`_tile_run`). Each output element is one tile's sum in a fixed order.
+
+:func:`transpose16` is a 16 x 16 float32 transpose in registers (the dense backward's kernel
+blocks).
+
+**Caching.** The drivers are ``inline="always"``: a kernel that calls them compiles their code
+into itself, and numba's on-disk cache keys a kernel on its own source file only. After editing
+this file, delete the ``__pycache__`` of this package (or the cached kernels of ``conv``/``dense``
+keep the old tiles).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from . import config
+
+__all__ = ["LANES", "TileA", "Loop", "TileOut", "one_loop", "tile_grid", "transpose16", "tiles_fit"]
+
+#: lanes per 512-bit vector, by itemsize
+LANES = {4: 16, 8: 8}
+
+
+def tiles_fit(dtype, width) -> bool:
+    """The FMA tiles serve float32 (the speed dtype) when ``width`` fills whole 16-lane vectors and
+    :data:`config.TILES` is on; float64 (the accuracy dtype) takes the im2col + GEMM path, which
+    keeps compile time down."""
+    return config.TILES and dtype == np.float32 and width % LANES[4] == 0
+
+
+# ----------------------------------------------------------------------------- arguments
+class TileA(NamedTuple):
+    """Operand A of a tile: scalars, each broadcast across the lanes."""
+
+    #: byte address of A's element for item 0 at k1 = k2 = k3 = 0
+    addr: int
+    #: elements from one item's A element to the next item's
+    item: int
+
+
+class Loop(NamedTuple):
+    """One level of a tile's reduction loop nest."""
+
+    #: iterations (0: the tile stores bias/relu of zero sums, or adds nothing)
+    n: int
+    #: elements A advances per iteration
+    a: int
+    #: elements B advances per iteration
+    b: int
+
+
+class TileOut(NamedTuple):
+    """Where and how a tile stores its items x columns."""
+
+    #: byte address of item 0's first output column
+    addr: int
+    #: elements from one item's output row to the next item's
+    item: int
+    #: byte address of the bias of column 0 (the caller passes zeros when there is none); read
+    #: for every column of the grid, also when accumulating
+    bias: int
+    #: non-zero: max(., 0) after the bias (NaN stays NaN)
+    relu: int
+    #: non-zero: out += sums (no bias, no relu, no flag) instead of out = sums + bias
+    accumulate: int
+    #: byte address of an int64 that gets |= 1 if a stored value is NaN/inf, or 0: no check
+    flag: int
+
+
+@njit(inline="always", cache=True)
+def one_loop(n, a, b):
+    """A reduction of a single level (``n`` iterations, steps ``a`` and ``b``): the outer two
+    levels of the nest run once."""
+    return (Loop(1, 0, 0), Loop(1, 0, 0), Loop(n, a, b))
+
+
+#: the IR tile function's parameters, in order (all int64); how the named tuples map onto them
+_TILE_PARAMS = ("a.addr", "b", "out.addr", "out.bias", "loops[0].n", "loops[1].n", "loops[2].n",
+                "loops[0].a", "loops[1].a", "loops[2].a", "a.item", "loops[0].b", "loops[1].b",
+                "loops[2].b", "out.item", "out.relu", "out.accumulate", "out.flag")
+
+
+# ----------------------------------------------------------------------------- the tile's IR
+def _emit_tile_body(builder, R, V, double, args):
+    """The tile's IR (see the module docstring) into ``builder``; ``args`` are the 18 int64
+    values named by :data:`_TILE_PARAMS`."""
+    L = 8 if double else 16
+    fty = ir.DoubleType() if double else ir.FloatType()
+    vty = ir.VectorType(fty, L)
+    i64, i32 = ir.IntType(64), ir.IntType(32)
+    align = 8 if double else 4
+    fptr, vptr = fty.as_pointer(), vty.as_pointer()
+    # a, b: operand addresses; out, bias: output and bias addresses; n1..n3: trip counts; a1..a3,
+    # b1..b3: A's and B's steps per loop level; ar: A's step per item; ldo: out's step per item
+    (a, b, out, bias, n1, n2, n3, a1, a2, a3, ar, b1, b2, b3, ldo, relu, accumulate, flag) = args
+    fma = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vty, [vty, vty, vty]), "llvm.fma.v%d%s" % (L, "f64" if double else "f32"))
+    zero = ir.Constant(vty, [0.0] * L)
+    undef = ir.Constant(vty, ir.Undefined)
+    splat = ir.Constant(ir.VectorType(i32, L), [0] * L)
+    acc = [[cgutils.alloca_once(builder, vty) for _ in range(V)] for _ in range(R)]
+    for r in range(R):
+        for v in range(V):
+            builder.store(zero, acc[r][v])
+    abase, bbase = builder.inttoptr(a, fptr), builder.inttoptr(b, fptr)
+    roff = [builder.mul(ar, ir.Constant(i64, r)) for r in range(R)]
+    with cgutils.for_range(builder, n1) as l1:
+        ao1, bo1 = builder.mul(l1.index, a1), builder.mul(l1.index, b1)
+        with cgutils.for_range(builder, n2) as l2:
+            ao2 = builder.add(ao1, builder.mul(l2.index, a2))
+            bo2 = builder.add(bo1, builder.mul(l2.index, b2))
+            with cgutils.for_range(builder, n3) as l3:
+                ao = builder.add(ao2, builder.mul(l3.index, a3))
+                bo = builder.add(bo2, builder.mul(l3.index, b3))
+                bv = [builder.load(builder.bitcast(builder.gep(bbase, [builder.add(bo, ir.Constant(i64, v * L))]),
+                                                   vptr), align=align) for v in range(V)]
+                for r in range(R):
+                    sc = builder.load(builder.gep(abase, [builder.add(ao, roff[r])]))
+                    sv = builder.shuffle_vector(builder.insert_element(undef, sc, ir.Constant(i32, 0)), undef, splat)
+                    for v in range(V):
+                        builder.store(builder.call(fma, [sv, bv[v], builder.load(acc[r][v])]), acc[r][v])
+    obase, biasbase = builder.inttoptr(out, fptr), builder.inttoptr(bias, fptr)
+    do_relu = builder.icmp_signed("!=", relu, ir.Constant(i64, 0))
+    do_acc = builder.icmp_signed("!=", accumulate, ir.Constant(i64, 0))
+    bias_v = [builder.load(builder.bitcast(builder.gep(biasbase, [ir.Constant(i64, v * L)]), vptr), align=align)
+              for v in range(V)]
+
+    def out_ptr(r, v):
+        return builder.bitcast(builder.gep(obase, [builder.add(builder.mul(ldo, ir.Constant(i64, r)),
+                                                               ir.Constant(i64, v * L))]), vptr)
+
+    with builder.if_else(do_acc) as (then, otherwise):
+        with then:
+            for r in range(R):
+                for v in range(V):
+                    p = out_ptr(r, v)
+                    builder.store(builder.fadd(builder.load(p, align=align), builder.load(acc[r][v])), p, align=align)
+        with otherwise:
+            for r in range(R):
+                for v in range(V):
+                    val = builder.fadd(builder.load(acc[r][v]), bias_v[v])
+                    neg = builder.fcmp_ordered("<", val, zero)
+                    val = builder.select(do_relu, builder.select(neg, zero, val), val)
+                    builder.store(val, out_ptr(r, v), align=align)
+    # the finiteness flag (only for stored, not accumulated, outputs): v - v is NaN iff v is NaN/inf
+    with builder.if_then(builder.and_(builder.icmp_signed("!=", flag, ir.Constant(i64, 0)),
+                                      builder.not_(do_acc))):
+        bad = None
+        for r in range(R):
+            for v in range(V):
+                p = out_ptr(r, v)
+                val = builder.load(p, align=align)
+                nan = builder.fcmp_unordered("uno", builder.fsub(val, val), zero)
+                bad = nan if bad is None else builder.or_(bad, nan)
+        anybad = builder.icmp_unsigned("!=", builder.bitcast(bad, ir.IntType(L)), ir.Constant(ir.IntType(L), 0))
+        fptr64 = builder.inttoptr(flag, i64.as_pointer())
+        builder.store(builder.or_(builder.load(fptr64), builder.zext(anybad, i64)), fptr64)
+
+
+def _is_args(ty, cls):
+    """``ty`` is the numba type of a ``cls`` named tuple of integers."""
+    return (isinstance(ty, types.BaseNamedTuple) and ty.instance_class is cls
+            and all(isinstance(t, (types.Integer, types.Boolean)) for t in ty))
+
+
+def _flat_tile_args(context, builder, sig, args):
+    """The 18 int64 IR values (:data:`_TILE_PARAMS`) from the tile's (a, b, loops, out) arguments."""
+    _, aty, bty, lty, oty = sig.args
+    _, a, b, loops, out = args
+
+    def field(value, ty, i):
+        return context.cast(builder, builder.extract_value(value, i), ty[i], types.int64)
+
+    def level(i, j):  # field j of loop level i
+        return field(builder.extract_value(loops, i), lty[i], j)
+
+    a_addr, a_item = field(a, aty, 0), field(a, aty, 1)
+    o_addr, o_item, o_bias, o_relu, o_acc, o_flag = (field(out, oty, i) for i in range(6))
+    return [a_addr, context.cast(builder, b, bty, types.int64), o_addr, o_bias,
+            level(0, 0), level(1, 0), level(2, 0), level(0, 1), level(1, 1), level(2, 1), a_item,
+            level(0, 2), level(1, 2), level(2, 2), o_item, o_relu, o_acc, o_flag]
+
+
+def _make_tile(R, V):
+    """The R x V tile as a numba intrinsic ``tile(carrier, a: TileA, b: int, loops, out: TileOut)``
+    (``loops``: three :class:`Loop`, outer first)."""
+
+    @intrinsic
+    def tile(typingctx, carrier, a, b, loops, out):
+        """``carrier`` is any array of the working dtype (it picks float or double, nothing else)."""
+        if not (isinstance(carrier, types.Array) and carrier.dtype in (types.float32, types.float64)
+                and _is_args(a, TileA) and isinstance(b, types.Integer) and _is_args(out, TileOut)
+                and isinstance(loops, types.BaseTuple) and len(loops) == 3
+                and all(_is_args(t, Loop) for t in loops)):
+            return None  # numba reports the mismatch
+        double = carrier.dtype == types.float64
+        sig = types.void(carrier, a, b, loops, out)
+
+        def codegen(context, builder, signature, args):
+            # the body is a separate noinline function of the module, defined once: inlined at
+            # every call site it would multiply LLVM's optimisation time
+            mod = builder.module
+            name = "minicnn_fma_tile_%dx%d_%s" % (R, V, "f64" if double else "f32")
+            i64 = ir.IntType(64)
+            fnty = ir.FunctionType(ir.VoidType(), [i64] * len(_TILE_PARAMS))
+            fn = mod.globals.get(name)
+            if fn is None:
+                fn = ir.Function(mod, fnty, name)
+                fn.linkage = "internal"
+                fn.attributes.add("noinline")
+                body = ir.IRBuilder(fn.append_basic_block("entry"))
+                _emit_tile_body(body, R, V, double, list(fn.args))
+                body.ret_void()
+            builder.call(fn, _flat_tile_args(context, builder, signature, args))
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile
+
+
+_t6x4, _t4x4, _t2x4, _t1x4 = (_make_tile(r, 4) for r in (6, 4, 2, 1))
+_t13x2, _t12x2, _t8x2, _t4x2, _t2x2, _t1x2 = (_make_tile(r, 2) for r in (13, 12, 8, 4, 2, 1))
+_t16x1, _t8x1, _t4x1, _t2x1, _t1x1 = (_make_tile(r, 1) for r in (16, 8, 4, 2, 1))
+
+
+# ----------------------------------------------------------------------------- drivers
+@njit(inline="always", cache=True)
+def _a_at(a, j, isz):
+    """Operand A from item ``j`` on (``isz``: bytes per element)."""
+    return TileA(a.addr + j * a.item * isz, a.item)
+
+
+@njit(inline="always", cache=True)
+def _out_at(out, j, isz):
+    """The output from item ``j`` on."""
+    return TileOut(out.addr + j * out.item * isz, out.item, out.bias, out.relu, out.accumulate, out.flag)
+
+
+@njit(inline="always", cache=True)
+def _out_cols(out, offset):
+    """The output and bias from column byte offset ``offset`` on."""
+    return TileOut(out.addr + offset, out.item, out.bias + offset, out.relu, out.accumulate, out.flag)
+
+
+@njit(inline="always", cache=True)
+def _tile_run(carrier, v, count, a, b, loops, out):
+    """``count`` items of ``v`` vectors (4, 2 or 1): the widest tile first, then 4, 2, 1 for the
+    rest (arguments as in :func:`tile_grid`)."""
+    isz = carrier.itemsize
+    j = 0
+    if v == 4:
+        while count - j >= 6:
+            _t6x4(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
+            j += 6
+        if count - j >= 4:
+            _t4x4(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
+            j += 4
+        if count - j >= 2:
+            _t2x4(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
+            j += 2
+        if count - j >= 1:
+            _t1x4(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
+    elif v == 2:
+        if count % 13 == 0:  # 26 (the seed model's conv2 dx rows): two 13-pixel tiles, no tail
+            while count - j >= 13:
+                _t13x2(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
+                j += 13
+        while count - j >= 12:
+            _t12x2(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
+            j += 12
+        if count - j >= 8:
+            _t8x2(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
+            j += 8
+        if count - j >= 4:
+            _t4x2(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
+            j += 4
+        if count - j >= 2:
+            _t2x2(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
+            j += 2
+        if count - j >= 1:
+            _t1x2(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
+    else:
+        while count - j >= 16:
+            _t16x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
+            j += 16
+        if count - j >= 8:
+            _t8x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
+            j += 8
+        if count - j >= 4:
+            _t4x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
+            j += 4
+        if count - j >= 2:
+            _t2x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
+            j += 2
+        if count - j >= 1:
+            _t1x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
+
+
+@njit(inline="always", cache=True)
+def tile_grid(carrier, count, width, a, b, loops, out):
+    """``count`` items x ``width`` output columns on the tiles: column blocks of 4 vectors, then 2,
+    then 1, each a run of tiles along the items.
+
+    Parameters
+    ----------
+    carrier : array
+        Any array of the working dtype (float32 or float64): it only picks the tiles' type.
+    count : int
+        Output items (the R direction of the tiles).
+    width : int
+        Output columns, a multiple of the lanes L (16 float32, 8 float64).
+    a : TileA
+        Operand A, the broadcast scalars: its address and step per item.
+    b : int
+        Byte address of operand B's vector for column 0 (columns are consecutive in B).
+    loops : tuple of three Loop
+        The reduction nest, outer level first: trip counts and A's and B's steps.
+    out : TileOut
+        Output address and step per item, bias, relu, accumulate and the finiteness flag.
+    """
+    isz = carrier.itemsize
+    lanes = 16 if isz == 4 else 8
+    nvec = width // lanes
+    c0 = 0
+    while c0 < nvec:
+        v = 4 if nvec - c0 >= 4 else 2 if nvec - c0 >= 2 else 1
+        _tile_run(carrier, v, count, a, b + c0 * lanes * isz, loops, _out_cols(out, c0 * lanes * isz))
+        c0 += v
+
+
+# ----------------------------------------------------------------------------- transpose
+def _emit_transpose16(builder, args):
+    """16 x 16 float32 transpose in registers: 16 row loads, 4 stages of 16 two-source shuffles
+    (stage s swaps bit s of the row index with bit s of the column index), 16 row stores."""
+    src, lds, dst, ldd = args
+    f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
+    vty = ir.VectorType(f32, 16)
+    fptr, vptr = f32.as_pointer(), vty.as_pointer()
+    sbase, dbase = builder.inttoptr(src, fptr), builder.inttoptr(dst, fptr)
+
+    def row_ptr(base, ld, r):
+        return builder.bitcast(builder.gep(base, [builder.mul(ld, ir.Constant(i64, r))]), vptr)
+
+    rows = [builder.load(row_ptr(sbase, lds, r), align=4) for r in range(16)]
+    for stage in range(4):
+        m = 1 << stage
+        new = []
+        for a in range(16):
+            if a & m == 0:  # lanes with bit s clear from row a, the others from row a|m (moved down)
+                s0, s1, idx = rows[a], rows[a | m], [b if not b & m else 16 + (b ^ m) for b in range(16)]
+            else:  # lanes with bit s clear from row a&~m (moved up), the others from row a
+                s0, s1, idx = rows[a & ~m], rows[a], [b | m if not b & m else 16 + b for b in range(16)]
+            new.append(builder.shuffle_vector(s0, s1, ir.Constant(ir.VectorType(i32, 16), idx)))
+        rows = new
+    for r in range(16):
+        builder.store(rows[r], row_ptr(dbase, ldd, r), align=4)
+
+
+@intrinsic
+def transpose16(typingctx, src, lds, dst, ldd):
+    """float32 ``dst[j * ldd + i] = src[i * lds + j]`` for i, j < 16: ``src``, ``dst`` byte
+    addresses, ``lds``, ``ldd`` row strides in elements."""
+    sig = types.void(types.int64, types.int64, types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        mod = builder.module
+        fn = mod.globals.get("minicnn_transpose16_f32")
+        if fn is None:
+            i64 = ir.IntType(64)
+            fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [i64] * 4), "minicnn_transpose16_f32")
+            fn.linkage = "internal"
+            fn.attributes.add("noinline")
+            body = ir.IRBuilder(fn.append_basic_block("entry"))
+            _emit_transpose16(body, list(fn.args))
+            body.ret_void()
+        builder.call(fn, list(args))
+        return context.get_dummy_value()
+
+    return sig, codegen
