@@ -18,7 +18,7 @@ import sys
 import types
 
 from .numba import config as _config
-from .numba.conv import conv2d_backward, conv2d_forward
+from .numba import conv as _conv
 from .numba.dense import dense_backward, dense_forward
 from .numba.elementwise import relu_backward, relu_forward
 from .numba.info import threading_info
@@ -40,7 +40,12 @@ NAME = "numba"
 
 __all__ = ["NAME", "pad_nhwc", "windows", "im2col", "col2im", "conv2d_forward", "conv2d_backward",
            "maxpool2d_forward", "maxpool2d_backward", "relu_forward", "relu_backward", "dense_forward",
-           "dense_backward", "all_finite", "adam_update", "threading_info"]
+           "dense_backward", "all_finite", "adam_update", "threading_info",
+           # numpy kernels until their numba twins exist
+           "batchnorm_backward", "batchnorm_forward", "batchnorm_train_forward", "batchnorm_update_moving",
+           "depthwise_conv2d_backward", "depthwise_conv2d_forward", "avgpool2d_backward", "avgpool2d_forward",
+           "global_avgpool2d_backward", "global_avgpool2d_forward", "global_maxpool2d_backward",
+           "global_maxpool2d_forward", "zeropad2d_backward", "zeropad2d_forward"]
 
 
 class _Facade(types.ModuleType):
@@ -59,14 +64,16 @@ class _Facade(types.ModuleType):
 sys.modules[__name__].__class__ = _Facade
 
 
-def _numpy_if_dilated(fast, reference):
-    def conv(*args, dilation=(1, 1), **kwargs):
-        if tuple(dilation) == (1, 1):
-            return fast(*args, **kwargs)
-        return reference(*args, dilation=dilation, **kwargs)
-    conv.__doc__ = fast.__doc__
-    return conv
+def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None, dilation=(1, 1)):
+    """As :func:`minicnn.kernels.numpy_backend.conv2d_forward` (numba; a dilated one: numpy's)."""
+    if tuple(dilation) == (1, 1):
+        return _conv.conv2d_forward(x, kernel, bias, strides, pads, relu=relu, cache=cache)
+    return _reference.conv2d_forward(x, kernel, bias, strides, pads, relu=relu, cache=cache, dilation=dilation)
 
 
-conv2d_forward = _numpy_if_dilated(conv2d_forward, _reference.conv2d_forward)
-conv2d_backward = _numpy_if_dilated(conv2d_backward, _reference.conv2d_backward)
+def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu_y=None, dilation=(1, 1)):
+    """As :func:`minicnn.kernels.numpy_backend.conv2d_backward` (numba; a dilated one: numpy's)."""
+    if tuple(dilation) == (1, 1):
+        return _conv.conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache, relu_y=relu_y)
+    return _reference.conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache,
+                                      relu_y=relu_y, dilation=dilation)
