@@ -1237,3 +1237,4 @@ def dense_backward(dy, x, kernel, need_dx=True, check_finite=False):
 
 # fused optimizer updates (same names as numpy_backend)
 from .numba_optim import adam_update  # noqa: E402,F401
+from .numpy_activations import *  # noqa: E402,F401,F403  numba twins: phase 2 (numpy kernels until then)
