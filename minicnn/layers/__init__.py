@@ -6,17 +6,19 @@ these classes only (never anything else: no code from files), and Keras files by
 """
 
 from . import keras_options
+from .activation import ELU, Activation, LeakyReLU, PReLU, ReLU, Softmax
 from .base import ActivatedLayer, Layer
 from .conv import Conv2D
 from .dense import Dense
 from .pool import MaxPool2D, MaxPooling2D
 from .rescaling import Rescaling
-from .simple import Activation, Dropout, Flatten, ReLU, Softmax
+from .simple import Dropout, Flatten
 
 #: the registry: one entry per layer class
 LAYERS = (
     Conv2D, Dense, MaxPool2D, Flatten, ReLU, Softmax, Activation, Dropout,
     Rescaling,
+    LeakyReLU, ELU, PReLU,
 )
 
 #: class name -> class, for configs saved in minicnn model files

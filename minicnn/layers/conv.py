@@ -18,8 +18,8 @@ class Conv2D(ActivatedLayer):
     ``bias`` (filters,). OH = floor((H - KH) / SH) + 1 for 'valid', ceil(H / SH) for 'same'
     (see :mod:`minicnn.kernels.shapes`).
 
-    Cache for backward: the input ``x``, the activated output (for relu's mask) and whatever the
-    backend keeps (the im2col matrix).
+    Cache for backward: the input ``x``, what the activation's backward needs (the output for
+    relu's mask, or the pre-activation) and whatever the backend keeps (the im2col matrix).
     """
 
     kind = "conv2d"
@@ -29,8 +29,9 @@ class Conv2D(ActivatedLayer):
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 name=None, input_shape=None):
-        super().__init__(activation=activation, name=name, input_shape=input_shape)
+                 kernel_regularizer=None, bias_regularizer=None, name=None, input_shape=None):
+        super().__init__(activation=activation, name=name, input_shape=input_shape,
+                         kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer)
         if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
             raise ValueError(f"Conv2D filters must be a positive int, got {filters!r}")
         self.filters = filters
@@ -99,12 +100,13 @@ class Conv2D(ActivatedLayer):
                 "dilation_rate": [1, 1], "groups": 1, **super().keras_config(), "use_bias": self.use_bias,
                 "kernel_initializer": ko.initializer_spec(self.kernel_initializer),
                 "bias_initializer": ko.initializer_spec(self.bias_initializer),
-                "kernel_regularizer": None, "bias_regularizer": None, "activity_regularizer": None,
+                **self.regularizer_config(), "activity_regularizer": None,
                 "kernel_constraint": None, "bias_constraint": None}
 
     @classmethod
     def from_keras_config(cls, cfg, where):
-        ko.check_options(cfg, {"filters", "kernel_size", "strides", "padding", "activation", "use_bias"},
+        ko.check_options(cfg, {"filters", "kernel_size", "strides", "padding", "activation", "use_bias",
+                               *cls.REGULARIZER_OPTIONS},
                          {**ko.WEIGHT_OPTIONS, **ko.CHANNELS_LAST, "dilation_rate": ([1, 1], 1, (1, 1)),
                           "groups": 1}, where)
         return cls(cfg["filters"], ko.pair(cfg["kernel_size"], where, "kernel_size"),
@@ -113,4 +115,5 @@ class Conv2D(ActivatedLayer):
                    activation=ko.activation(cfg.get("activation"), where),
                    use_bias=bool(cfg.get("use_bias", True)),
                    kernel_initializer=ko.initializer(cfg.get("kernel_initializer"), "glorot_uniform"),
-                   bias_initializer=ko.initializer(cfg.get("bias_initializer"), "zeros"), name=cfg.get("name"))
+                   bias_initializer=ko.initializer(cfg.get("bias_initializer"), "zeros"),
+                   **cls.regularizers_from_keras(cfg, where), name=cfg.get("name"))
