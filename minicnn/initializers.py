@@ -32,7 +32,12 @@ def zeros(shape, dtype, rng=None) -> np.ndarray:
     return np.zeros(shape, dtype=dtype)
 
 
-INITIALIZERS = {"glorot_uniform": glorot_uniform, "he_uniform": he_uniform, "zeros": zeros}
+def ones(shape, dtype, rng=None) -> np.ndarray:
+    """All ones (BatchNormalization's gamma and moving variance); draws nothing from ``rng``."""
+    return np.ones(shape, dtype=dtype)
+
+
+INITIALIZERS = {"glorot_uniform": glorot_uniform, "he_uniform": he_uniform, "zeros": zeros, "ones": ones}
 
 
 def get(name: str):

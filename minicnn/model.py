@@ -118,6 +118,11 @@ class Network:
             for k in layer.trainable_names:
                 yield f"{layer.name}/{k}", layer.params[k], layer.grads[k]
 
+    def non_trainable_weights(self) -> list:
+        """The weights no gradient updates (e.g. BatchNormalization's moving statistics)."""
+        return [layer.params[k] for layer in self.layers for k in layer.non_trainable_names
+                if k in layer.params]
+
     def named_weights(self):
         """(key, array) for every weight, trainable or not, in Keras get_weights order."""
         for layer in self.layers:

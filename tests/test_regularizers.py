@@ -96,11 +96,20 @@ def test_keras_configs_are_read_and_written():
 
 
 # ----------------------------------------------------------------------------- in a model
-def model(dtype="float64", seed=0, last="softmax"):
-    m = Sequential([L.Conv2D(3, 2, activation="elu", kernel_regularizer="l2", bias_regularizer="l1"),
-                    L.PReLU(shared_axes=[1, 2], alpha_regularizer=regularizers.L1L2(0.02, 0.03)),
-                    L.Flatten(), L.Dense(5, activation="gelu", kernel_regularizer=regularizers.L1L2(0.01, 0.05)),
-                    L.Dense(4, activation=last, bias_regularizer=regularizers.L2(0.1))],
+def model(dtype="float64", seed=0, last="softmax", kind="conv"):
+    """Every regularizer on every kind of weight: Conv2D, PReLU, Dense ('conv'), or
+    DepthwiseConv2D and SeparableConv2D ('separable')."""
+    if kind == "conv":
+        layers = [L.Conv2D(3, 2, activation="elu", kernel_regularizer="l2", bias_regularizer="l1"),
+                  L.PReLU(shared_axes=[1, 2], alpha_regularizer=regularizers.L1L2(0.02, 0.03)),
+                  L.Flatten(), L.Dense(5, activation="gelu", kernel_regularizer=regularizers.L1L2(0.01, 0.05))]
+    else:
+        layers = [L.DepthwiseConv2D(2, activation="silu", depthwise_regularizer="l2", bias_regularizer="l1"),
+                  L.SeparableConv2D(3, 2, activation="tanh", depthwise_regularizer=regularizers.L1(0.02),
+                                    pointwise_regularizer=regularizers.L2(0.03),
+                                    bias_regularizer=regularizers.L1L2(0.01, 0.04)),
+                  L.Flatten()]
+    m = Sequential([*layers, L.Dense(4, activation=last, bias_regularizer=regularizers.L2(0.1))],
                    input_shape=(5, 4, 2), dtype=dtype, seed=seed)
     m.build()
     rng = np.random.default_rng(seed + 1)
@@ -140,9 +149,10 @@ def test_the_loss_fit_and_evaluate_report_includes_the_penalty():
     assert history.history["loss"][0] == pytest.approx(data + pen, rel=1e-15)
 
 
-@pytest.mark.parametrize("last", ["softmax", "sigmoid", "tanh"])
-def test_model_gradients_with_penalties_match_finite_differences(backend, last):
-    m = model(last=last)
+@pytest.mark.parametrize("last, kind", [("softmax", "conv"), ("sigmoid", "conv"), ("tanh", "conv"),
+                                        ("softmax", "separable")])
+def test_model_gradients_with_penalties_match_finite_differences(backend, last, kind):
+    m = model(last=last, kind=kind)
     x, y = batch()
     assert max(gradcheck.check_model(m, x, y).values()) <= GRADCHECK_RTOL
 
@@ -229,11 +239,11 @@ def test_keras_regularizers_compute_the_same_penalties():
 
 
 @pytest.mark.tf
-@pytest.mark.parametrize("last", ["softmax", "sigmoid"])
-def test_loss_and_gradients_equal_keras_in_float64(last):
+@pytest.mark.parametrize("last, kind", [("softmax", "conv"), ("sigmoid", "conv"), ("softmax", "separable")])
+def test_loss_and_gradients_equal_keras_in_float64(last, kind):
     tf = pytest.importorskip("tensorflow")
     convert = pytest.importorskip("reference.convert")
-    m = model(last=last)
+    m = model(last=last, kind=kind)
     x, y = batch()
     out = m.forward(x, training=True)
     loss, g, fused = m.loss_and_output_grad(y, out)

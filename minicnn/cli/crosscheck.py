@@ -1,8 +1,8 @@
 """``minicnn crosscheck``: compare a model layer by layer (and over K training steps) with Keras.
 
 minicnn itself never imports TensorFlow: the work is done by :mod:`reference.crosscheck`
-(the TensorFlow side of the project), imported only when the command runs. It needs the ``tf``
-extra and a source checkout (the ``reference`` package).
+(the TensorFlow side of the project; :func:`reference.crosscheck.cli.run`), imported only when
+the command runs. It needs the ``tf`` extra and a source checkout (the ``reference`` package).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ def register(sub) -> None:
     p = sub.add_parser("crosscheck", help="compare a model with TensorFlow/Keras layer by layer",
                        description="Feed the same weights and the same real MNIST batch to minicnn and "
                                    "Keras; compare every layer's output and gradients, then K optimizer "
-                                   "steps. Exit status 1 if anything is outside the documented "
-                                   "tolerances (docs/parity.md).")
+                                   "steps. Exit status 1 if any judged quantity is outside the "
+                                   "documented tolerances (docs/parity.md); what is not judged is "
+                                   "reported as information.")
     p.add_argument("--preset", choices=("seed", "pooled"), default=None,
                      help="check a freshly initialised preset (default: seed); with --model, the "
                           "architecture for weights-only files")

@@ -12,15 +12,20 @@ from .. import datasets, optimizers
 from ..datasets import one_hot
 from ..kernels import backend_name
 from ..presets import PRESETS, build_preset
-from ..sequential import load_model
+from ..sequential import Sequential, load_model
 from .runtime import add_runtime_options
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a preset model on a dataset")
-    p.add_argument("--preset", choices=("seed", "pooled"), default="seed")
+    p = sub.add_parser("train", help="train a preset model, or the architecture in a model file, on a dataset")
+    arch = p.add_mutually_exclusive_group()
+    arch.add_argument("--preset", choices=PRESETS, default=None, help="a named architecture (default: seed)")
+    arch.add_argument("--model", default=None, metavar="FILE",
+                      help="train the architecture in a Keras .keras/.h5 or minicnn .npz file")
+    p.add_argument("--keep-weights", action="store_true",
+                   help="with --model: start from the file's weights (default: fresh weights, seeded)")
     p.add_argument("--dataset", choices=DATASETS, default="mnist")
     p.add_argument("--data-dir", default=None, help="directory with the dataset files (default: $MINICNN_DATA_DIR, caches, download)")
     p.add_argument("--epochs", type=int, default=10)
@@ -45,13 +50,13 @@ def register(sub) -> None:
     p.add_argument("--dataset", choices=DATASETS, default="mnist")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--batch-size", type=int, default=1000)
-    p.add_argument("--preset", choices=("seed", "pooled"), default=None,
+    p.add_argument("--preset", choices=PRESETS, default=None,
                    help="architecture for weights-only files (.weights.h5)")
     add_runtime_options(p)
     p.set_defaults(func=run_evaluate)
 
     p = sub.add_parser("summary", help="print a preset's or a saved model's layer table")
-    p.add_argument("target", help="'seed', 'pooled', or a model file")
+    p.add_argument("target", help=f"a preset ({', '.join(PRESETS)}) or a model file")
     p.set_defaults(func=run_summary)
 
 
@@ -68,8 +73,29 @@ def load_any_model(path, preset=None, input_shape=(28, 28, 1)):
     return load_model(path, architecture=architecture)
 
 
-def run_train(args) -> int:
+def train_model(args, input_shape, num_classes):
+    """The model ``minicnn train`` trains: a preset, or a file's architecture (fresh weights from
+    ``--seed`` unless ``--keep-weights``), in ``--dtype``."""
+    if args.keep_weights and not args.model:
+        raise ValueError("--keep-weights needs --model FILE")
+    if not args.model:
+        return build_preset(args.preset or "seed", input_shape=input_shape, num_classes=num_classes,
+                            dtype=args.dtype, seed=args.seed)
+    loaded = load_any_model(args.model)
+    if tuple(loaded.input_shape) != tuple(input_shape):
+        raise ValueError(f"model {args.model!r} takes inputs of shape {tuple(loaded.input_shape)}, but "
+                         f"{args.dataset} images are {tuple(input_shape)}")
+    if tuple(loaded.output_shape) != (num_classes,):
+        raise ValueError(f"model {args.model!r} outputs {tuple(loaded.output_shape)}, but {args.dataset} "
+                         f"has {num_classes} classes")
+    config = {**loaded.get_config(), "dtype": args.dtype}
+    model = Sequential.from_config(config, seed=args.seed)
+    if args.keep_weights:
+        model.set_weights([w.astype(model.dtype) for w in loaded.get_weights()])
+    return model
 
+
+def run_train(args) -> int:
     if args.epochs < 0 or args.batch_size < 1:
         raise ValueError("--epochs must be >= 0 and --batch-size >= 1")
     (xtr, ytr), (xte, yte) = load_dataset(args.dataset, args.data_dir)
@@ -77,10 +103,11 @@ def run_train(args) -> int:
         xtr, ytr = xtr[:args.limit], ytr[:args.limit]
     if args.dtype == "float64":
         xtr, xte = xtr.astype(np.float64), xte.astype(np.float64)
-    model = build_preset(args.preset, input_shape=xtr.shape[1:], num_classes=10, dtype=args.dtype, seed=args.seed)
+    model = train_model(args, xtr.shape[1:], 10)
+    name = args.preset or (os.path.splitext(os.path.basename(args.model))[0] if args.model else "seed")
     opt = optimizers.get(args.optimizer, **({"learning_rate": args.lr} if args.lr else {}))
     model.compile(opt, "categorical_crossentropy", ["accuracy"])
-    print(f"minicnn: training '{args.preset}' on {args.dataset} ({len(xtr)} images), backend "
+    print(f"minicnn: training '{name}' on {args.dataset} ({len(xtr)} images), backend "
           f"{backend_name()}, {args.dtype}, batch {args.batch_size}, {args.epochs} epochs")
     t0 = time.perf_counter()
     history = model.fit(xtr, one_hot(ytr, 10, xtr.dtype), batch_size=args.batch_size, epochs=args.epochs,
@@ -89,11 +116,11 @@ def run_train(args) -> int:
                         keep_checkpoints=args.keep_checkpoints, resume=args.resume)
     wall = time.perf_counter() - t0
     loss, acc = model.evaluate(xte, one_hot(yte, 10, xte.dtype), batch_size=1000)
-    out = args.out or os.path.join("models", f"{args.preset}-{args.dataset}.npz")
+    out = args.out or os.path.join("models", f"{name}-{args.dataset}.npz")
     model.save(out)
     hist_path = os.path.splitext(out)[0] + ".history.json"
     record = {**history.to_dict(), "test_loss": loss, "test_accuracy": acc, "train_seconds": wall,
-              "backend": backend_name(), "preset": args.preset, "dataset": args.dataset}
+              "backend": backend_name(), "preset": args.preset, "model_file": args.model, "dataset": args.dataset}
     with open(hist_path, "w") as f:
         json.dump(record, f, indent=1)
     print(f"test loss {loss:.4f} - test accuracy {acc:.4f} ({acc * 100:.2f}%) - training took {wall:.1f} s")

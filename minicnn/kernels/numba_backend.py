@@ -1237,4 +1237,13 @@ def dense_backward(dy, x, kernel, need_dx=True, check_finite=False):
 
 # fused optimizer updates (same names as numpy_backend)
 from .numba_optim import adam_update  # noqa: E402,F401
+from .numpy_pooling import avgpool2d_backward, avgpool2d_forward, global_avgpool2d_backward, global_avgpool2d_forward, global_maxpool2d_backward, global_maxpool2d_forward, zeropad2d_backward, zeropad2d_forward  # noqa: E402,F401  numba twins: phase 2 (numpy kernels until then)
+from .numpy_batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_train_forward, batchnorm_update_moving  # noqa: E402,F401  numba twins: phase 2 (numpy kernels until then)
+
+
+# phase 2: dilation= in the numba conv kernels; until then a dilated conv runs numpy's kernels
+def _numpy_if_dilated(fast, ref):
+    return lambda *a, dilation=(1, 1), **k: fast(*a, **k) if tuple(dilation) == (1, 1) else ref(*a, dilation=dilation, **k)
+conv2d_forward, conv2d_backward = _numpy_if_dilated(conv2d_forward, _ref.conv2d_forward), _numpy_if_dilated(conv2d_backward, _ref.conv2d_backward)
+from .numpy_depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward  # noqa: E402,F401  numba twins: phase 2 (numpy kernels until then)
 from .numpy_activations import *  # noqa: E402,F401,F403  numba twins: phase 2 (numpy kernels until then)

@@ -13,6 +13,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .numpy_activations import *  # noqa: F401,F403  element-wise activations (their __all__)
+from .numpy_batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_train_forward, batchnorm_update_moving  # noqa: F401
 from .shapes import padded_output_hw
 
 NAME = "numpy"
@@ -27,41 +28,45 @@ def pad_nhwc(x: np.ndarray, pads, value=0.0) -> np.ndarray:
     return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
 
 
-def windows(xp: np.ndarray, ksize, strides, out_hw) -> np.ndarray:
-    """Strided view (N, OH, OW, KH, KW, C) of every window of a padded input (no copy)."""
+def windows(xp: np.ndarray, ksize, strides, out_hw, dilation=(1, 1)) -> np.ndarray:
+    """Strided view (N, OH, OW, KH, KW, C) of every window of a padded input (no copy). A window
+    dilated by (DH, DW) spans (KH - 1) * DH + 1 rows and takes every DH-th of them."""
     kh, kw = ksize
     sh, sw = strides
+    dh, dw = dilation
     oh, ow = out_hw
-    v = sliding_window_view(xp, (kh, kw), axis=(1, 2))  # (N, H-kh+1, W-kw+1, C, KH, KW)
-    v = v[:, : (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw]
+    v = sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(1, 2))  # (N, ., ., C, EKH, EKW)
+    v = v[:, : (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw, :, ::dh, ::dw]
     return v.transpose(0, 1, 2, 4, 5, 3)
 
 
-def im2col(x: np.ndarray, ksize, strides, pads, out_hw) -> np.ndarray:
+def im2col(x: np.ndarray, ksize, strides, pads, out_hw, dilation=(1, 1)) -> np.ndarray:
     """Patches as rows: (N*OH*OW, KH*KW*C), columns in (kh, kw, c) order to match HWIO."""
     xp = pad_nhwc(x, pads)
-    w = windows(xp, ksize, strides, out_hw)
+    w = windows(xp, ksize, strides, out_hw, dilation)
     n, kh, kw, c = x.shape[0], ksize[0], ksize[1], x.shape[3]
     return w.reshape(n * out_hw[0] * out_hw[1], kh * kw * c)  # reshape of a strided view copies
 
 
-def col2im(cols: np.ndarray, x_shape, ksize, strides, pads, out_hw) -> np.ndarray:
+def col2im(cols: np.ndarray, x_shape, ksize, strides, pads, out_hw, dilation=(1, 1)) -> np.ndarray:
     """Adjoint of :func:`im2col`: scatter-add patch rows back into an (N, H, W, C) array."""
     n, h, w, c = x_shape
     kh, kw = ksize
     sh, sw = strides
+    dh, dw = dilation
     oh, ow = out_hw
     top, bottom, left, right = pads
     dxp = np.zeros((n, h + top + bottom, w + left + right, c), dtype=cols.dtype)
     cols6 = cols.reshape(n, oh, ow, kh, kw, c)
     for i in range(kh):
         for j in range(kw):
-            dxp[:, i : i + (oh - 1) * sh + 1 : sh, j : j + (ow - 1) * sw + 1 : sw, :] += cols6[:, :, :, i, j, :]
+            r, s = i * dh, j * dw  # the tap's offset in the (dilated) window
+            dxp[:, r : r + (oh - 1) * sh + 1 : sh, s : s + (ow - 1) * sw + 1 : sw, :] += cols6[:, :, :, i, j, :]
     return dxp[:, top : top + h, left : left + w, :]
 
 
 # ----------------------------------------------------------------------------- conv2d
-def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None):
+def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None, dilation=(1, 1)):
     """2-D cross-correlation (what deep learning calls convolution; the kernel is not flipped).
 
     Parameters
@@ -74,14 +79,16 @@ def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None):
     relu : apply max(0, .) to the result (fused activation).
     cache : optional dict owned by the caller; the forward pass may keep intermediates in it
         (here: the im2col matrix) for :func:`conv2d_backward` to reuse.
+    dilation : (DH, DW): tap (i, j) reads input cell (oh * SH + i * DH, ow * SW + j * DW) of the
+        padded input (Keras's ``dilation_rate``); (1, 1) is the ordinary convolution.
 
     Returns
     -------
     y : (N, OH, OW, F), same dtype as ``x``.
     """
     kh, kw, c, f = kernel.shape
-    out_hw = padded_output_hw(x.shape, (kh, kw), strides, pads)
-    cols = im2col(x, (kh, kw), strides, pads, out_hw)
+    out_hw = padded_output_hw(x.shape, (kh, kw), strides, pads, dilation)
+    cols = im2col(x, (kh, kw), strides, pads, out_hw, dilation)
     if cache is not None:
         cache["cols"] = cols
     y = cols @ kernel.reshape(kh * kw * c, f)
@@ -92,13 +99,13 @@ def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None):
     return y.reshape(x.shape[0], out_hw[0], out_hw[1], f)
 
 
-def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu_y=None):
+def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu_y=None, dilation=(1, 1)):
     """Gradients of :func:`conv2d_forward` (without activation, or with relu given ``relu_y``).
 
     Parameters
     ----------
     dy : (N, OH, OW, F) upstream gradient.
-    x, kernel, strides, pads : as given to the forward pass.
+    x, kernel, strides, pads, dilation : as given to the forward pass.
     need_dx : skip the input gradient (first layer) when False.
     cache : the dict given to the forward pass, if any.
     relu_y : (N, OH, OW, F) the forward's output if it had relu fused: dy is first passed through
@@ -118,13 +125,13 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu
     dy2 = dy.reshape(-1, f)
     cols = cache.get("cols") if cache else None
     if cols is None:
-        cols = im2col(x, (kh, kw), strides, pads, out_hw)
+        cols = im2col(x, (kh, kw), strides, pads, out_hw, dilation)
     dkernel = (cols.T @ dy2).reshape(kernel.shape)
     dbias = dy2.sum(axis=0)
     dx = None
     if need_dx:
         dcols = dy2 @ kernel.reshape(kh * kw * c, f).T
-        dx = col2im(dcols, x.shape, (kh, kw), strides, pads, out_hw)
+        dx = col2im(dcols, x.shape, (kh, kw), strides, pads, out_hw, dilation)
     return dx, dkernel, dbias
 
 
@@ -217,3 +224,8 @@ def adam_update(p, g, m, v, c1, c2, alpha, eps):
     m += (g - m) * c1
     v += (np.square(g) - v) * c2
     p -= m * alpha / (np.sqrt(v) + eps)
+from .numpy_pooling import avgpool2d_backward, avgpool2d_forward, global_avgpool2d_backward, global_avgpool2d_forward, global_maxpool2d_backward, global_maxpool2d_forward, zeropad2d_backward, zeropad2d_forward  # noqa: F401
+
+
+# depthwise convolutions (their own module; SeparableConv2D composes them with conv2d)
+from .numpy_depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward  # noqa: E402,F401

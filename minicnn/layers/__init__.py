@@ -8,16 +8,26 @@ these classes only (never anything else: no code from files), and Keras files by
 from . import keras_options
 from .activation import ELU, Activation, LeakyReLU, PReLU, ReLU, Softmax
 from .base import ActivatedLayer, Layer
+from .batchnorm import BatchNormalization
 from .conv import Conv2D
 from .dense import Dense
+from .depthwise import DepthwiseConv2D
 from .pool import MaxPool2D, MaxPooling2D
+from .avg_pool import AveragePooling2D, AvgPool2D
+from .global_pool import GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D, GlobalMaxPooling2D
+from .reshape import Reshape
+from .zero_padding import ZeroPadding2D
 from .rescaling import Rescaling
+from .separable import SeparableConv2D
 from .simple import Dropout, Flatten
 
 #: the registry: one entry per layer class
 LAYERS = (
     Conv2D, Dense, MaxPool2D, Flatten, ReLU, Softmax, Activation, Dropout,
     Rescaling,
+    AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, ZeroPadding2D, Reshape,
+    BatchNormalization,
+    DepthwiseConv2D, SeparableConv2D,
     LeakyReLU, ELU, PReLU,
 )
 
@@ -37,5 +47,5 @@ def planned_params(layers, input_shape) -> int:
     return total
 
 
-__all__ = ["Layer", "ActivatedLayer", "MaxPooling2D", "LAYERS", "LAYER_CLASSES", "KERAS_CLASSES",
+__all__ = ["Layer", "ActivatedLayer", "MaxPooling2D", "AvgPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "LAYERS", "LAYER_CLASSES", "KERAS_CLASSES",
            "planned_params", "keras_options", *LAYER_CLASSES]

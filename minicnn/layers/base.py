@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from .. import activations, initializers, regularizers
-from ..kernels.shapes import window_output
+from ..kernels.shapes import effective_size, window_output
 from . import keras_options
 
 
@@ -114,14 +114,16 @@ class Layer:
         if x.dtype != self.dtype:
             self._fail(f"expected dtype {self.dtype}, received {x.dtype}")
 
-    def _window_output(self, input_shape, window, what):
+    def _window_output(self, input_shape, window, what, dilation=(1, 1)):
         """Validate an (H, W, C) input for a sliding-window layer; set ``self.pads``; return (OH, OW)."""
         if len(input_shape) != 3:
             self._fail(f"expects inputs of shape (batch, height, width, channels), "
                        f"received (batch, {', '.join(map(str, input_shape))})")
-        (oh, ow), self.pads = window_output(input_shape[:2], window, self.strides, self.padding)
+        (oh, ow), self.pads = window_output(input_shape[:2], window, self.strides, self.padding, dilation)
         if oh < 1 or ow < 1:
-            self._fail(f"{what} {window} is larger than its input {input_shape[:2]} with padding '{self.padding}'")
+            span = "" if tuple(dilation) == (1, 1) else \
+                f" dilated by {tuple(dilation)} (spanning {tuple(effective_size(k, d) for k, d in zip(window, dilation))})"
+            self._fail(f"{what} {window}{span} is larger than its input {input_shape[:2]} with padding '{self.padding}'")
         return oh, ow
 
     def _cached(self, key):
@@ -230,17 +232,20 @@ class ActivatedLayer(Layer):
     by the backend's element-wise functions, and what its backward needs (y or z) is cached.
     """
 
-    #: the regularizer options of the weights (Keras's names), in the order Keras writes them
+    #: Keras's regularizer option -> the weight it penalises, in the order Keras writes them (a
+    #: subclass with other weights names its own: DepthwiseConv2D's depthwise_regularizer, ...)
     REGULARIZER_OPTIONS = {"kernel_regularizer": "kernel", "bias_regularizer": "bias"}
 
-    def __init__(self, activation=None, name=None, input_shape=None, kernel_regularizer=None,
-                 bias_regularizer=None):
+    def __init__(self, activation=None, name=None, input_shape=None, **regularizer_options):
         super().__init__(name=name, input_shape=input_shape)
         self.activation = activations.normalize(activation)
         self._act = activations.Bound(self.activation)
-        given = {"kernel_regularizer": kernel_regularizer, "bias_regularizer": bias_regularizer}
+        unknown = sorted(set(regularizer_options) - set(self.REGULARIZER_OPTIONS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no option {', '.join(unknown)} (its regularizers: "
+                            f"{', '.join(self.REGULARIZER_OPTIONS)})")
         for option, weight in self.REGULARIZER_OPTIONS.items():
-            reg = regularizers.get(given[option])
+            reg = regularizers.get(regularizer_options.get(option))
             if reg is not None:
                 self.regularizers[weight] = reg
 

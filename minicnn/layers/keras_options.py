@@ -24,8 +24,11 @@ CHANNELS_LAST = {"data_format": ("channels_last", None)}
 #: Keras initializer class -> minicnn initializer name (others fall back to the default: the
 #: weights come from the file anyway)
 _INITIALIZERS = {"GlorotUniform": "glorot_uniform", "glorot_uniform": "glorot_uniform",
-                 "HeUniform": "he_uniform", "he_uniform": "he_uniform", "Zeros": "zeros", "zeros": "zeros"}
-_KERAS_INITIALIZERS = {"glorot_uniform": "GlorotUniform", "he_uniform": "HeUniform", "zeros": "Zeros"}
+                 "HeUniform": "he_uniform", "he_uniform": "he_uniform", "Zeros": "zeros", "zeros": "zeros",
+                 "Ones": "ones", "ones": "ones"}
+_KERAS_INITIALIZERS = {"glorot_uniform": "GlorotUniform", "he_uniform": "HeUniform", "zeros": "Zeros", "ones": "Ones"}
+#: Keras initializers without a config of their own (no seed)
+_CONSTANT_INITIALIZERS = frozenset({"zeros", "ones"})
 
 
 def _is_default(value) -> bool:
@@ -94,7 +97,7 @@ def initializer(value, default: str) -> str:
 def initializer_spec(name: str) -> dict:
     """The Keras 3 serialisation of a minicnn initializer."""
     return {"module": "keras.initializers", "class_name": _KERAS_INITIALIZERS.get(name, "GlorotUniform"),
-            "config": {"seed": None} if name != "zeros" else {}, "registered_name": None}
+            "config": {} if name in _CONSTANT_INITIALIZERS else {"seed": None}, "registered_name": None}
 
 
 def dtype_policy(dtype: str) -> dict:

@@ -19,18 +19,21 @@ def train_on_batch(model, x, y, where: str = ""):
     model._ensure_built(x)
     x = model.check_x(x, "x")
     y = model.check_y(y, x.shape[0], "y")
+    # weights a training forward pass updates itself (BatchNormalization's moving statistics):
+    # a step the guard stops must leave them as they were, like every other weight
+    state = [(p, p.copy()) for p in model.non_trainable_weights()]
     out = model.forward(x, training=True)
     loss, g, fused = model.loss_and_output_grad(y, out)
     model.backward(g, from_logits=fused)
-    guard_finite(model, loss, x, where)
+    guard_finite(model, loss, x, where, restore=state)
     model.optimizer.step(model.named_parameters())
     return [loss, losses.accuracy(y, out)] if model.metrics else [loss]
 
 
-def guard_finite(model, loss: float, x, where: str) -> None:
+def guard_finite(model, loss: float, x, where: str, restore=()) -> None:
     """Raise NonFiniteError before the update if the loss or any gradient is NaN/inf, naming the
     first layer where a non-finite value appears (weights, then outputs in forward order, then
-    gradients in backward order)."""
+    gradients in backward order). ``restore``: (array, saved copy) pairs put back first."""
     bad = None
     if not math.isfinite(loss):
         bad = "loss"
@@ -39,11 +42,13 @@ def guard_finite(model, loss: float, x, where: str) -> None:
         # step only; None: check them here
         verdict, layer.grads_finite = layer.grads_finite, None
         if verdict is None:
-            verdict = bad is not None or all(all_finite(layer.grads[k]) for k in layer.params)
+            verdict = bad is not None or all(all_finite(g) for g in layer.grads.values())
         if bad is None and not verdict:
             bad = "gradient"
     if bad is None:
         return
+    for p, saved in restore:
+        p[...] = saved
     raise NonFiniteError(f"non-finite {bad}{where}; {locate_nonfinite(model, x)}. The weights were "
                          "not updated in this step; the last checkpoint (if any) is intact. "
                          "Try a lower learning rate.")

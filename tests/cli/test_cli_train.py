@@ -68,3 +68,51 @@ def test_help_lists_commands():
     assert proc.returncode == 0
     for cmd in ("train", "evaluate", "summary"):
         assert cmd in proc.stdout
+
+
+def _small_model_file(path, input_shape=(28, 28, 1), seed=3):
+    from minicnn import Sequential
+    from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D
+    model = Sequential([Conv2D(4, 3, activation="relu"), MaxPool2D(2), Flatten(), Dense(10, activation="softmax")],
+                       input_shape=input_shape, seed=seed, name="small")
+    model.build()
+    model.save(path)
+    return model
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".keras", ".h5"])
+def test_train_the_architecture_of_a_model_file(fake_mnist, tmp_path, capsys, suffix):
+    if suffix != ".npz":
+        pytest.importorskip("h5py")
+    from minicnn import load_model
+    src = _small_model_file(tmp_path / f"arch{suffix}")
+    out = tmp_path / f"trained{suffix}"
+    argv = ["train", "--model", str(tmp_path / f"arch{suffix}"), "--data-dir", str(fake_mnist), "--epochs", "1",
+            "--batch-size", "50", "--out", str(out), "--verbose", "0", "--backend", "numpy"]
+    assert main(argv) == 0
+    assert "training 'arch' on mnist (200 images)" in capsys.readouterr().out
+    trained = load_model(out)
+    assert trained.get_config()["layers"] == src.get_config()["layers"]
+    # fresh weights (seeded), not the file's: the first kernel differs from the source's
+    assert not (trained.get_weights()[0] == src.get_weights()[0]).all()
+
+
+def test_keep_weights_starts_from_the_files_weights(fake_mnist, tmp_path):
+    from minicnn import load_model
+    src = _small_model_file(tmp_path / "arch.npz")
+    out = tmp_path / "kept.npz"
+    assert main(["train", "--model", str(tmp_path / "arch.npz"), "--keep-weights", "--data-dir", str(fake_mnist),
+                 "--epochs", "0", "--out", str(out), "--verbose", "0", "--backend", "numpy"]) == 0
+    assert all((a == b).all() for a, b in zip(load_model(out).get_weights(), src.get_weights()))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--keep-weights"], "--keep-weights needs --model FILE"),
+    (["--model", "{wrong_shape}"], "takes inputs of shape (12, 12, 1), but mnist images are (28, 28, 1)"),
+])
+def test_train_model_mistakes(fake_mnist, tmp_path, capsys, argv, message):
+    _small_model_file(tmp_path / "wrong.npz", input_shape=(12, 12, 1))
+    argv = [a.format(wrong_shape=tmp_path / "wrong.npz") for a in argv]
+    assert main(["train", *argv, "--data-dir", str(fake_mnist), "--epochs", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]

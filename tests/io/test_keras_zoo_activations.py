@@ -24,12 +24,15 @@ ATOL = {"float64": 1e-13, "float32": 1e-5}
 
 
 def zoo(dtype="float32", seed=0, last="softmax"):
-    """Every activation function and layer, and every kind of regularizer, once."""
+    """Every activation function and layer, and every regularizer option, once."""
     m = Sequential([
         L.Conv2D(4, 3, padding="same", activation="elu", kernel_regularizer="l2", bias_regularizer="l1"),
         L.LeakyReLU(),
         L.Conv2D(4, 2, activation="gelu", kernel_regularizer=regularizers.L1L2(0.01, 0.02)),
         L.PReLU(shared_axes=[1, 2], alpha_regularizer=regularizers.L2(0.05)),
+        L.DepthwiseConv2D(2, padding="same", activation="softplus", depthwise_regularizer="l1"),
+        L.SeparableConv2D(4, 2, padding="same", activation="selu", depthwise_regularizer="l2",
+                          pointwise_regularizer=regularizers.L1(0.03), bias_regularizer="l1_l2"),
         L.Conv2D(3, 2, strides=2, activation="swish"),
         L.ELU(0.7), L.ReLU(max_value=2.5, negative_slope=0.1, threshold=0.2),
         L.Activation("softplus"), L.Activation("selu"), L.PReLU(),
@@ -71,8 +74,9 @@ def test_keras_reads_what_minicnn_writes(tmp_path, suffix, dtype, last):
     x = images(dtype=dtype)
     np.testing.assert_allclose(k(tf.constant(x), training=False).numpy(), m.predict(x), rtol=0, atol=ATOL[dtype])
     for layer, klayer in zip(m.layers, k.layers):
+        options = {w: o for o, w in getattr(layer, "REGULARIZER_OPTIONS", {"alpha_regularizer": "alpha"}).items()}
         for weight, reg in layer.regularizers.items():
-            option = "alpha_regularizer" if weight == "alpha" else f"{weight}_regularizer"
+            option = options[weight]
             assert klayer.get_config()[option] == reg.keras_spec(), (layer.name, option)
     assert keras_penalties(k) == pytest.approx(float(m.regularization_loss()), rel=1e-12 if dtype == "float64" else 1e-6)
 

@@ -244,7 +244,7 @@ def test_an_unknown_activation_names_the_supported_ones(make):
     (lambda: L.LeakyReLU(-0.2), "negative_slope cannot be negative"),
     (lambda: L.LeakyReLU(None), "negative_slope must be a finite number"),
     (lambda: L.ELU(float("nan")), "alpha must be a finite number"),
-    (lambda: L.PReLU(alpha_initializer="ones"), "unknown initializer"),
+    (lambda: L.PReLU(alpha_initializer="orthogonal"), "unknown initializer"),
 ])
 def test_options_keras_refuses_are_refused(bad, match):
     with pytest.raises(ValueError, match=match):

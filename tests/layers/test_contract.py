@@ -7,7 +7,9 @@ Each case builds the layer on an input shape and draws inputs away from its kink
 checks: config and Keras-config round trips; shapes and weights as the layer describes them;
 dtype kept in float32 and float64; ``dy`` never written; float64 gradients against finite
 differences; numba == numpy; and, with TensorFlow installed, forward and backward against the
-Keras layer built from the config the layer writes into Keras files.
+Keras layer built from the config the layer writes into Keras files, in training mode (the Keras
+layer called with ``training=True``, as ``fit`` does; weights such as BatchNormalization's moving
+statistics updated alike) and in inference mode.
 """
 
 from __future__ import annotations
@@ -85,6 +87,36 @@ CASES = [
     Case(lambda: L.Activation(None), (4,), id="Activation-linear"),
     Case(lambda: L.Dropout(0.0), (6,), id="Dropout"),  # rate 0: training and inference agree with Keras
     Case(lambda: L.Rescaling(1 / 255, offset=-0.5), (3, 3, 2)),
+    Case(lambda: L.AveragePooling2D(2), (4, 6, 2), id="AveragePooling2D"),
+    Case(lambda: L.AveragePooling2D(3, strides=2, padding="same"), (6, 5, 2), id="AveragePooling2D-same-stride2"),
+    Case(lambda: L.AveragePooling2D((2, 3), strides=1, padding="same"), (3, 4, 2), id="AveragePooling2D-same-overlap"),
+    Case(lambda: L.GlobalAveragePooling2D(), (3, 4, 2), id="GlobalAveragePooling2D"),
+    Case(lambda: L.GlobalAveragePooling2D(keepdims=True), (3, 4, 2), id="GlobalAveragePooling2D-keepdims"),
+    Case(lambda: L.GlobalMaxPooling2D(), (3, 4, 2), tie_free, "GlobalMaxPooling2D"),
+    Case(lambda: L.GlobalMaxPooling2D(keepdims=True), (3, 4, 2), tie_free, "GlobalMaxPooling2D-keepdims"),
+    Case(lambda: L.ZeroPadding2D(), (3, 4, 2), id="ZeroPadding2D"),
+    Case(lambda: L.ZeroPadding2D(((1, 2), (0, 3))), (3, 3, 1), id="ZeroPadding2D-asymmetric"),
+    Case(lambda: L.Reshape((4, -1)), (2, 3, 4), id="Reshape-infer"),
+    Case(lambda: L.Reshape((1, 1, 6)), (6,), id="Reshape-to-maps"),
+    Case(lambda: L.BatchNormalization(), (5,), id="BatchNormalization-2d"),
+    Case(lambda: L.BatchNormalization(), (3, 4, 3), id="BatchNormalization-4d"),
+    Case(lambda: L.BatchNormalization(center=False, momentum=0.9), (4,), id="BatchNormalization-2d-nocenter"),
+    Case(lambda: L.BatchNormalization(scale=False, epsilon=0.01), (2, 3, 2), id="BatchNormalization-4d-noscale"),
+    Case(lambda: L.BatchNormalization(center=False, scale=False), (3, 2, 4), id="BatchNormalization-4d-plain"),
+    Case(lambda: L.Conv2D(2, 3, dilation_rate=2), (7, 8, 2), id="Conv2D-dilation2-valid"),
+    Case(lambda: L.Conv2D(3, (2, 3), padding="same", dilation_rate=2, activation="relu"), (6, 7, 2),
+         away_from_zero, "Conv2D-dilation2-same-relu"),
+    Case(lambda: L.DepthwiseConv2D(3), (5, 6, 3), id="DepthwiseConv2D-m1"),
+    Case(lambda: L.DepthwiseConv2D((3, 2), depth_multiplier=2, activation="relu"), (6, 5, 2), away_from_zero,
+         "DepthwiseConv2D-m2-relu"),
+    Case(lambda: L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, use_bias=False), (7, 6, 2),
+         id="DepthwiseConv2D-stride2-same"),
+    Case(lambda: L.DepthwiseConv2D(2, strides=2, padding="same", dilation_rate=2), (7, 8, 2),
+         id="DepthwiseConv2D-stride2-dilation2-same"),  # Keras allows this for depthwise, not Conv2D
+    Case(lambda: L.SeparableConv2D(3, 3, padding="same", depth_multiplier=2, activation="relu"), (6, 5, 2),
+         away_from_zero, "SeparableConv2D-relu-same"),
+    Case(lambda: L.SeparableConv2D(2, (2, 3), strides=2, dilation_rate=(2, 1), use_bias=False,
+                                   activation="softmax"), (8, 7, 3), id="SeparableConv2D-stride2-dilated-softmax"),
     # activations and regularizers (tests/layers/test_activations.py has their family tests)
     *[Case(lambda a=a: L.Dense(3, activation=a), (4,), away_from_zero, f"Dense-{a}") for a in ZOO_ACTIVATIONS],
     *[Case(lambda a=a: L.Conv2D(2, 2, activation=a), (3, 3, 2), away_from_zero, f"Conv2D-{a}") for a in ZOO_ACTIVATIONS],
@@ -104,7 +136,15 @@ CASES = [
     Case(lambda: L.PReLU(), (2, 3, 2), away_from_zero),
     Case(lambda: L.PReLU(shared_axes=[1, 2], alpha_regularizer="l2"), (3, 2, 3), away_from_zero,
          "PReLU-shared-regularized"),
+    Case(lambda: L.DepthwiseConv2D(2, depth_multiplier=2, activation="gelu", depthwise_regularizer="l2",
+                                   bias_regularizer="l1"), (4, 3, 2), id="DepthwiseConv2D-gelu-regularized"),
+    Case(lambda: L.SeparableConv2D(3, 2, activation="elu", depthwise_regularizer="l1", pointwise_regularizer="l2",
+                                   bias_regularizer=R.L1L2(0.01, 0.02)), (4, 3, 2), away_from_zero,
+         "SeparableConv2D-elu-regularized"),
 ]
+
+#: weights drawn positive by :func:`build` (a variance is never negative)
+POSITIVE_WEIGHTS = {"moving_variance"}
 
 
 def build(case: Case, dtype=np.float64, seed=0):
@@ -113,7 +153,8 @@ def build(case: Case, dtype=np.float64, seed=0):
     layer.build(case.input_shape, dtype, np.random.default_rng(seed))
     rng = np.random.default_rng(seed + 1)
     for k in layer.params:  # non-zero biases and weights of both signs
-        layer.params[k][...] = rng.uniform(-1, 1, layer.params[k].shape)
+        low, high = (0.25, 1.5) if k in POSITIVE_WEIGHTS else (-1, 1)
+        layer.params[k][...] = rng.uniform(low, high, layer.params[k].shape)
     return layer
 
 
@@ -230,13 +271,19 @@ def test_matches_the_keras_layer_its_config_describes(case):
     y, dx, grads = run(layer, x, np.random.default_rng(5).uniform(-1, 1, (2, *layer.output_shape)))
     dy = np.random.default_rng(5).uniform(-1, 1, y.shape)
     xt = tf.constant(x)
-    with tf.GradientTape() as tape:
+    with tf.GradientTape() as tape:  # training mode, as Keras's fit calls its layers
         tape.watch(xt)
-        yt = klayer(xt, training=False)
+        yt = klayer(xt, training=True)
         scalar = tf.reduce_sum(yt * dy)
     kdx, *kgrads = tape.gradient(scalar, [xt, *klayer.trainable_weights])
     assert rel_err(y, yt.numpy()) <= KERAS_RTOL
     assert rel_err(dx, kdx.numpy()) <= KERAS_RTOL
-    names = [k for k in layer.weight_names if k in layer.params]
-    for k, kg in zip(names, kgrads):
+    assert len(kgrads) == len(layer.trainable_names)
+    for k, kg in zip(layer.trainable_names, kgrads):
         assert rel_err(grads[k], kg.numpy()) <= KERAS_RTOL, k
+    # weights after the training call: updated alike (BatchNormalization's moving statistics)
+    names = [k for k in layer.weight_names if k in layer.params]
+    for k, mine, theirs in zip(names, layer.get_weights(), klayer.get_weights(), strict=True):
+        assert rel_err(mine, theirs) <= KERAS_RTOL, k
+    # inference mode, with those weights
+    assert rel_err(layer.forward(x, training=False), klayer(xt, training=False).numpy()) <= KERAS_RTOL

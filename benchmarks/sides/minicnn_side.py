@@ -1,0 +1,72 @@
+"""minicnn (numba or numpy backend): each layer's own ``forward``/``backward``, ``train_on_batch``
+and ``predict``, exactly as a user calls them."""
+
+from __future__ import annotations
+
+import os
+
+from .. import ops as ops_mod
+from ..timing import measure
+
+#: glibc keeps freed blocks up to these sizes instead of unmapping them (and faulting them back in
+#: on the next step); read at process start, so set for a subprocess only ("malloc" variant)
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+
+
+class MinicnnSide:
+    def __init__(self, backend: str, tiles: bool = True):
+        import minicnn
+
+        self.backend = backend
+        minicnn.use_backend(backend)
+        self.tiles = tiles
+        if backend == "numba" and not tiles:  # the im2col + GEMM alternative to the FMA tiles
+            from minicnn.kernels import numba_backend
+
+            if not hasattr(numba_backend, "_TILES"):
+                raise RuntimeError("this minicnn has no numba_backend._TILES switch")
+            numba_backend._TILES = False
+
+    def info(self) -> dict:
+        out = {"backend": self.backend, "tiles": self.tiles,
+               "malloc_env": {k: os.environ.get(k) for k in MALLOC_ENV}}
+        if self.backend == "numba":
+            from minicnn.kernels import numba_backend
+
+            if hasattr(numba_backend, "threading_info"):
+                out["threading"] = numba_backend.threading_info()
+        return out
+
+    def prepare(self, model):
+        return None
+
+    def ops(self, handle, model, batch, repeats):
+        cases, (y, z, fused) = ops_mod.cases(model, batch)
+        res = {}
+        for c in cases:
+            layer = c.layer
+            if hasattr(layer, "need_dx"):
+                layer.need_dx = c.need_dx  # as Sequential.backward sets it in a train step
+            fwd = measure(lambda: layer.forward(c.x, training=True), repeats["op"])
+            layer.forward(c.x, training=True)  # the cache the backward reads
+            back = layer.logits_backward if c.from_logits else layer.backward
+            res[c.name] = {"fwd": fwd, "bwd": measure(lambda: back(c.dy), repeats["op"]),
+                           "bwd_from_logits": c.from_logits}
+        loss = model.loss
+        if fused:
+            lf = lambda: loss.logits_loss_and_grad(y, z, need_grad=False)  # noqa: E731
+            lb = lambda: loss.logits_loss_and_grad(y, z)  # noqa: E731
+        else:
+            lf = lambda: loss.loss_and_grad(y, z, need_grad=False)  # noqa: E731
+            lb = lambda: loss.loss_and_grad(y, z)  # noqa: E731
+        res[ops_mod.LOSS_OP] = {"fwd": measure(lf, repeats["op"]), "bwd": measure(lb, repeats["op"]),
+                                "from_logits": fused}
+        return res
+
+    def train_step(self, handle, model, batch, repeats):
+        x, y = ops_mod.batch_data(model, batch)
+        return measure(lambda: model.train_on_batch(x, y), repeats["step"], warmup=3)
+
+    def infer(self, handle, model, batch, repeats):
+        x, _ = ops_mod.batch_data(model, batch, seed=2)
+        return measure(lambda: model.predict(x, batch_size=batch), repeats["infer"])

@@ -1,0 +1,119 @@
+""":func:`crosscheck`: the per-layer check, the training check and the verdict, as one report."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from minicnn.datasets import one_hot
+
+from .. import convert
+from .environment import floatx, header, setup_tensorflow
+from .layer_check import TENSORS, layer_check
+from .tolerances import RULE, table_for
+from .training import training_check
+
+
+def crosscheck(model, x, y, dtype="float32", steps=50, optimizer="adam", seed=0, batch=None,
+               data_source="user data", threads=None) -> dict:
+    """Compare ``model`` with its Keras twin; returns the report dict (see
+    :func:`reference.crosscheck.format_report`).
+
+    Parameters
+    ----------
+    model : a built minicnn Sequential (it is not modified: both sides work on copies).
+    x, y : images (N, H, W, C) and one-hot labels (N, K) or integer labels (N,). The per-layer
+        check uses the first ``batch`` images; training step k uses the k-th block of ``batch``
+        images (cycling when N < steps * batch).
+    dtype : 'float32' or 'float64' for both frameworks.
+    steps : optimizer steps (0 skips the training check).
+    optimizer : 'adam' or 'sgd' with Keras defaults.
+    seed : seeds the upstream gradient G.
+    """
+    setup_tensorflow(threads)  # thread pools and TF32 before anything runs
+    dtype = np.dtype(dtype).name
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    if not model.built:
+        model.build()
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if y.ndim == 1:
+        y = one_hot(y, model.output_shape[-1], dtype)
+    x, y = x.astype(dtype), y.astype(dtype)
+    batch = int(batch or x.shape[0])
+    if not 1 <= batch <= x.shape[0]:
+        raise ValueError(f"batch must be in [1, {x.shape[0]}], got {batch}")
+
+    with floatx(dtype):
+        t0 = time.perf_counter()
+        report = {"header": header(model, dtype, seed, data_source, batch)}
+        report["header"]["upstream_gradient"] = f"G ~ U(-1, 1), seed {seed}; scalar = sum(output * G)"
+        report["header"]["rule"] = RULE
+        report["tolerances"] = table_for(dtype)
+        # Dropout in inference mode on both sides: minicnn's copy has rate 0 (a training forward
+        # with rate 0 is the identity and keeps what backward needs); the Keras twin keeps the real
+        # rates and its layers are called with training=False.
+        m = convert.clone(model, dtype, dropout_rate=0.0)
+        km = convert.to_keras(convert.clone(model, dtype))
+        g = np.random.default_rng(seed).uniform(-1, 1, size=(batch, *m.output_shape)).astype(dtype)
+        per_layer = layer_check(m, km, x[:batch], g, dtype)
+        report["layers"] = per_layer["layers"]
+        if per_layer["maxpool_ties"] is not None:
+            report["header"]["maxpool_ties"] = per_layer["maxpool_ties"]
+        report["end_to_end"] = per_layer["end_to_end"]
+        report["training"] = (training_check(model, x, y, dtype, steps, optimizer, batch)
+                              if steps > 0 else None)
+        report["seconds"] = time.perf_counter() - t0
+    report["summary"] = summarise(report)
+    return report
+
+
+def _judged_items(report):
+    """(name, passed) of every judged quantity: layer tensors, training lines, final weights."""
+    items = [(f"{r['layer']}/{r['tensor']}", r["passed"]) for r in report["layers"]]
+    tr = report["training"]
+    if tr is not None:
+        items += [(c["check"], c["passed"]) for c in tr["checks"] if c["judged"]]
+        items += [(f"weights {r['layer']}/{r['tensor']}", r["passed"]) for r in tr["weights"] if r["judged"]]
+    return items
+
+
+def _not_judged(report):
+    """Names of the lines reported as information."""
+    names = ["gradients without pinning"]
+    if "maxpool_ties" in report["header"]:
+        names.append("max-pool ties")
+    tr = report["training"]
+    if tr is not None:
+        names += [c["check"] for c in tr["checks"] if not c["judged"]]
+        if tr.get("loss_path"):
+            names.append("Keras loss path")
+    return names
+
+
+def summarise(report) -> dict:
+    """The verdict: PASS when every judged quantity passed. Information never counts."""
+    rows = report["layers"]
+    tr = report["training"]
+    items = _judged_items(report)
+    worst = max(rows, key=lambda r: r["rel"] / r["rtol"])
+    return {
+        "passed": bool(all(p for _, p in items)),
+        "judged": {"total": len(items), "passed": sum(bool(p) for _, p in items),
+                   "failed": [name for name, p in items if not p]},
+        "not_judged": _not_judged(report),
+        "rule": RULE,
+        "layer_rows": len(rows),
+        "layer_rows_passed": sum(bool(r["passed"]) for r in rows),
+        "worst_layer_row": {"layer": worst["layer"], "tensor": worst["tensor"], "rel": worst["rel"],
+                            "rtol": worst["rtol"]},
+        "max_rel_by_tensor": {t: max((r["rel"] for r in rows if r["tensor"] == t), default=None)
+                              for t in TENSORS},
+        "max_loss_rel_diff": None if tr is None else tr["max_loss_rel_diff"],
+        "max_weight_rel_diff": None if tr is None else max((r["rel"] for r in tr["weights"]), default=0.0),
+        "training_judged": None if tr is None else tr["judged"],
+        "stepwise_max_loss_rel_diff": None if tr is None or "stepwise" not in tr
+        else tr["stepwise"]["max_loss_rel_diff"],
+    }

@@ -1,0 +1,48 @@
+"""``minicnn crosscheck``'s work (the options are defined in :mod:`minicnn.cli.crosscheck`)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from minicnn import load_model
+from minicnn.presets import build_preset
+
+from .check import crosscheck
+from .data import load_mnist_batch
+from .report import format_report
+
+
+def load_checked_model(args):
+    """The model to check: ``--model FILE`` (with ``--preset`` as the architecture of a
+    weights-only file) or a freshly initialised preset; it must map MNIST to 10 classes."""
+    if args.model:
+        if not os.path.exists(args.model):
+            raise FileNotFoundError(f"model file {args.model!r} does not exist")
+        arch = build_preset(args.preset) if args.preset else None
+        model = load_model(args.model, architecture=arch)
+    else:
+        model = build_preset(args.preset or "seed", seed=args.seed)
+    if tuple(model.input_shape) != (28, 28, 1) or model.output_shape[-1] != 10:
+        raise ValueError(f"crosscheck feeds MNIST (28, 28, 1) -> 10 classes; model '{model.name}' "
+                         f"is {model.input_shape} -> {model.output_shape}")
+    return model
+
+
+def run(args) -> int:
+    """Check, print the report (and write it as JSON with ``--json``); exit status 0 when every
+    judged quantity is within tolerance, 1 otherwise."""
+    if args.batch < 1 or args.steps < 0:
+        raise ValueError("--batch must be >= 1 and --steps >= 0")
+    model = load_checked_model(args)
+    n = args.batch * max(1, args.steps)
+    x, y, where = load_mnist_batch(n, args.sample, args.seed, args.data_dir, args.dtype)
+    where = f"{where}; layer check on the first {args.batch}"
+    report = crosscheck(model, x, y, dtype=args.dtype, steps=args.steps, optimizer=args.optimizer,
+                        seed=args.seed, batch=args.batch, data_source=where, threads=args.threads)
+    print(format_report(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+        print(f"report written to {args.json}")
+    return 0 if report["summary"]["passed"] else 1

@@ -1,0 +1,60 @@
+"""``python -m benchmarks.run --quick`` end to end on a tiny model (TensorFlow skipped)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import run
+from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D
+from minicnn import Sequential
+
+
+def _tiny_config(tmp_path):
+    m = Sequential([Conv2D(16, 3, activation="relu"), MaxPool2D(2), Flatten(), Dense(3, activation="softmax")],
+                   input_shape=(8, 8, 1), seed=0, name="tiny")
+    p = tmp_path / "tiny.json"
+    p.write_text(json.dumps(m.get_config()))
+    return str(p)
+
+
+def _run(tmp_path, skip):
+    out = tmp_path / "out"
+    rc = run.main(["--quick", "--model", _tiny_config(tmp_path), "--batch", "4", "--infer-batch", "6",
+                   "--input-shape", "8,8,1", "--classes", "3", "--skip", skip, "--out", str(out)])
+    assert rc == 0
+    return json.loads((out / "results.json").read_text()), (out / "results.md").read_text()
+
+
+def test_quick_numpy_only(tmp_path):
+    R, md = _run(tmp_path, "peak,numba,tensorflow,pytorch,alternatives,memory,compile")
+    node = R["frameworks"]["minicnn-numpy"]["models"]["tiny"]["float32"]
+    ops = node["batches"]["4"]["ops"]
+    assert set(ops) == {"conv2d", "max_pooling2d", "flatten", "dense", "loss"}
+    assert node["batches"]["4"]["train_step"]["median_ms"] > 0 and node["infer"]["6"]["median_ms"] > 0
+    assert R["models"]["tiny"]["float32"]["layers"][0]["output_shape"] == [6, 6, 16]
+    assert "### tiny, float32, batch 4" in md and "conv2d (Conv2D) fwd" in md
+    assert "not measured (`--skip peak`)" in md
+
+
+@pytest.mark.slow
+def test_quick_numba_with_the_peak_probe(tmp_path):
+    R, md = _run(tmp_path, "numpy,tensorflow,pytorch,memory")
+    A = R["derived"]
+    assert A["peaks"]["float32"]["all_cores"] > 0
+    assert R["peak"]["fma"]["float32"]["asm"]["ok"]
+    assert "minicnn-numba-gemm" in R["frameworks"] and "cold" in R["compile"]
+    assert "FMA peak, all cores" in md
+
+
+def test_bad_flags():
+    with pytest.raises(SystemExit):
+        run.parse_args(["--dtype", "float16"])
+    with pytest.raises(SystemExit):
+        run.parse_args(["--batch", "0"])
+    with pytest.raises(SystemExit):
+        run.parse_args(["--skip", "everything"])
+    a = run.parse_args(["--preset", "all", "--batch", "32,100,256", "--dtype", "float32,float64", "--skip", "fit,tf"])
+    assert a.batches == [32, 100, 256] and a.dtypes == ["float32", "float64"]
+    assert a.skip_set == {"memory", "tensorflow"} and len(a.specs) >= 2
