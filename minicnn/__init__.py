@@ -5,7 +5,8 @@ Layering (imports point one way): ``kernels <- layers <- model <- io <- training
 presets <- study, cli`` (``reference/`` and ``benchmarks/`` sit outside the package).
 """
 
-from . import callbacks, datasets, gradcheck, io, layers, losses, optimizers, presets, training
+from . import (activations, callbacks, datasets, gradcheck, io, layers, losses, optimizers, presets,
+               regularizers, training)
 from .callbacks import EarlyStopping, History
 from .errors import DatasetError, KerasConfigError, MiniCNNError, ModelFileError, NonFiniteError
 from .kernels import backend_name, get_backend, use_backend
@@ -17,5 +18,6 @@ __version__ = "0.1.0"
 
 __all__ = ["Sequential", "load_model", "build_preset", "use_backend", "get_backend", "backend_name",
            "layers", "losses", "optimizers", "callbacks", "datasets", "gradcheck", "io", "presets",
+           "activations", "regularizers",
            "training", "EarlyStopping", "History", "DatasetError", "ModelFileError", "MiniCNNError",
            "NonFiniteError", "KerasConfigError", "TrainingInterrupted"]

@@ -224,9 +224,11 @@ class Network:
 
     @property
     def fused_softmax_loss(self) -> bool:
-        """Keras's TF backend takes the loss from the logits when the model ends in softmax."""
+        """Keras's TF backend takes the loss from the logits when the model ends in softmax, and
+        also when it ends in sigmoid (both outputs carry ``_keras_logits``): softmax cross-entropy
+        of the pre-activation values."""
         return (self.loss is not None and not self.loss.from_logits
-                and getattr(self.layers[-1], "ends_in_softmax", False))
+                and getattr(self.layers[-1], "keeps_logits", False))
 
     # ------------------------------------------------------------------------------ passes
     def forward(self, x, training=False, record=False):
@@ -241,7 +243,9 @@ class Network:
 
     def backward(self, dy, need_input_grad=False, from_logits=False, record=False):
         """Backpropagate ``dy`` (w.r.t. the output, or the last softmax's logits if
-        ``from_logits``) through every layer; fills each layer's ``grads``; returns dx or None.
+        ``from_logits``) through every layer; fills each layer's ``grads`` and adds the gradients
+        of the weight penalties (``kernel_regularizer``, ...) to them, so that they are the
+        gradients of the loss :meth:`loss_and_output_grad` reports; returns dx or None.
 
         With ``record=True`` returns (dx, [each layer's input gradient, in forward order]);
         an entry is None where no gradient was computed (the first layer's, unless
@@ -259,20 +263,41 @@ class Network:
             grads[i] = dy
             if dy is None:
                 break
+        for layer in self.layers:
+            layer.add_regularization_gradients()
         return (dy, grads) if record else dy
 
     def loss_and_output_grad(self, y, out):
-        """Mean loss and the gradient to feed :meth:`backward` (fused when the model ends in softmax)."""
+        """Mean loss plus the weight penalties, and the gradient to feed :meth:`backward` (fused
+        when the model ends in softmax or sigmoid)."""
         if self.fused_softmax_loss:
             loss, g = self.loss.logits_loss_and_grad(y, self.layers[-1].logits)
-            return float(loss), g, True
+            return self._penalised(loss), g, True
         loss, g = self.loss.loss_and_grad(y, out)
-        return float(loss), g, False
+        return self._penalised(loss), g, False
 
     def batch_loss(self, y, out):
+        """The loss of one batch as Keras reports it: the mean loss plus the weight penalties."""
         if self.fused_softmax_loss:
-            return float(self.loss.logits_loss_and_grad(y, self.layers[-1].logits, need_grad=False)[0])
-        return float(self.loss.loss_and_grad(y, out, need_grad=False)[0])
+            loss = self.loss.logits_loss_and_grad(y, self.layers[-1].logits, need_grad=False)[0]
+        else:
+            loss = self.loss.loss_and_grad(y, out, need_grad=False)[0]
+        return self._penalised(loss)
+
+    def regularization_loss(self):
+        """The sum of every weight penalty (``kernel_regularizer``, ...) in the model dtype: what
+        Keras's ``Trainer.compute_loss`` adds to the loss (``model.losses``) in ``fit``,
+        ``train_on_batch`` and ``evaluate`` alike."""
+        total = self.dtype.type(0)
+        for layer in self.layers:
+            if layer.regularizers:
+                total = total + layer.regularization_loss()
+        return total
+
+    def _penalised(self, loss) -> float:
+        if not any(layer.regularizers for layer in self.layers):
+            return float(loss)
+        return float(self.dtype.type(loss) + self.regularization_loss())
 
     # ------------------------------------------------------------------------------ validation
     def _describe_input(self) -> str:

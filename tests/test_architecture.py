@@ -2,7 +2,7 @@
 
 Layering (lower never imports higher; ``reference/`` and ``benchmarks/`` sit outside)::
 
-    errors  <-  kernels, fileio  <-  activations, initializers, arrays, callbacks, datasets
+    errors  <-  kernels, fileio  <-  activations, initializers, regularizers, arrays, callbacks, datasets
       <-  layers, losses, optimizers  <-  model, gradcheck  <-  io  <-  training
       <-  sequential  <-  presets  <-  study  <-  cli  <-  minicnn/__init__
 """
@@ -16,7 +16,7 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "minicnn"
 RANK = {"errors": 0, "kernels": 1, "fileio": 1,
-        "activations": 2, "initializers": 2, "arrays": 2, "callbacks": 2, "datasets": 2,
+        "activations": 2, "initializers": 2, "regularizers": 2, "arrays": 2, "callbacks": 2, "datasets": 2,
         "layers": 3, "losses": 3, "optimizers": 3,
         "model": 4, "gradcheck": 4,
         "io": 5, "training": 6, "sequential": 7, "presets": 8, "study": 9, "cli": 10,

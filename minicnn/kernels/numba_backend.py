@@ -29,6 +29,8 @@ from . import numpy_backend as _reference
 
 # --- the zoo's kernels without a numba twin yet: the numpy kernels, named as such -------------
 # (a dilated convolution also runs the numpy kernels: the numba conv has no dilation yet)
+from . import numpy_activations as _activations
+from .numpy_activations import *  # noqa: F401,F403  (its __all__: the element-wise activations)
 from .numpy_batchnorm import (batchnorm_backward, batchnorm_forward, batchnorm_train_forward,  # noqa: F401
                               batchnorm_update_moving)
 from .numpy_depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward  # noqa: F401
@@ -45,7 +47,7 @@ __all__ = ["NAME", "pad_nhwc", "windows", "im2col", "col2im", "conv2d_forward", 
            "batchnorm_backward", "batchnorm_forward", "batchnorm_train_forward", "batchnorm_update_moving",
            "depthwise_conv2d_backward", "depthwise_conv2d_forward", "avgpool2d_backward", "avgpool2d_forward",
            "global_avgpool2d_backward", "global_avgpool2d_forward", "global_maxpool2d_backward",
-           "global_maxpool2d_forward", "zeropad2d_backward", "zeropad2d_forward"]
+           "global_maxpool2d_forward", "zeropad2d_backward", "zeropad2d_forward", *_activations.__all__]
 
 
 class _Facade(types.ModuleType):

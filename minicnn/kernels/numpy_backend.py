@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .numpy_activations import *  # noqa: F401,F403  element-wise activations (their __all__)
 from .numpy_batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_train_forward, batchnorm_update_moving  # noqa: F401
 from .shapes import padded_output_hw
 

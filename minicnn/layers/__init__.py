@@ -6,6 +6,7 @@ these classes only (never anything else: no code from files), and Keras files by
 """
 
 from . import keras_options
+from .activation import ELU, Activation, LeakyReLU, PReLU, ReLU, Softmax
 from .base import ActivatedLayer, Layer
 from .batchnorm import BatchNormalization
 from .conv import Conv2D
@@ -18,7 +19,7 @@ from .reshape import Reshape
 from .zero_padding import ZeroPadding2D
 from .rescaling import Rescaling
 from .separable import SeparableConv2D
-from .simple import Activation, Dropout, Flatten, ReLU, Softmax
+from .simple import Dropout, Flatten
 
 #: the registry: one entry per layer class
 LAYERS = (
@@ -27,6 +28,7 @@ LAYERS = (
     AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, ZeroPadding2D, Reshape,
     BatchNormalization,
     DepthwiseConv2D, SeparableConv2D,
+    LeakyReLU, ELU, PReLU,
 )
 
 #: class name -> class, for configs saved in minicnn model files

@@ -27,8 +27,7 @@ import math
 
 import numpy as np
 
-from .. import activations, initializers
-from ..kernels import get_backend
+from .. import activations, initializers, regularizers
 from ..kernels.shapes import effective_size, window_output
 from . import keras_options
 
@@ -56,6 +55,9 @@ class Layer:
     #: set by a backward that has already checked its gradients for NaN/inf (True or False), and
     #: consumed by the training step's guard; None: unknown, the guard checks them itself
     grads_finite: bool | None = None
+    #: True if the layer keeps its input as ``self.logits`` (softmax, sigmoid): a cross-entropy
+    #: loss right after it is then computed from the logits, as Keras's TF backend does
+    keeps_logits = False
 
     def __init__(self, name: str | None = None, input_shape=None):
         self.name = name
@@ -66,6 +68,8 @@ class Layer:
         self.dtype = None
         self.built = False
         self._cache: dict = {}
+        #: weight name -> Regularizer: penalties the model adds to its loss (and their gradients)
+        self.regularizers: dict = {}
 
     # -- shapes ------------------------------------------------------------------------------
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -157,6 +161,22 @@ class Layer:
                 self._fail(f"weight '{k}' must have shape {self.params[k].shape}, received {w.shape}")
             self.params[k][...] = w  # in place: optimizers and callers keep their references
 
+    def regularization_loss(self):
+        """The sum of this layer's weight penalties (a scalar of the layer's dtype; 0 if none)."""
+        total = self.dtype.type(0) if self.dtype is not None else 0.0
+        for k, reg in self.regularizers.items():
+            if k in self.params and k not in self.non_trainable_names:  # Keras: trainable weights
+                total = total + reg(self.params[k])
+        return total
+
+    def add_regularization_gradients(self) -> None:
+        """Add each penalty's gradient to its weight's gradient (after backward; new arrays, the
+        backward's are left as they are). The backend's finiteness verdict no longer holds."""
+        for k, reg in self.regularizers.items():
+            if k in self.grads:
+                self.grads[k] = self.grads[k] + reg.gradient(self.params[k])
+                self.grads_finite = None
+
     def count_params(self) -> int:
         """Number of weight values (after build)."""
         return int(sum(p.size for p in self.params.values()))
@@ -203,50 +223,81 @@ class Layer:
 
 
 class ActivatedLayer(Layer):
-    """A layer ``act(linear(x))`` whose activation is None, relu or softmax.
+    """A layer ``act(linear(x))`` with any activation of :mod:`minicnn.activations`, and Keras's
+    ``kernel_regularizer`` / ``bias_regularizer``.
 
-    ReLU is fused into the backend kernel; softmax is applied here and its logits kept so a
-    softmax + cross-entropy loss can use the fused gradient (``logits_backward``).
+    ReLU is fused into the backend kernel (its output is what backward needs); softmax and
+    sigmoid keep their logits so that a cross-entropy loss after them is computed from the
+    logits as in Keras (``logits_backward``); every other activation is applied after the kernel
+    by the backend's element-wise functions, and what its backward needs (y or z) is cached.
     """
 
-    def __init__(self, activation=None, name=None, input_shape=None):
+    #: Keras's regularizer option -> the weight it penalises, in the order Keras writes them (a
+    #: subclass with other weights names its own: DepthwiseConv2D's depthwise_regularizer, ...)
+    REGULARIZER_OPTIONS = {"kernel_regularizer": "kernel", "bias_regularizer": "bias"}
+
+    def __init__(self, activation=None, name=None, input_shape=None, **regularizer_options):
         super().__init__(name=name, input_shape=input_shape)
         self.activation = activations.normalize(activation)
+        self._act = activations.Bound(self.activation)
+        unknown = sorted(set(regularizer_options) - set(self.REGULARIZER_OPTIONS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no option {', '.join(unknown)} (its regularizers: "
+                            f"{', '.join(self.REGULARIZER_OPTIONS)})")
+        for option, weight in self.REGULARIZER_OPTIONS.items():
+            reg = regularizers.get(regularizer_options.get(option))
+            if reg is not None:
+                self.regularizers[weight] = reg
 
     @property
     def ends_in_softmax(self) -> bool:
         return self.activation == "softmax"
 
+    @property
+    def keeps_logits(self) -> bool:
+        return self.activation in activations.KEEP_LOGITS
+
     def _finish_forward(self, z: np.ndarray, training: bool) -> np.ndarray:
-        """Apply softmax if asked (relu was fused by the kernel) and keep what backward needs."""
-        if self.activation == "softmax":
-            y = activations.softmax(z)
-            self.logits = z
-        else:
+        """Apply the activation (relu was fused by the kernel) and keep what backward needs."""
+        cache = self._cache if training else None
+        if self.activation == "relu":
             y = z
-        if training:
-            self._cache["y"] = y
+            if training:
+                self._cache["y"] = y
+        else:
+            y = self._act.forward(z, cache)
+        if self.keeps_logits:
+            self.logits = z
         return y
 
     def _activation_backward(self, dy: np.ndarray) -> np.ndarray:
-        if self.activation == "relu":
-            return get_backend().relu_backward(dy, self._cached("y"))
-        if self.activation == "softmax":
-            return activations.softmax_backward(dy, self._cached("y"))
-        return dy
+        if self.activation is None:
+            return dy
+        return self._act.backward(dy, self._cached(self._act.needs))
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         return self._linear_backward(self._activation_backward(dy))
 
     def logits_backward(self, dz: np.ndarray) -> np.ndarray:
-        """Backward from the gradient w.r.t. the pre-softmax logits (fused softmax + CE)."""
+        """Backward from the gradient w.r.t. the pre-activation logits (fused softmax + CE)."""
         return self._linear_backward(dz)
 
     def _linear_backward(self, dz: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def regularizer_config(self) -> dict:
+        """``{"kernel_regularizer": ..., "bias_regularizer": ...}`` as Keras serialises them."""
+        return {option: regularizers.serialize(self.regularizers.get(weight))
+                for option, weight in self.REGULARIZER_OPTIONS.items()}
+
+    @classmethod
+    def regularizers_from_keras(cls, cfg: dict, where: str) -> dict:
+        """The regularizer keyword arguments from a Keras layer config."""
+        return {option: keras_options.regularizer(cfg.get(option), where, option)
+                for option in cls.REGULARIZER_OPTIONS}
+
     def get_config(self):
-        return {**super().get_config(), "activation": self.activation}
+        return {**super().get_config(), "activation": self.activation, **self.regularizer_config()}
 
     def keras_config(self) -> dict:
         return {"activation": self.activation or "linear"}

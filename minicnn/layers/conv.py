@@ -23,8 +23,8 @@ class Conv2D(ActivatedLayer):
     above). As Keras (keras/src/layers/convolutional/base_conv.py), a dilation above 1 cannot be
     combined with a stride above 1.
 
-    Cache for backward: the input ``x``, the activated output (for relu's mask) and whatever the
-    backend keeps (the im2col matrix).
+    Cache for backward: the input ``x``, what the activation's backward needs (the output for
+    relu's mask, or the pre-activation) and whatever the backend keeps (the im2col matrix).
     """
 
     kind = "conv2d"
@@ -34,8 +34,10 @@ class Conv2D(ActivatedLayer):
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 dilation_rate=(1, 1), name=None, input_shape=None):
-        super().__init__(activation=activation, name=name, input_shape=input_shape)
+                 dilation_rate=(1, 1), kernel_regularizer=None, bias_regularizer=None, name=None,
+                 input_shape=None):
+        super().__init__(activation=activation, name=name, input_shape=input_shape,
+                         kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer)
         if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
             raise ValueError(f"Conv2D filters must be a positive int, got {filters!r}")
         self.filters = filters
@@ -110,13 +112,14 @@ class Conv2D(ActivatedLayer):
                 "dilation_rate": list(self.dilation_rate), "groups": 1, **super().keras_config(), "use_bias": self.use_bias,
                 "kernel_initializer": ko.initializer_spec(self.kernel_initializer),
                 "bias_initializer": ko.initializer_spec(self.bias_initializer),
-                "kernel_regularizer": None, "bias_regularizer": None, "activity_regularizer": None,
+                **self.regularizer_config(), "activity_regularizer": None,
                 "kernel_constraint": None, "bias_constraint": None}
 
     @classmethod
     def from_keras_config(cls, cfg, where):
         ko.check_options(cfg, {"filters", "kernel_size", "strides", "padding", "activation", "use_bias",
-                               "dilation_rate"}, {**ko.WEIGHT_OPTIONS, **ko.CHANNELS_LAST, "groups": 1}, where)
+                               "dilation_rate", *cls.REGULARIZER_OPTIONS},
+                         {**ko.WEIGHT_OPTIONS, **ko.CHANNELS_LAST, "groups": 1}, where)
         # strides > 1 with dilation > 1: refused by the constructor, as Keras does
         return cls(cfg["filters"], ko.pair(cfg["kernel_size"], where, "kernel_size"),
                    strides=ko.pair(cfg.get("strides", 1), where, "strides"),
@@ -125,4 +128,5 @@ class Conv2D(ActivatedLayer):
                    activation=ko.activation(cfg.get("activation"), where),
                    use_bias=bool(cfg.get("use_bias", True)),
                    kernel_initializer=ko.initializer(cfg.get("kernel_initializer"), "glorot_uniform"),
-                   bias_initializer=ko.initializer(cfg.get("bias_initializer"), "zeros"), name=cfg.get("name"))
+                   bias_initializer=ko.initializer(cfg.get("bias_initializer"), "zeros"),
+                   **cls.regularizers_from_keras(cfg, where), name=cfg.get("name"))

@@ -12,7 +12,7 @@ class Dense(ActivatedLayer):
     """Fully connected layer on (N, in) inputs; ``kernel`` (in, units), ``bias`` (units,).
 
     Like Keras 3, minicnn's Dense only takes 2-D inputs here: put a Flatten before it.
-    Cache for backward: the input ``x`` and the activated output.
+    Cache for backward: the input ``x`` and what the activation's backward needs (y or z).
     """
 
     kind = "dense"
@@ -20,8 +20,10 @@ class Dense(ActivatedLayer):
     need_dx = True
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", name=None, input_shape=None):
-        super().__init__(activation=activation, name=name, input_shape=input_shape)
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 name=None, input_shape=None):
+        super().__init__(activation=activation, name=name, input_shape=input_shape,
+                         kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer)
         if not isinstance(units, int) or isinstance(units, bool) or units < 1:
             raise ValueError(f"Dense units must be a positive int, got {units!r}")
         self.units = units
@@ -79,13 +81,15 @@ class Dense(ActivatedLayer):
         return {"units": self.units, **super().keras_config(), "use_bias": self.use_bias,
                 "kernel_initializer": ko.initializer_spec(self.kernel_initializer),
                 "bias_initializer": ko.initializer_spec(self.bias_initializer),
-                "kernel_regularizer": None, "bias_regularizer": None, "kernel_constraint": None,
+                **self.regularizer_config(), "kernel_constraint": None,
                 "bias_constraint": None}
 
     @classmethod
     def from_keras_config(cls, cfg, where):
-        ko.check_options(cfg, {"units", "activation", "use_bias"}, dict(ko.WEIGHT_OPTIONS), where)
+        ko.check_options(cfg, {"units", "activation", "use_bias", *cls.REGULARIZER_OPTIONS},
+                         dict(ko.WEIGHT_OPTIONS), where)
         return cls(cfg["units"], activation=ko.activation(cfg.get("activation"), where),
                    use_bias=bool(cfg.get("use_bias", True)),
                    kernel_initializer=ko.initializer(cfg.get("kernel_initializer"), "glorot_uniform"),
-                   bias_initializer=ko.initializer(cfg.get("bias_initializer"), "zeros"), name=cfg.get("name"))
+                   bias_initializer=ko.initializer(cfg.get("bias_initializer"), "zeros"),
+                   **cls.regularizers_from_keras(cfg, where), name=cfg.get("name"))

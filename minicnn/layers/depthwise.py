@@ -34,21 +34,24 @@ class DepthwiseConv2D(ActivatedLayer):
     Shapes: input (N, H, W, C) -> output (N, OH, OW, C * depth_multiplier), OH and OW as Conv2D's
     (with ``dilation_rate``, the window spans (KH - 1) * DH + 1 rows).
 
-    Cache for backward: the input ``x``, the activated output (relu's mask) and the padded input.
+    Cache for backward: the input ``x``, what the activation's backward needs (relu's mask: the output) and the padded input.
     """
 
     kind = "depthwise_conv2d"
     weight_names = ("kernel", "bias")
     #: Keras 2 files name the kernel ``depthwise_kernel``; Keras 3 calls it ``kernel``
     keras_weight_aliases = {"depthwise_kernel": "kernel"}
+    #: Keras's regularizer options (the kernel's is depthwise_regularizer)
+    REGULARIZER_OPTIONS = {"depthwise_regularizer": "kernel", "bias_regularizer": "bias"}
     #: set by the model: the first layer needs no input gradient
     need_dx = True
 
     def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier=1,
                  dilation_rate=(1, 1), activation=None, use_bias=True,
                  depthwise_initializer="glorot_uniform", bias_initializer="zeros",
-                 name=None, input_shape=None):
-        super().__init__(activation=activation, name=name, input_shape=input_shape)
+                 depthwise_regularizer=None, bias_regularizer=None, name=None, input_shape=None):
+        super().__init__(activation=activation, name=name, input_shape=input_shape,
+                         depthwise_regularizer=depthwise_regularizer, bias_regularizer=bias_regularizer)
         self.kernel_size = normalize_pair(kernel_size, "DepthwiseConv2D kernel_size")
         self.strides = normalize_pair(strides, "DepthwiseConv2D strides")
         self.padding = normalize_padding(padding)
@@ -121,13 +124,13 @@ class DepthwiseConv2D(ActivatedLayer):
                 "dilation_rate": list(self.dilation_rate), **super().keras_config(), "use_bias": self.use_bias,
                 "depthwise_initializer": ko.initializer_spec(self.depthwise_initializer),
                 "bias_initializer": ko.initializer_spec(self.bias_initializer),
-                "depthwise_regularizer": None, "bias_regularizer": None, "activity_regularizer": None,
+                **self.regularizer_config(), "activity_regularizer": None,
                 "depthwise_constraint": None, "bias_constraint": None}
 
     @classmethod
     def from_keras_config(cls, cfg, where):
         ko.check_options(cfg, {"kernel_size", "strides", "padding", "depth_multiplier", "dilation_rate",
-                               "activation", "use_bias", "depthwise_initializer"},
+                               "activation", "use_bias", "depthwise_initializer", *cls.REGULARIZER_OPTIONS},
                          {**ko.WEIGHT_OPTIONS, **DEPTHWISE_OPTIONS, **ko.CHANNELS_LAST}, where)
         return cls(ko.pair(cfg["kernel_size"], where, "kernel_size"),
                    strides=ko.pair(cfg.get("strides", 1), where, "strides"),
@@ -137,4 +140,5 @@ class DepthwiseConv2D(ActivatedLayer):
                    activation=ko.activation(cfg.get("activation"), where),
                    use_bias=bool(cfg.get("use_bias", True)),
                    depthwise_initializer=ko.initializer(cfg.get("depthwise_initializer"), "glorot_uniform"),
-                   bias_initializer=ko.initializer(cfg.get("bias_initializer"), "zeros"), name=cfg.get("name"))
+                   bias_initializer=ko.initializer(cfg.get("bias_initializer"), "zeros"),
+                   **cls.regularizers_from_keras(cfg, where), name=cfg.get("name"))

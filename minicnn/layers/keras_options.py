@@ -8,7 +8,7 @@ naming the layer and the option; options that never change what a layer computes
 
 from __future__ import annotations
 
-from .. import activations
+from .. import activations, regularizers
 from ..errors import KerasConfigError
 from ..kernels.shapes import normalize_padding, normalize_pair
 
@@ -77,6 +77,14 @@ def activation(value, where: str):
     except ValueError:
         raise KerasConfigError(f"{where}: option activation={value!r} is not supported "
                                f"(minicnn has {activations.supported_text()})") from None
+
+
+def regularizer(value, where: str, option: str):
+    """A minicnn Regularizer (or None) from a Keras regularizer option (its serialisation)."""
+    try:
+        return regularizers.get(value)
+    except ValueError as e:
+        raise KerasConfigError(f"{where}: option {option}={value!r} is not supported ({e})") from None
 
 
 def initializer(value, default: str) -> str:

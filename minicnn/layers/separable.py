@@ -30,20 +30,26 @@ class SeparableConv2D(ActivatedLayer):
     (N, OH, OW, filters); OH and OW as Conv2D's (with ``dilation_rate``, the window spans
     (KH - 1) * DH + 1 rows).
 
-    Cache for backward: the input ``x``, the activated output (relu's mask), the depthwise output
+    Cache for backward: the input ``x``, what the activation's backward needs (relu's mask: the output), the depthwise output
     and each kernel's own cache.
     """
 
     kind = "separable_conv2d"
     weight_names = ("depthwise_kernel", "pointwise_kernel", "bias")
+    #: Keras's regularizer options, one per weight
+    REGULARIZER_OPTIONS = {"depthwise_regularizer": "depthwise_kernel", "pointwise_regularizer": "pointwise_kernel",
+                           "bias_regularizer": "bias"}
     #: set by the model: the first layer needs no input gradient
     need_dx = True
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", dilation_rate=(1, 1),
                  depth_multiplier=1, activation=None, use_bias=True,
                  depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
-                 bias_initializer="zeros", name=None, input_shape=None):
-        super().__init__(activation=activation, name=name, input_shape=input_shape)
+                 bias_initializer="zeros", depthwise_regularizer=None, pointwise_regularizer=None,
+                 bias_regularizer=None, name=None, input_shape=None):
+        super().__init__(activation=activation, name=name, input_shape=input_shape,
+                         depthwise_regularizer=depthwise_regularizer, pointwise_regularizer=pointwise_regularizer,
+                         bias_regularizer=bias_regularizer)
         self.filters = positive_int(filters, "SeparableConv2D filters")
         self.kernel_size = normalize_pair(kernel_size, "SeparableConv2D kernel_size")
         self.strides = normalize_pair(strides, "SeparableConv2D strides")
@@ -136,14 +142,14 @@ class SeparableConv2D(ActivatedLayer):
                 "depthwise_initializer": ko.initializer_spec(self.depthwise_initializer),
                 "pointwise_initializer": ko.initializer_spec(self.pointwise_initializer),
                 "bias_initializer": ko.initializer_spec(self.bias_initializer),
-                "depthwise_regularizer": None, "pointwise_regularizer": None, "bias_regularizer": None,
-                "activity_regularizer": None, "depthwise_constraint": None, "pointwise_constraint": None,
+                **self.regularizer_config(), "activity_regularizer": None, "depthwise_constraint": None, "pointwise_constraint": None,
                 "bias_constraint": None}
 
     @classmethod
     def from_keras_config(cls, cfg, where):
         ko.check_options(cfg, {"filters", "kernel_size", "strides", "padding", "dilation_rate", "depth_multiplier",
-                               "activation", "use_bias", "depthwise_initializer", "pointwise_initializer"},
+                               "activation", "use_bias", "depthwise_initializer", "pointwise_initializer",
+                               *cls.REGULARIZER_OPTIONS},
                          {**ko.WEIGHT_OPTIONS, **DEPTHWISE_OPTIONS, **ko.CHANNELS_LAST,
                           "pointwise_regularizer": None, "pointwise_constraint": None}, where)
         return cls(cfg["filters"], ko.pair(cfg["kernel_size"], where, "kernel_size"),
@@ -155,4 +161,5 @@ class SeparableConv2D(ActivatedLayer):
                    use_bias=bool(cfg.get("use_bias", True)),
                    depthwise_initializer=ko.initializer(cfg.get("depthwise_initializer"), "glorot_uniform"),
                    pointwise_initializer=ko.initializer(cfg.get("pointwise_initializer"), "glorot_uniform"),
-                   bias_initializer=ko.initializer(cfg.get("bias_initializer"), "zeros"), name=cfg.get("name"))
+                   bias_initializer=ko.initializer(cfg.get("bias_initializer"), "zeros"),
+                   **cls.regularizers_from_keras(cfg, where), name=cfg.get("name"))

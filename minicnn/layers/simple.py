@@ -1,4 +1,4 @@
-"""Shape-only and element-wise layers: Flatten, ReLU, Softmax, Activation, Dropout."""
+"""Flatten and Dropout (the activation layers are in :mod:`minicnn.layers.activation`)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import math
 
 import numpy as np
 
-from .. import activations
-from ..kernels import get_backend
 from . import keras_options as ko
 from .base import Layer
 
@@ -35,117 +33,6 @@ class Flatten(Layer):
 
     def backward(self, dy):
         return dy.reshape((dy.shape[0], *self.input_shape))
-
-
-class ReLU(Layer):
-    """max(x, 0); the gradient at exactly 0 is 0 (TensorFlow's ReluGrad). Cache: the output."""
-
-    kind = "re_lu"
-
-    def keras_config(self):
-        return {"max_value": None, "negative_slope": 0.0, "threshold": 0.0}
-
-    @classmethod
-    def from_keras_config(cls, cfg, where):
-        ko.check_options(cfg, set(), {"max_value": None, "negative_slope": (0, 0.0), "threshold": (0, 0.0)},
-                         where)
-        return cls(name=cfg.get("name"))
-
-    def flops(self, backward=False):
-        return math.prod(self.output_shape)
-
-    def forward(self, x, training=False):
-        self._check_input(x)
-        y = get_backend().relu_forward(x)
-        self._cache = {"y": y} if training else {}
-        return y
-
-    def backward(self, dy):
-        return get_backend().relu_backward(dy, self._cached("y"))
-
-
-class Softmax(Layer):
-    """Softmax over the last axis. Cache: the output (and the logits, for fused cross-entropy)."""
-
-    kind = "softmax"
-    ends_in_softmax = True
-
-    def keras_config(self):
-        return {"axis": -1}
-
-    @classmethod
-    def from_keras_config(cls, cfg, where):
-        ko.check_options(cfg, set(), {"axis": (-1, [-1])}, where)
-        return cls(name=cfg.get("name"))
-
-    def forward(self, x, training=False):
-        self._check_input(x)
-        y = activations.softmax(x)
-        self.logits = x
-        self._cache = {"y": y} if training else {}
-        return y
-
-    def backward(self, dy):
-        return activations.softmax_backward(dy, self._cached("y"))
-
-    def logits_backward(self, dz):
-        return dz
-
-
-class Activation(Layer):
-    """Keras's ``Activation(name)``: an activation function as a layer of its own.
-
-    ``relu`` runs on the backend's kernel; ``softmax`` keeps its logits so that a softmax +
-    cross-entropy loss uses the fused gradient, as after a Dense(activation='softmax');
-    ``linear`` (None) is the identity. Cache: the output.
-    """
-
-    kind = "activation"
-
-    def __init__(self, activation, name=None, input_shape=None):
-        super().__init__(name=name, input_shape=input_shape)
-        self.activation = activations.normalize(activation)
-
-    @property
-    def ends_in_softmax(self) -> bool:
-        return self.activation == "softmax"
-
-    def describe(self):
-        return self.activation or "linear"
-
-    def keras_config(self):
-        return {"activation": self.activation or "linear"}
-
-    @classmethod
-    def from_keras_config(cls, cfg, where):
-        ko.check_options(cfg, {"activation"}, {}, where)
-        return cls(ko.activation(cfg.get("activation"), where), name=cfg.get("name"))
-
-    def forward(self, x, training=False):
-        self._check_input(x)
-        if self.activation == "relu":
-            y = get_backend().relu_forward(x)
-        elif self.activation == "softmax":
-            y = activations.softmax(x)
-            self.logits = x
-        else:
-            y = x
-        self._cache = {"y": y} if training else {}
-        return y
-
-    def backward(self, dy):
-        y = self._cached("y")
-        if self.activation == "relu":
-            return get_backend().relu_backward(dy, y)
-        if self.activation == "softmax":
-            return activations.softmax_backward(dy, y)
-        return dy
-
-    def logits_backward(self, dz):
-        return dz
-
-    def get_config(self):
-        return {**super().get_config(), "activation": self.activation}
 
 
 class Dropout(Layer):

@@ -22,6 +22,7 @@ import pytest
 
 from minicnn import gradcheck, kernels
 from minicnn import layers as L
+from minicnn import regularizers as R
 from tests.helpers import GRADCHECK_RTOL, rel_err
 
 #: float64 numba vs numpy: the same maths, summed in another order
@@ -43,6 +44,18 @@ def away_from_zero(rng, shape):
 def tie_free(rng, shape):
     """A shuffled linspace: no two cells are equal or close, so max-pool windows have no ties."""
     return rng.permutation(np.linspace(-3.0, 3.0, math.prod(shape))).reshape(shape)
+
+
+def away_from_threshold(rng, shape):
+    """Values at least 0.05 from ReLU-max-slope-threshold's kinks (0.45 and 1.2)."""
+    x = rng.uniform(-1.0, 2.0, shape)
+    for kink in (0.45, 1.2):
+        x = np.where(np.abs(x - kink) < 0.05, kink + 0.05 * np.sign(x - kink + 1e-9), x)
+    return x
+
+
+#: every activation besides relu/softmax/linear, on Dense, Conv2D and Activation
+ZOO_ACTIVATIONS = ("tanh", "sigmoid", "leaky_relu", "elu", "selu", "gelu", "silu", "softplus")
 
 
 @dataclass
@@ -104,6 +117,30 @@ CASES = [
          away_from_zero, "SeparableConv2D-relu-same"),
     Case(lambda: L.SeparableConv2D(2, (2, 3), strides=2, dilation_rate=(2, 1), use_bias=False,
                                    activation="softmax"), (8, 7, 3), id="SeparableConv2D-stride2-dilated-softmax"),
+    # activations and regularizers (tests/layers/test_activations.py has their family tests)
+    *[Case(lambda a=a: L.Dense(3, activation=a), (4,), away_from_zero, f"Dense-{a}") for a in ZOO_ACTIVATIONS],
+    *[Case(lambda a=a: L.Conv2D(2, 2, activation=a), (3, 3, 2), away_from_zero, f"Conv2D-{a}") for a in ZOO_ACTIVATIONS],
+    *[Case(lambda a=a: L.Activation(a), (2, 3, 2), away_from_zero, f"Activation-{a}") for a in ZOO_ACTIVATIONS],
+    Case(lambda: L.Dense(3, activation="relu", kernel_regularizer="l2", bias_regularizer=R.L1(0.02)), (4,),
+         away_from_zero, "Dense-relu-regularized"),
+    Case(lambda: L.Conv2D(2, 2, kernel_regularizer=R.L1L2(0.01, 0.03)), (3, 3, 2), id="Conv2D-regularized"),
+    Case(lambda: L.LeakyReLU(), (2, 3, 2), away_from_zero),
+    Case(lambda: L.LeakyReLU(0.05), (5,), away_from_zero, "LeakyReLU-0.05"),
+    Case(lambda: L.ELU(), (2, 3, 2), away_from_zero),
+    Case(lambda: L.ELU(0.4), (5,), away_from_zero, "ELU-0.4"),
+    Case(lambda: L.ReLU(max_value=0.8), (6,), away_from_zero, "ReLU-max"),
+    Case(lambda: L.ReLU(max_value=6.0, negative_slope=0.1), (6,), away_from_zero, "ReLU-relu6-slope"),
+    Case(lambda: L.ReLU(negative_slope=0.2), (6,), away_from_zero, "ReLU-slope"),
+    Case(lambda: L.ReLU(max_value=1.2, negative_slope=0.3, threshold=0.45), (8,), away_from_threshold,
+         "ReLU-max-slope-threshold"),
+    Case(lambda: L.PReLU(), (2, 3, 2), away_from_zero),
+    Case(lambda: L.PReLU(shared_axes=[1, 2], alpha_regularizer="l2"), (3, 2, 3), away_from_zero,
+         "PReLU-shared-regularized"),
+    Case(lambda: L.DepthwiseConv2D(2, depth_multiplier=2, activation="gelu", depthwise_regularizer="l2",
+                                   bias_regularizer="l1"), (4, 3, 2), id="DepthwiseConv2D-gelu-regularized"),
+    Case(lambda: L.SeparableConv2D(3, 2, activation="elu", depthwise_regularizer="l1", pointwise_regularizer="l2",
+                                   bias_regularizer=R.L1L2(0.01, 0.02)), (4, 3, 2), away_from_zero,
+         "SeparableConv2D-elu-regularized"),
 ]
 
 #: weights drawn positive by :func:`build` (a variance is never negative)

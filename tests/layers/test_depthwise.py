@@ -281,19 +281,23 @@ def test_keras_configs_have_keras_keys():
 ])
 def test_keras_options_minicnn_cannot_honour_are_refused_by_name(cls, cfg):
     cls.from_keras_config({**cfg, "depthwise_initializer": {"class_name": "Orthogonal"}}, "w")  # ignored
-    for option, value in [("data_format", "channels_first"), ("depthwise_regularizer", {"class_name": "L2"}),
-                          ("depthwise_constraint", {"class_name": "NonNeg"}), ("bias_regularizer", "l2"),
-                          ("activity_regularizer", "l1"), ("activation", "tanh"), ("padding", "causal")]:
+    orthogonal = {"class_name": "OrthogonalRegularizer", "config": {"factor": 0.01, "mode": "rows"}}
+    for option, value in [("data_format", "channels_first"), ("depthwise_regularizer", orthogonal),
+                          ("depthwise_constraint", {"class_name": "NonNeg"}), ("bias_regularizer", "l3"),
+                          ("activity_regularizer", "l1"), ("activation", "mish"), ("padding", "causal")]:
         with pytest.raises(KerasConfigError, match=rf"layer 'x': option {option}="):
             cls.from_keras_config({**cfg, option: value}, "layer 'x'")
     with pytest.raises(ValueError, match="depth_multiplier"):
         cls.from_keras_config({**cfg, "depth_multiplier": 0}, "layer 'x'")
 
 
-def test_separable_refuses_pointwise_options():
-    for option in ("pointwise_regularizer", "pointwise_constraint"):
-        with pytest.raises(KerasConfigError, match=option):
-            SeparableConv2D.from_keras_config({"filters": 2, "kernel_size": 3, option: {"class_name": "L2"}}, "w")
+def test_separable_refuses_pointwise_constraints_and_reads_pointwise_regularizers():
+    with pytest.raises(KerasConfigError, match="pointwise_constraint"):
+        SeparableConv2D.from_keras_config({"filters": 2, "kernel_size": 3, "pointwise_constraint": {"class_name": "NonNeg"}},
+                                          "w")
+    layer = SeparableConv2D.from_keras_config({"filters": 2, "kernel_size": 3, "pointwise_regularizer": {"class_name": "L2"}},
+                                              "w")
+    assert list(layer.regularizers) == ["pointwise_kernel"]  # tests/test_regularizers.py checks the penalty
 
 
 def test_depthwise_reads_the_legacy_weight_name():

@@ -213,7 +213,7 @@ def test_glorot_uniform_limits_and_zero_bias():
 
 @pytest.mark.parametrize("bad, match", [
     (lambda: Conv2D(0, 3), "filters"), (lambda: Conv2D(2, (3, 0)), "kernel_size"),
-    (lambda: Conv2D(2, 3, padding="full"), "padding"), (lambda: Dense(2, activation="tanh"), "activation"),
+    (lambda: Conv2D(2, 3, padding="full"), "padding"), (lambda: Dense(2, activation="mish"), "activation"),
     (lambda: Dropout(1.0), "rate"), (lambda: MaxPool2D(2, strides=0), "strides"),
 ])
 def test_bad_constructor_arguments(bad, match):
