@@ -241,11 +241,13 @@ class Network:
                 outputs.append(x)
         return (x, outputs) if record else x
 
-    def backward(self, dy, need_input_grad=False, from_logits=False, record=False):
+    def backward(self, dy, need_input_grad=False, from_logits=False, record=False, penalties=True):
         """Backpropagate ``dy`` (w.r.t. the output, or the last softmax's logits if
-        ``from_logits``) through every layer; fills each layer's ``grads`` and adds the gradients
-        of the weight penalties (``kernel_regularizer``, ...) to them, so that they are the
-        gradients of the loss :meth:`loss_and_output_grad` reports; returns dx or None.
+        ``from_logits``) through every layer; fills each layer's ``grads`` and, with
+        ``penalties`` (the default), adds the gradients of the weight penalties
+        (``kernel_regularizer``, ...) to them, so that they are the gradients of the loss
+        :meth:`loss_and_output_grad` reports; returns dx or None. ``penalties=False`` gives the
+        gradients of ``sum(output * dy)`` alone.
 
         With ``record=True`` returns (dx, [each layer's input gradient, in forward order]);
         an entry is None where no gradient was computed (the first layer's, unless
@@ -263,8 +265,9 @@ class Network:
             grads[i] = dy
             if dy is None:
                 break
-        for layer in self.layers:
-            layer.add_regularization_gradients()
+        if penalties:
+            for layer in self.layers:
+                layer.add_regularization_gradients()
         return (dy, grads) if record else dy
 
     def loss_and_output_grad(self, y, out):

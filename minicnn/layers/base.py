@@ -194,6 +194,13 @@ class Layer:
         """A few words on the layer's settings for tables ('32 filters 3x3'); '' if none."""
         return ""
 
+    def output_rtol_floor(self, x: np.ndarray, dtype) -> float:
+        """The relative error (of max|output|) below which two correct implementations of this
+        layer in ``dtype`` cannot be told apart on input ``x``, when that is larger than the
+        working precision times a small constant: 0 for most layers, whose output's rounding is
+        relative to its own size. See BatchNormalization for one whose is not."""
+        return 0.0
+
     # -- Keras configs -----------------------------------------------------------------------
     @classmethod
     def keras_class_name(cls) -> str:

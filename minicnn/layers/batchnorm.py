@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
+
 from ..arrays import all_finite
 from ..errors import KerasConfigError
 from ..kernels import get_backend
@@ -99,6 +101,28 @@ class BatchNormalization(Layer):
         """Per value: training forward 6 (mean 1; variance 3; x * inv + shift 2); backward 9
         (xhat 2, dbeta 1, dgamma 2, dx 4). Per-channel work is left out."""
         return math.prod(self.output_shape) * (9 if backward else 6)
+
+    #: the lanes of one 512-bit vector register holding float32: a vectorised reduction (Eigen's
+    #: packets in TensorFlow) sums n values as this many interleaved sums of n / lanes terms
+    REDUCTION_LANES = 16
+
+    def output_rtol_floor(self, x, dtype):
+        """In training mode the output rests on the batch statistics, sums of n = N*H*W values. A
+        framework summing them in ``dtype`` (TensorFlow does; minicnn sums in float64) may be off
+        by the worst-case bound of recursive summation, (m - 1) u for m terms of one sign
+        (Higham 2002, "Accuracy and stability of numerical algorithms", 4.2), with m = n / 16 when
+        the sum runs in the 16 lanes of a vector register. Normalising subtracts the mean, which
+        amplifies an error relative to |x| by kappa = max over channels of max|x_c| /
+        max|x_c - mean_c|. Floor: kappa * u * n / 16. float32, 32 MNIST images (n = 25,088):
+        ~1e-4 for kappa ~1; float64: ~2e-13."""
+        x = np.asarray(x, dtype=np.float64).reshape(-1, x.shape[-1])
+        mean = x.mean(axis=0)
+        spread = np.abs(x - mean).max(axis=0)
+        size = np.abs(x).max(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kappa = float(np.where(spread > 0, size / spread, 1.0).max(initial=1.0))
+        u = float(np.finfo(dtype).eps) / 2
+        return max(kappa, 1.0) * u * max(x.shape[0] / self.REDUCTION_LANES, 1.0)
 
     def describe(self):
         off = [w for w, on in (("scale", self.scale), ("center", self.center)) if not on]

@@ -81,7 +81,7 @@ def _judged_items(report):
 
 def _not_judged(report):
     """Names of the lines reported as information."""
-    names = ["gradients without pinning"]
+    names = ["without pinning"]
     if "maxpool_ties" in report["header"]:
         names.append("max-pool ties")
     tr = report["training"]

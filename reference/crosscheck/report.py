@@ -56,10 +56,16 @@ def _layer_lines(report):
     rows = [(r["layer"], r["tensor"], _shape(r["shape"]), _fmt(r["max_abs"]), _fmt(r["mean_abs"]), _fmt(r["rel"]),
              _shape(r["argmax"]), _fmt(r["rtol"]), r["status"]) for r in report["layers"]]
     lines = _table(head, rows)
+    raised = [f"{r['layer']} {_fmt(r['rtol'])}" for r in report["layers"] if r.get("rtol_floor", 0.0) > r["rtol"] * 0.999
+              and r.get("rtol_floor", 0.0) > 0]
+    if raised:
+        lines.append("output tolerances raised to the layer's own error floor (Layer.output_rtol_floor; "
+                     f"BatchNormalization: kappa u N*H*W / 16, its batch statistics): {', '.join(raised)}")
     e = report.get("end_to_end")
     if e:
-        lines.append(f"gradients without pinning (one TF tape, each side at its own activations): input "
-                     f"{_fmt(e['input_grad_rel'])}, weights {_fmt(e['max_weight_grad_rel'])} of max|ref| ({INFO})")
+        lines.append(f"without pinning (one TF tape, each side at its own activations): output "
+                     f"{_fmt(e['output_rel'])}, input gradient {_fmt(e['input_grad_rel'])}, weight gradients "
+                     f"{_fmt(e['max_weight_grad_rel'])} of max|ref| ({INFO})")
     s = report["summary"]
     w = s["worst_layer_row"]
     failed = [r for r in report["layers"] if not r["passed"]]

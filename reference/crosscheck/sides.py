@@ -11,7 +11,7 @@ gradients (dW, db) under the upstream gradient ``G`` at the model output (the sc
   batch's statistics on both sides), each
   vector-Jacobian product in its own ``GradientTape`` at *minicnn's* input to that layer, the
   gradients chained through TensorFlow alone. A one-tape pass (each framework at its own
-  activations) is kept for the information line "gradients without pinning".
+  activations) is kept for the information line "without pinning".
 
 Why pin: the gradient is discontinuous at ReLU kinks and max-pool ties. A float32 max-pool
 window whose two largest inputs differ by less than rounding routes its whole gradient to
@@ -30,7 +30,7 @@ import tensorflow as tf
 class LayerPass(NamedTuple):
     """One side's per-layer quantities, in forward order."""
 
-    outputs: list        # each layer's output
+    outputs: list        # each layer's output (Keras: at minicnn's input to it, when pinned)
     input_grads: list    # each layer's dX (the first layer's w.r.t. the images)
     weight_grads: dict   # {layer name: {'kernel': dW, 'bias': db, ...}} for trainable weights
 
@@ -42,7 +42,8 @@ def minicnn_pass(model, x, g) -> LayerPass:
     ``model`` must have no active dropout: the crosscheck uses a copy whose Dropout rates are 0
     (a training forward with rate 0 is the identity and keeps what backward needs)."""
     _, outputs = model.forward(x, training=True, record=True)
-    _, input_grads = model.backward(g, need_input_grad=True, record=True)
+    # the scalar is sum(output * G): no weight penalties (the training check covers those)
+    _, input_grads = model.backward(g, need_input_grad=True, record=True, penalties=False)
     weight_grads = {l.name: {k: np.array(v) for k, v in l.grads.items()} for l in model.layers if l.grads}
     return LayerPass(outputs, input_grads, weight_grads)
 
@@ -60,9 +61,13 @@ def _weight_key(variable) -> str:
 def keras_layer_pass(kmodel, x, g, pinned=None) -> LayerPass:
     """The same quantities from TensorFlow, layer by layer.
 
-    Outputs are chained through TensorFlow alone. Layer i's input gradient is layer i-1's
-    upstream gradient, each VJP taken in its own tape; with ``pinned`` (minicnn's input to every
-    layer, :func:`layer_inputs`) each VJP is evaluated at minicnn's activations."""
+    Layer i's input gradient is layer i-1's upstream gradient, each VJP taken in its own tape.
+    With ``pinned`` (minicnn's input to every layer, :func:`layer_inputs`) each layer's output
+    and VJP are evaluated at minicnn's input to it, so that every row measures that layer's own
+    arithmetic (an error model per layer), not what earlier layers' rounding did to its input:
+    in float32 a BatchNormalization amplifies its input's relative rounding by max|x|/max|x -
+    mean|, which can be 1e2 on real activations. Without ``pinned`` the outputs are chained
+    through TensorFlow alone (the end-to-end difference is then :func:`keras_tape_pass`'s)."""
     h = tf.constant(x)
     outputs = []
     for layer in kmodel.layers:
@@ -72,6 +77,7 @@ def keras_layer_pass(kmodel, x, g, pinned=None) -> LayerPass:
     inputs = pinned if pinned is not None else [x] + outputs[:-1]
     dy = tf.constant(g)
     dxs = [None] * n
+    at_pinned = [None] * n
     grads: dict = {}
     for i in reversed(range(n)):
         layer = kmodel.layers[i]
@@ -79,19 +85,20 @@ def keras_layer_pass(kmodel, x, g, pinned=None) -> LayerPass:
         with tf.GradientTape() as tape:
             tape.watch(xi)
             yi = layer(xi, training=True)
+        at_pinned[i] = yi.numpy()
         ws = list(layer.trainable_weights)
         res = tape.gradient(yi, [xi] + ws, output_gradients=dy)
         dy = res[0]
         dxs[i] = dy.numpy()
         for w, gr in zip(ws, res[1:]):
             grads.setdefault(layer.name, {})[_weight_key(w)] = gr.numpy()
-    return LayerPass(outputs, dxs, grads)
+    return LayerPass(at_pinned if pinned is not None else outputs, dxs, grads)
 
 
 def keras_tape_pass(kmodel, x, g):
     """Pure-TensorFlow gradients of ``sum(output * G)`` w.r.t. the images and every weight
     (Keras ``get_weights`` order), the layers called one by one inside a single tape (no
-    pinning). Returns (dX, [dW or db, ...])."""
+    pinning). Returns (dX, [dW or db, ...], output)."""
     xs = tf.constant(x)
     with tf.GradientTape() as tape:
         tape.watch(xs)
@@ -101,4 +108,4 @@ def keras_tape_pass(kmodel, x, g):
         scalar = tf.reduce_sum(h * tf.constant(g))
     ws = [w for l in kmodel.layers for w in l.trainable_weights]
     res = tape.gradient(scalar, [xs] + ws)
-    return res[0].numpy(), [r.numpy() for r in res[1:]]
+    return res[0].numpy(), [r.numpy() for r in res[1:]], h.numpy()

@@ -421,3 +421,19 @@ def test_a_bn_model_trains_like_keras_in_float64(tf):
         assert theirs.dtype == np.float64 and rel_err(mine, theirs) <= TRAJECTORY_RTOL, name
     xt = x[:16]
     assert rel_err(model.predict(xt), kmodel(tf.constant(xt), training=False).numpy()) <= TRAJECTORY_RTOL
+
+
+def test_output_rtol_floor_follows_the_error_model():
+    """kappa * u * n / 16: kappa = max|x| / max|x - mean| per channel (1 for centred data)."""
+    from minicnn.layers import BatchNormalization
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 5, 5, 3))
+    bn = BatchNormalization()
+    u32 = float(np.finfo(np.float32).eps) / 2
+    n = 8 * 5 * 5
+    centred = x - x.reshape(-1, 3).mean(axis=0)
+    assert bn.output_rtol_floor(centred, np.float32) == pytest.approx(u32 * n / 16)
+    shifted = centred + 100.0  # far from zero: subtracting the mean cancels ~log10(100/3) digits
+    kappa = (np.abs(shifted).reshape(-1, 3).max(axis=0) / np.abs(centred).reshape(-1, 3).max(axis=0)).max()
+    assert bn.output_rtol_floor(shifted, np.float32) == pytest.approx(kappa * u32 * n / 16)
+    assert bn.output_rtol_floor(centred, np.float64) < 1e-14

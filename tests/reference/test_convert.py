@@ -14,7 +14,7 @@ from minicnn.io import keras as keras_files  # noqa: E402
 from reference.convert import clone, copy_weights_from_keras, copy_weights_to_keras, from_keras, to_keras  # noqa: E402
 from reference.crosscheck import setup_tensorflow  # noqa: E402
 from tests.helpers import mnist_dir  # noqa: E402
-from tests.reference.archgen import generate  # noqa: E402
+from tests.reference.archgen import SEEDS, generate  # noqa: E402
 
 setup_tensorflow()
 
@@ -23,7 +23,7 @@ def images(n=16, dtype="float32", seed=0):
     return np.random.default_rng(seed).random((n, 28, 28, 1)).astype(dtype)
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", SEEDS)
 def test_to_keras_from_keras_round_trip(seed):
     m = generate(seed)
     k = to_keras(m)
