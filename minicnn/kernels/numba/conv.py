@@ -20,10 +20,11 @@ chosen by measurement on the seed model's shapes (``benchmarks/README.md``):
   input cell sums its patch entries in a fixed (kh, kw) order: no scatter, no race).
 
 **Dilation** (``dilation=(DH, DW)``, Keras's ``dilation_rate``: tap (di, dj) of output pixel (i, j)
-reads input cell (i*SH + di*DH - top, j*SW + dj*DW - left)) lives in im2col/col2im only: a dilated
-conv always takes the im2col + GEMM path (the tiles stay undilated); the chunking, the GEMMs and
-the ordered group sums are those of the undilated path. Output sizes and pads come from
-:mod:`minicnn.kernels.shapes` with the dilated span, as in the numpy backend.
+reads input cell (i*SH + di*DH - top, j*SW + dj*DW - left)). The forward tiles take it as the
+strides of their (kh, kw) reduction loops over the padded input; im2col/col2im take it in their
+index arithmetic. The backward tiles stay undilated: a dilated conv's backward takes im2col +
+GEMM (the chunking, the GEMMs and the ordered group sums of the undilated path). Output sizes and
+pads come from :mod:`minicnn.kernels.shapes` with the dilated span, as in the numpy backend.
 
 Tiers: ``@njit`` kernels (:func:`_conv_tiles`, :func:`_conv_fwd_gemm`, :func:`_conv_bwd_gemm` in
 parallel; :func:`_im2col_imgs`, :func:`_col2im_imgs`, :func:`_bias_act_rows` serial, called per
@@ -51,7 +52,7 @@ __all__ = ["conv2d_forward", "conv2d_backward", "tiles_forward", "tiles_dx", "ti
 
 # ----------------------------------------------------------------------------- tile kernel
 @njit(parallel=True, cache=True)
-def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, left, gimg, ngroups, relu,
+def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, top, left, gimg, ngroups, relu,
                 xpad, mask, pbias):
     """The conv kernels built on the FMA tiles, in one function so that the tile code is compiled
     once per dtype (each kernel would otherwise re-optimise all of it). Launch it through
@@ -80,6 +81,9 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, lef
         mode 2: the per-group partial sums of dkernel.
     sh, sw : int
         Strides (modes 1: 1).
+    dh, dw : int
+        mode 0: the dilation (tap (di, dj) reads padded row i*sh + di*dh, column j*sw + dj*dw);
+        modes 1, 2: 1.
     top, left : int
         modes 1, 2: the forward's padding at the top and left.
     gimg, ngroups : int
@@ -176,7 +180,7 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, lef
                     count, width = ow, f
                     a = TileA(sb + ((n_ * hp + i * sh) * wp) * c * isz, sw * c)  # x at each pixel's window
                     b = wb
-                    loops = (Loop(kh, wp * c, kw * c * f), Loop(kw, c, c * f), Loop(c, 1, f))
+                    loops = (Loop(kh, dh * wp * c, kw * c * f), Loop(kw, dw * c, c * f), Loop(c, 1, f))
                     dst = TileOut(ob + (u * ow) * f * isz, f, vb, relu, 0, 0)
                 elif mode == 1 or r < ndx:  # dx row r of image n: wp pixels x c channels, kernel rows d0..d1-1
                     d0 = max(0, kh - 1 - top - r)
@@ -199,12 +203,13 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, lef
         denormals_restore(fpu)
 
 
-def tiles_forward(xpad, kernel, bias, y, strides, relu):
+def tiles_forward(xpad, kernel, bias, y, strides, relu, dilation=(1, 1)):
     """y (N, OH, OW, F) = conv(xpad, kernel) + bias [relu'd] on the tiles (mode 0 of
-    :func:`_conv_tiles`); ``xpad`` already padded, every array C-contiguous of one dtype."""
+    :func:`_conv_tiles`), the kernel dilated by ``dilation``; ``xpad`` already padded, every
+    array C-contiguous of one dtype."""
     dt = y.dtype
-    _conv_tiles(0, xpad, kernel, y, bias, bias, EMPTY4[dt], EMPTY2[dt], strides[0], strides[1], 0, 0, 0, 0,
-                1 if relu else 0, EMPTY4[dt], EMPTY4[dt], EMPTY2[dt])
+    _conv_tiles(0, xpad, kernel, y, bias, bias, EMPTY4[dt], EMPTY2[dt], strides[0], strides[1], dilation[0],
+                dilation[1], 0, 0, 0, 0, 1 if relu else 0, EMPTY4[dt], EMPTY4[dt], EMPTY2[dt])
 
 
 def tiles_dx(dy, kernel_t, dx, pads, scratch, zeros):
@@ -212,7 +217,7 @@ def tiles_dx(dy, kernel_t, dx, pads, scratch, zeros):
     (KH, KW, F, C), ``scratch`` the per-thread dz buffers (threads, H + KH - 1, W + KW - 1, F),
     ``zeros`` at least max(C, F) zeros."""
     dt = dx.dtype
-    _conv_tiles(1, dy, kernel_t, dx, zeros, zeros, scratch, EMPTY2[dt], 1, 1, pads[0], pads[2], 0, 0, 0,
+    _conv_tiles(1, dy, kernel_t, dx, zeros, zeros, scratch, EMPTY2[dt], 1, 1, 1, 1, pads[0], pads[2], 0, 0, 0,
                 EMPTY4[dt], EMPTY4[dt], EMPTY2[dt])
 
 
@@ -221,7 +226,7 @@ def tiles_backward(dy, relu_y, xpad, kernel_t, dx, strides, pads, gimg, scratch,
     partial sums pk[g] of dkernel and pb[g] of dbias; dx too unless ``dx`` is empty (then
     ``kernel_t`` is only a (KH, KW, 0, 0) placeholder). ``relu_y`` (or None) masks dy."""
     dt = dy.dtype
-    _conv_tiles(2, dy, kernel_t, dx, zeros, zeros, scratch, pk, strides[0], strides[1], pads[0], pads[2], gimg,
+    _conv_tiles(2, dy, kernel_t, dx, zeros, zeros, scratch, pk, strides[0], strides[1], 1, 1, pads[0], pads[2], gimg,
                 pk.shape[0], 0, xpad, EMPTY4[dt] if relu_y is None else relu_y, pb)
 
 
@@ -442,13 +447,12 @@ def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None, dilat
     """2-D cross-correlation, as :func:`minicnn.kernels.numpy_backend.conv2d_forward`.
 
     Returns y : (N, OH, OW, F) with ``x``'s dtype. ``cache`` is accepted for the contract; this
-    backend keeps nothing in it (the backward needs only x). A dilated conv takes im2col + GEMM
-    (the tiles are not dilated).
+    backend keeps nothing in it (the backward needs only x).
     """
     x = np.asarray(x)
     oh, ow = _dilated_args("conv2d_forward", x, kernel, bias, strides, pads, dilation)
     dh, dw = dilation
-    on_tiles = tiles_fit(x.dtype, np.shape(kernel)[3]) and dh == dw == 1
+    on_tiles = tiles_fit(x.dtype, np.shape(kernel)[3])
     if x.dtype not in FLOATS or not (blas.FAST or on_tiles):
         return _ref.conv2d_forward(x, kernel, bias, strides, pads, relu=relu, cache=cache, dilation=dilation)
     x = np.ascontiguousarray(x)
@@ -460,7 +464,7 @@ def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None, dilat
     b = bias_or_zeros(bias, f, dtype)
     y = np.empty((n, oh, ow, f), dtype=dtype)
     if on_tiles:
-        tiles_forward(_ref.pad_nhwc(x, pads), kernel, b, y, (sh, sw), relu)
+        tiles_forward(_ref.pad_nhwc(x, pads), kernel, b, y, (sh, sw), relu, (dh, dw))
     else:
         identity = kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads)
         cimg, _, _ = _conv_chunking(n, oh, ow)
@@ -473,7 +477,7 @@ def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None, dilat
 def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu_y=None, dilation=(1, 1)):
     """Gradients of :func:`conv2d_forward`: ``(dx | None, dkernel, dbias)``; with ``relu_y`` (the
     forward's relu output), of the relu'd convolution (dy masked by ``relu_y > 0``). A dilated
-    conv takes im2col + GEMM."""
+    conv takes im2col + GEMM (the backward tiles are not dilated)."""
     dy = np.asarray(dy)
     if dy.dtype not in FLOATS or (relu_y is not None and np.shape(relu_y) != dy.shape):
         return _ref.conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache, relu_y=relu_y,

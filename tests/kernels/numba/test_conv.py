@@ -141,12 +141,14 @@ def test_dilated_conv_is_bitwise_independent_of_the_thread_count(conv_path, dt, 
         assert a.tobytes() == b.tobytes()
 
 
+@pytest.mark.parametrize("padding", ["valid", "same"])
 @pytest.mark.parametrize(("dt", "c", "f"), [(np.float32, 16, 32), (np.float64, 3, 5)])
-def test_dilated_conv_reads_its_inputs_only_within_their_bounds(conv_path, dt, c, f):
-    """As the undilated test below, with dilation (2, 3), strides (2, 1) and 'same' padding."""
+def test_dilated_conv_reads_its_inputs_only_within_their_bounds(conv_path, dt, c, f, padding):
+    """As the undilated test below, with dilation (2, 3) and strides (2, 1) ('valid': the forward
+    tiles read x in place, float32 with 32 filters)."""
     x, k, _ = model_like_case(n=3, dt=dt, f=f)
     x, k = x[..., :c], np.ascontiguousarray(k[:, :, :c, :f])
-    args = ((2, 1), window_output((14, 14), (3, 3), (2, 1), "same", (2, 3))[1])
+    args = ((2, 1), window_output((14, 14), (3, 3), (2, 1), padding, (2, 3))[1])
     y_ref = ref.conv2d_forward(x, k, np.ones(f, dt), *args, relu=True, dilation=(2, 3))
     dy = np.random.default_rng(4).standard_normal(y_ref.shape).astype(dt)
     xc, kc, bc, dyc, yc = (Canary.holding(a) for a in (x, k, np.ones(f, dt), dy, y_ref))
