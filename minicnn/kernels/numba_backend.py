@@ -18,22 +18,20 @@ import sys
 import types
 
 from .numba import config as _config
-from .numba import conv as _conv
+from .numba.conv import conv2d_backward, conv2d_forward
 from .numba.dense import dense_backward, dense_forward
+from .numba.depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward
 from .numba.elementwise import relu_backward, relu_forward
 from .numba.info import threading_info
 from .numba.optim import adam_update
 from .numba.pool import maxpool2d_backward, maxpool2d_forward
 from .numpy_backend import all_finite, col2im, im2col, pad_nhwc, windows
-from . import numpy_backend as _reference
 
 # --- the zoo's kernels without a numba twin yet: the numpy kernels, named as such -------------
-# (a dilated convolution also runs the numpy kernels: the numba conv has no dilation yet)
 from . import numpy_activations as _activations
 from .numpy_activations import *  # noqa: F401,F403  (its __all__: the element-wise activations)
 from .numpy_batchnorm import (batchnorm_backward, batchnorm_forward, batchnorm_train_forward,  # noqa: F401
                               batchnorm_update_moving)
-from .numpy_depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward  # noqa: F401
 from .numpy_pooling import (avgpool2d_backward, avgpool2d_forward, global_avgpool2d_backward,  # noqa: F401
                             global_avgpool2d_forward, global_maxpool2d_backward, global_maxpool2d_forward,
                             zeropad2d_backward, zeropad2d_forward)
@@ -43,9 +41,10 @@ NAME = "numba"
 __all__ = ["NAME", "pad_nhwc", "windows", "im2col", "col2im", "conv2d_forward", "conv2d_backward",
            "maxpool2d_forward", "maxpool2d_backward", "relu_forward", "relu_backward", "dense_forward",
            "dense_backward", "all_finite", "adam_update", "threading_info",
+           "depthwise_conv2d_backward", "depthwise_conv2d_forward",
            # numpy kernels until their numba twins exist
            "batchnorm_backward", "batchnorm_forward", "batchnorm_train_forward", "batchnorm_update_moving",
-           "depthwise_conv2d_backward", "depthwise_conv2d_forward", "avgpool2d_backward", "avgpool2d_forward",
+           "avgpool2d_backward", "avgpool2d_forward",
            "global_avgpool2d_backward", "global_avgpool2d_forward", "global_maxpool2d_backward",
            "global_maxpool2d_forward", "zeropad2d_backward", "zeropad2d_forward", *_activations.__all__]
 
@@ -65,17 +64,3 @@ class _Facade(types.ModuleType):
 
 sys.modules[__name__].__class__ = _Facade
 
-
-def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None, dilation=(1, 1)):
-    """As :func:`minicnn.kernels.numpy_backend.conv2d_forward` (numba; a dilated one: numpy's)."""
-    if tuple(dilation) == (1, 1):
-        return _conv.conv2d_forward(x, kernel, bias, strides, pads, relu=relu, cache=cache)
-    return _reference.conv2d_forward(x, kernel, bias, strides, pads, relu=relu, cache=cache, dilation=dilation)
-
-
-def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu_y=None, dilation=(1, 1)):
-    """As :func:`minicnn.kernels.numpy_backend.conv2d_backward` (numba; a dilated one: numpy's)."""
-    if tuple(dilation) == (1, 1):
-        return _conv.conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache, relu_y=relu_y)
-    return _reference.conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache,
-                                      relu_y=relu_y, dilation=dilation)

@@ -19,6 +19,13 @@ chosen by measurement on the seed model's shapes (``benchmarks/README.md``):
   backward rebuilds the chunk, ``cols.T @ dy`` and ``dy @ W.T`` + a *gathering* col2im (each
   input cell sums its patch entries in a fixed (kh, kw) order: no scatter, no race).
 
+**Dilation** (``dilation=(DH, DW)``, Keras's ``dilation_rate``: tap (di, dj) of output pixel (i, j)
+reads input cell (i*SH + di*DH - top, j*SW + dj*DW - left)). The forward tiles take it as the
+strides of their (kh, kw) reduction loops over the padded input; im2col/col2im take it in their
+index arithmetic. The backward tiles stay undilated: a dilated conv's backward takes im2col +
+GEMM (the chunking, the GEMMs and the ordered group sums of the undilated path). Output sizes and
+pads come from :mod:`minicnn.kernels.shapes` with the dilated span, as in the numpy backend.
+
 Tiers: ``@njit`` kernels (:func:`_conv_tiles`, :func:`_conv_fwd_gemm`, :func:`_conv_bwd_gemm` in
 parallel; :func:`_im2col_imgs`, :func:`_col2im_imgs`, :func:`_bias_act_rows` serial, called per
 chunk), Python launchers of the tile kernel's three modes (:func:`tiles_forward`,
@@ -33,6 +40,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import numpy_backend as _ref
+from ..shapes import padded_output_hw
 from . import blas, checks, config
 from .arrays import EMPTY2, EMPTY4, FLOATS, as_c, bias_or_zeros
 from .elementwise import relu_backward, sum_groups
@@ -44,7 +52,7 @@ __all__ = ["conv2d_forward", "conv2d_backward", "tiles_forward", "tiles_dx", "ti
 
 # ----------------------------------------------------------------------------- tile kernel
 @njit(parallel=True, cache=True)
-def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, left, gimg, ngroups, relu,
+def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, top, left, gimg, ngroups, relu,
                 xpad, mask, pbias):
     """The conv kernels built on the FMA tiles, in one function so that the tile code is compiled
     once per dtype (each kernel would otherwise re-optimise all of it). Launch it through
@@ -73,6 +81,9 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, lef
         mode 2: the per-group partial sums of dkernel.
     sh, sw : int
         Strides (modes 1: 1).
+    dh, dw : int
+        mode 0: the dilation (tap (di, dj) reads padded row i*sh + di*dh, column j*sw + dj*dw);
+        modes 1, 2: 1.
     top, left : int
         modes 1, 2: the forward's padding at the top and left.
     gimg, ngroups : int
@@ -169,7 +180,7 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, lef
                     count, width = ow, f
                     a = TileA(sb + ((n_ * hp + i * sh) * wp) * c * isz, sw * c)  # x at each pixel's window
                     b = wb
-                    loops = (Loop(kh, wp * c, kw * c * f), Loop(kw, c, c * f), Loop(c, 1, f))
+                    loops = (Loop(kh, dh * wp * c, kw * c * f), Loop(kw, dw * c, c * f), Loop(c, 1, f))
                     dst = TileOut(ob + (u * ow) * f * isz, f, vb, relu, 0, 0)
                 elif mode == 1 or r < ndx:  # dx row r of image n: wp pixels x c channels, kernel rows d0..d1-1
                     d0 = max(0, kh - 1 - top - r)
@@ -192,12 +203,13 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, top, lef
         denormals_restore(fpu)
 
 
-def tiles_forward(xpad, kernel, bias, y, strides, relu):
+def tiles_forward(xpad, kernel, bias, y, strides, relu, dilation=(1, 1)):
     """y (N, OH, OW, F) = conv(xpad, kernel) + bias [relu'd] on the tiles (mode 0 of
-    :func:`_conv_tiles`); ``xpad`` already padded, every array C-contiguous of one dtype."""
+    :func:`_conv_tiles`), the kernel dilated by ``dilation``; ``xpad`` already padded, every
+    array C-contiguous of one dtype."""
     dt = y.dtype
-    _conv_tiles(0, xpad, kernel, y, bias, bias, EMPTY4[dt], EMPTY2[dt], strides[0], strides[1], 0, 0, 0, 0,
-                1 if relu else 0, EMPTY4[dt], EMPTY4[dt], EMPTY2[dt])
+    _conv_tiles(0, xpad, kernel, y, bias, bias, EMPTY4[dt], EMPTY2[dt], strides[0], strides[1], dilation[0],
+                dilation[1], 0, 0, 0, 0, 1 if relu else 0, EMPTY4[dt], EMPTY4[dt], EMPTY2[dt])
 
 
 def tiles_dx(dy, kernel_t, dx, pads, scratch, zeros):
@@ -205,7 +217,7 @@ def tiles_dx(dy, kernel_t, dx, pads, scratch, zeros):
     (KH, KW, F, C), ``scratch`` the per-thread dz buffers (threads, H + KH - 1, W + KW - 1, F),
     ``zeros`` at least max(C, F) zeros."""
     dt = dx.dtype
-    _conv_tiles(1, dy, kernel_t, dx, zeros, zeros, scratch, EMPTY2[dt], 1, 1, pads[0], pads[2], 0, 0, 0,
+    _conv_tiles(1, dy, kernel_t, dx, zeros, zeros, scratch, EMPTY2[dt], 1, 1, 1, 1, pads[0], pads[2], 0, 0, 0,
                 EMPTY4[dt], EMPTY4[dt], EMPTY2[dt])
 
 
@@ -214,25 +226,26 @@ def tiles_backward(dy, relu_y, xpad, kernel_t, dx, strides, pads, gimg, scratch,
     partial sums pk[g] of dkernel and pb[g] of dbias; dx too unless ``dx`` is empty (then
     ``kernel_t`` is only a (KH, KW, 0, 0) placeholder). ``relu_y`` (or None) masks dy."""
     dt = dy.dtype
-    _conv_tiles(2, dy, kernel_t, dx, zeros, zeros, scratch, pk, strides[0], strides[1], pads[0], pads[2], gimg,
+    _conv_tiles(2, dy, kernel_t, dx, zeros, zeros, scratch, pk, strides[0], strides[1], 1, 1, pads[0], pads[2], gimg,
                 pk.shape[0], 0, xpad, EMPTY4[dt] if relu_y is None else relu_y, pb)
 
 
 # ----------------------------------------------------------------------------- im2col + GEMM kernels
 @njit(cache=True)
-def _im2col_imgs(x, n0, n1, kh, kw, sh, sw, top, left, oh, ow, cols):
+def _im2col_imgs(x, n0, n1, kh, kw, sh, sw, dh, dw, top, left, oh, ow, cols):
     """Rows of images n0..n1-1 of x (N, H, W, C) into cols[0:(n1-n0)*OH*OW]: one row per output
-    pixel, columns in (kh, kw, c) order (HWIO); cells in the padding (``top``, ``left`` and past
-    the far edges) are 0."""
+    pixel, columns in (kh, kw, c) order (HWIO); tap (di, dj) of output pixel (i, j) is input cell
+    (i*sh + di*dh - top, j*sw + dj*dw - left) (``dh``, ``dw``: the dilation); cells in the padding
+    (``top``, ``left`` and past the far edges) are 0."""
     _, h, w, c = x.shape
     row = 0
     for n in range(n0, n1):
         for i in range(oh):
             for j in range(ow):
                 for di in range(kh):
-                    r = i * sh + di - top
+                    r = i * sh + di * dh - top
                     for dj in range(kw):
-                        s = j * sw + dj - left
+                        s = j * sw + dj * dw - left
                         off = (di * kw + dj) * c
                         if 0 <= r < h and 0 <= s < w:
                             for ch in range(c):
@@ -244,9 +257,10 @@ def _im2col_imgs(x, n0, n1, kh, kw, sh, sw, top, left, oh, ow, cols):
 
 
 @njit(cache=True)
-def _col2im_imgs(dcols, n0, n1, kh, kw, sh, sw, top, left, oh, ow, dx):
-    """Adjoint of :func:`_im2col_imgs` for images n0..n1-1, as a gather in (di, dj) order: each
-    cell of dx (N, H, W, C) is overwritten with the sum of its patch entries."""
+def _col2im_imgs(dcols, n0, n1, kh, kw, sh, sw, dh, dw, top, left, oh, ow, dx):
+    """Adjoint of :func:`_im2col_imgs` (same arguments) for images n0..n1-1, as a gather in
+    (di, dj) order: each cell of dx (N, H, W, C) is overwritten with the sum of its patch entries
+    (cell r is tap di of output row i when r + top - di*dh == i*sh)."""
     _, h, w, c = dx.shape
     for n in range(n0, n1):
         base = (n - n0) * oh
@@ -255,7 +269,7 @@ def _col2im_imgs(dcols, n0, n1, kh, kw, sh, sw, top, left, oh, ow, dx):
                 for ch in range(c):
                     dx[n, r, s, ch] = 0
                 for di in range(kh):
-                    ii = r + top - di
+                    ii = r + top - di * dh
                     if sh == 1:
                         if ii < 0 or ii >= oh:
                             continue
@@ -265,7 +279,7 @@ def _col2im_imgs(dcols, n0, n1, kh, kw, sh, sw, top, left, oh, ow, dx):
                             continue
                         i = ii // sh
                     for dj in range(kw):
-                        jj = s + left - dj
+                        jj = s + left - dj * dw
                         if sw == 1:
                             if jj < 0 or jj >= ow:
                                 continue
@@ -294,14 +308,14 @@ def _bias_act_rows(y2, r0, r1, b, relu):
 
 
 @njit(parallel=True, cache=True)
-def _conv_fwd_gemm(x, k4, b, sh, sw, top, left, relu, identity, cimg, scratch, y):
+def _conv_fwd_gemm(x, k4, b, sh, sw, dh, dw, top, left, relu, identity, cimg, scratch, y):
     """y = bias + im2col(x) @ W per chunk of ``cimg`` images, relu fused; one GEMM per chunk.
 
     Parameters
     ----------
     x : (N, H, W, C) array, unpadded; k4 : (KH, KW, C, F) kernel; b : (F,) bias.
-    sh, sw, top, left : int
-        Strides and the padding at the top and left (the far sides follow from y's shape).
+    sh, sw, dh, dw, top, left : int
+        Strides, dilation, and the padding at the top and left (the far sides follow from y's shape).
     relu : bool
         Fuse relu.
     identity : bool
@@ -330,7 +344,7 @@ def _conv_fwd_gemm(x, k4, b, sh, sw, top, left, relu, identity, cimg, scratch, y
         if identity:
             src = np.int64(x.ctypes.data) + n0 * p * kdim * isz
         else:
-            _im2col_imgs(x, n0, n1, kh, kw, sh, sw, top, left, oh, ow, cols)
+            _im2col_imgs(x, n0, n1, kh, kw, sh, sw, dh, dw, top, left, oh, ow, cols)
             src = np.int64(cols.ctypes.data)
         blas.gemm(single, False, False, (n1 - n0) * p, f, kdim, src, kdim,
                   np.int64(k4.ctypes.data), f, 0.0, np.int64(y.ctypes.data) + n0 * p * f * isz, f)
@@ -339,14 +353,15 @@ def _conv_fwd_gemm(x, k4, b, sh, sw, top, left, relu, identity, cimg, scratch, y
 
 
 @njit(parallel=True, cache=True)
-def _conv_bwd_gemm(dy, x, k4, sh, sw, top, left, need_dx, need_dw, identity, cimg, ngroups, scratch, pk, pb, dx):
+def _conv_bwd_gemm(dy, x, k4, sh, sw, dh, dw, top, left, need_dx, need_dw, identity, cimg, ngroups, scratch, pk,
+                   pb, dx):
     """Per group of chunks: pk[g] = sum of im2col(x)^T @ dy, pb[g] = column sums of dy (chunks
     in order); and dx = col2im(dy @ W^T) per chunk when ``need_dx``.
 
     Parameters
     ----------
     dy : (N, OH, OW, F) array; x : (N, H, W, C) array, unpadded; k4 : (KH, KW, C, F) kernel.
-    sh, sw, top, left, identity, cimg, scratch
+    sh, sw, dh, dw, top, left, identity, cimg, scratch
         As in :func:`_conv_fwd_gemm`.
     need_dx, need_dw : bool
         Compute dx / the partial sums of dkernel and dbias.
@@ -383,7 +398,7 @@ def _conv_bwd_gemm(dy, x, k4, sh, sw, top, left, need_dx, need_dw, identity, cim
             if identity:
                 src = np.int64(x.ctypes.data) + n0 * p * kdim * isz
             elif need_dw:
-                _im2col_imgs(x, n0, n1, kh, kw, sh, sw, top, left, oh, ow, cols)
+                _im2col_imgs(x, n0, n1, kh, kw, sh, sw, dh, dw, top, left, oh, ow, cols)
                 src = np.int64(cols.ctypes.data)
             if need_dw:
                 blas.gemm(single, True, False, kdim, f, rows, src, kdim, dyp, f, 0.0 if q == q0 else 1.0, pkg, f)
@@ -397,7 +412,7 @@ def _conv_bwd_gemm(dy, x, k4, sh, sw, top, left, need_dx, need_dw, identity, cim
                 else:
                     blas.gemm(single, False, True, rows, kdim, f, dyp, f, np.int64(k4.ctypes.data), f, 0.0,
                               np.int64(cols.ctypes.data), kdim)
-                    _col2im_imgs(cols, n0, n1, kh, kw, sh, sw, top, left, oh, ow, dx)
+                    _col2im_imgs(cols, n0, n1, kh, kw, sh, sw, dh, dw, top, left, oh, ow, dx)
         denormals_restore(fpu)
 
 
@@ -414,16 +429,32 @@ def _scratch(nrows, kdim, dtype):
 
 
 # ----------------------------------------------------------------------------- public
-def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None):
+def _dilated_args(where, x, kernel, bias, strides, pads, dilation, dy=None):
+    """:func:`checks.conv_args` (layouts, window, strides, pads), and 2 positive dilations; with
+    ``dy``, that it has the forward's output shape. Returns (OH, OW) of the dilated window."""
+    checks.conv_args(where, x, kernel, bias, strides, pads)
+    if len(dilation) != 2 or min(dilation) < 1:
+        raise ValueError(f"{where}: dilation must be 2 positive ints, got {tuple(dilation)}")
+    oh, ow = padded_output_hw(np.shape(x), np.shape(kernel)[:2], strides, pads, dilation)
+    if dy is not None:
+        want = (np.shape(x)[0], max(oh, 0), max(ow, 0), np.shape(kernel)[3])
+        if np.shape(dy) != want:
+            raise ValueError(f"{where}: dy has shape {np.shape(dy)}, the forward's output has {want}")
+    return oh, ow
+
+
+def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None, dilation=(1, 1)):
     """2-D cross-correlation, as :func:`minicnn.kernels.numpy_backend.conv2d_forward`.
 
     Returns y : (N, OH, OW, F) with ``x``'s dtype. ``cache`` is accepted for the contract; this
     backend keeps nothing in it (the backward needs only x).
     """
     x = np.asarray(x)
-    oh, ow = checks.conv_args("conv2d_forward", x, kernel, bias, strides, pads)
-    if x.dtype not in FLOATS or not (blas.FAST or tiles_fit(x.dtype, np.shape(kernel)[3])):
-        return _ref.conv2d_forward(x, kernel, bias, strides, pads, relu=relu, cache=cache)
+    oh, ow = _dilated_args("conv2d_forward", x, kernel, bias, strides, pads, dilation)
+    dh, dw = dilation
+    on_tiles = tiles_fit(x.dtype, np.shape(kernel)[3])
+    if x.dtype not in FLOATS or not (blas.FAST or on_tiles):
+        return _ref.conv2d_forward(x, kernel, bias, strides, pads, relu=relu, cache=cache, dilation=dilation)
     x = np.ascontiguousarray(x)
     dtype = x.dtype
     kernel = as_c(kernel, dtype)
@@ -432,24 +463,28 @@ def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None):
     n = x.shape[0]
     b = bias_or_zeros(bias, f, dtype)
     y = np.empty((n, oh, ow, f), dtype=dtype)
-    if tiles_fit(dtype, f):
-        tiles_forward(_ref.pad_nhwc(x, pads), kernel, b, y, (sh, sw), relu)
+    if on_tiles:
+        tiles_forward(_ref.pad_nhwc(x, pads), kernel, b, y, (sh, sw), relu, (dh, dw))
     else:
         identity = kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads)
         cimg, _, _ = _conv_chunking(n, oh, ow)
         scratch = _scratch(0 if identity else cimg * oh * ow, kh * kw * c, dtype)
         with blas.openblas:
-            _conv_fwd_gemm(x, kernel, b, sh, sw, pads[0], pads[2], bool(relu), identity, cimg, scratch, y)
+            _conv_fwd_gemm(x, kernel, b, sh, sw, dh, dw, pads[0], pads[2], bool(relu), identity, cimg, scratch, y)
     return y
 
 
-def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu_y=None):
+def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu_y=None, dilation=(1, 1)):
     """Gradients of :func:`conv2d_forward`: ``(dx | None, dkernel, dbias)``; with ``relu_y`` (the
-    forward's relu output), of the relu'd convolution (dy masked by ``relu_y > 0``)."""
+    forward's relu output), of the relu'd convolution (dy masked by ``relu_y > 0``). A dilated
+    conv takes im2col + GEMM (the backward tiles are not dilated)."""
     dy = np.asarray(dy)
     if dy.dtype not in FLOATS or (relu_y is not None and np.shape(relu_y) != dy.shape):
-        return _ref.conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache, relu_y=relu_y)
-    checks.conv_grad_args("conv2d_backward", dy, x, kernel, strides, pads)
+        return _ref.conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache, relu_y=relu_y,
+                                    dilation=dilation)
+    _dilated_args("conv2d_backward", x, kernel, None, strides, pads, dilation, dy=dy)
+    dh, dw = dilation
+    dilated = dh != 1 or dw != 1
     dy = np.ascontiguousarray(dy)
     dtype = dy.dtype
     x = as_c(x, dtype)
@@ -462,14 +497,15 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu
     if n == 0 or oh * ow == 0:  # an empty batch: zero gradients (nothing to reduce)
         return (np.zeros(x.shape, dtype) if need_dx else None), np.zeros(kernel.shape, dtype), np.zeros(f, dtype)
     # dkernel/dbias: FMA tiles when F fills whole vectors, else im2col + GEMM
-    dw_mode = "tiles" if tiles_fit(dtype, f) else "gemm"
+    dw_mode = "tiles" if tiles_fit(dtype, f) and not dilated else "gemm"
     # dx: FMA tiles (a stride-1 correlation of the padded dy with the flipped kernel), else GEMM
     dx_mode = None
     if need_dx:
         fits = sh == 1 and sw == 1 and pads[0] < kh and pads[1] < kh and pads[2] < kw and pads[3] < kw
-        dx_mode = "tiles" if tiles_fit(dtype, c) and fits else "gemm"
+        dx_mode = "tiles" if tiles_fit(dtype, c) and fits and not dilated else "gemm"
     if not blas.FAST and "gemm" in (dw_mode, dx_mode):  # no BLAS to call from numba: the numpy backend
-        return _ref.conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache, relu_y=relu_y)
+        return _ref.conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache, relu_y=relu_y,
+                                    dilation=dilation)
     dx = np.empty(x.shape if need_dx else (0, 0, 0, 0), dtype=dtype)
     dkernel = np.empty(kdim * f, dtype=dtype)
     dbias = np.empty(f, dtype=dtype)
@@ -504,7 +540,7 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu
     pk = np.empty((ngroups, kdim * f), dtype=dtype)
     pb = np.empty((ngroups, f), dtype=dtype)
     with blas.openblas:
-        _conv_bwd_gemm(dy, x, kernel, sh, sw, pads[0], pads[2], dx_mode == "gemm", dw_mode == "gemm", identity,
+        _conv_bwd_gemm(dy, x, kernel, sh, sw, dh, dw, pads[0], pads[2], dx_mode == "gemm", dw_mode == "gemm", identity,
                        cimg, ngroups, scratch, pk, pb, dx)
     if dw_mode == "gemm":
         sum_groups(pk, dkernel)

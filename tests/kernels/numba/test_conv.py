@@ -58,21 +58,23 @@ def _check_conv(case):
     x_in, k_in = layout(x, case["layout"]), layout(k, case["layout"])
     x_copy, k_copy = x_in.copy(), k_in.copy()
     args = (case["strides"], case["pads"])
+    dil = dict(dilation=case.get("dilation", (1, 1)))
 
-    y = nb.conv2d_forward(x_in, k_in, b, *args, relu=case["relu"], cache={})
-    y_ref = ref.conv2d_forward(x, k, b, *args, relu=case["relu"], cache={})
+    y = nb.conv2d_forward(x_in, k_in, b, *args, relu=case["relu"], cache={}, **dil)
+    y_ref = ref.conv2d_forward(x, k, b, *args, relu=case["relu"], cache={}, **dil)
     assert y.shape == y_ref.shape
     assert_close(y, y_ref, dt, "forward")
 
     dy = layout(rng.standard_normal(y.shape).astype(dt), case["layout"])
     dy_copy = dy.copy()
     cache = {}
-    nb.conv2d_forward(x_in, k_in, b, *args, cache=cache)
+    nb.conv2d_forward(x_in, k_in, b, *args, cache=cache, **dil)
     # with relu, the backward takes the forward's output and fuses relu's gradient
     relu_y = y_ref if case["relu"] else None  # one mask for both (no flip of a value at 0)
-    dx, dk, db = nb.conv2d_backward(dy, x_in, k_in, *args, need_dx=case["need_dx"], cache=cache, relu_y=relu_y)
+    dx, dk, db = nb.conv2d_backward(dy, x_in, k_in, *args, need_dx=case["need_dx"], cache=cache, relu_y=relu_y,
+                                    **dil)
     dx_r, dk_r, db_r = ref.conv2d_backward(np.ascontiguousarray(dy), x, k, *args, need_dx=case["need_dx"],
-                                           relu_y=relu_y)
+                                           relu_y=relu_y, **dil)
     assert_close(dk, dk_r, dt, "dkernel")
     assert_close(db, db_r, dt, "dbias")
     if case["need_dx"]:
@@ -82,6 +84,92 @@ def _check_conv(case):
         assert dx is None
     for before, after in ((x_copy, x_in), (k_copy, k_in), (dy_copy, dy)):
         assert np.array_equal(before, after), "an input was modified"
+
+
+@st.composite
+def dilated_conv_cases(draw):
+    """Dilation 1-3 with kernels 1-5 and strides 1-2 (the kernels take strides with dilation;
+    Conv2D refuses the pair, as Keras does). Channel counts that are not multiples of 16 and
+    filter counts that are (those reach the tiles when not dilated)."""
+    h, w = draw(st.integers(1, 10)), draw(st.integers(1, 10))
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    s = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    d = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = draw(st.sampled_from(["valid", "same"]))
+    (oh, ow), pads = window_output((h, w), (kh, kw), s, padding, d)
+    return dict(n=draw(st.integers(1, 4)), h=h, w=w, c=draw(st.sampled_from([1, 2, 3, 5, 7, 16, 17])), kh=kh, kw=kw,
+                f=draw(st.sampled_from([1, 3, 5, 16, 32])), strides=s, pads=pads, dilation=d, out=(oh, ow),
+                relu=draw(st.booleans()), need_dx=draw(st.booleans()), bias=draw(st.booleans()),
+                dtype=draw(st.sampled_from([np.float32, np.float64])),
+                layout=draw(st.sampled_from(["c", "c", "slice", "transpose"])),
+                tiles=draw(st.booleans()), seed=draw(st.integers(0, 2**31 - 1)))
+
+
+@settings(SETTINGS, max_examples=80)
+@given(dilated_conv_cases())
+def test_dilated_conv2d_matches_numpy(case):
+    assume(min(case["out"]) >= 1)
+    with tiles(case["tiles"]):
+        _check_conv(case)
+
+
+@pytest.mark.parametrize(("dt", "c", "f"), [(np.float32, 16, 32), (np.float64, 3, 5)])
+def test_dilated_conv_is_bitwise_independent_of_the_thread_count(conv_path, dt, c, f):
+    import numba
+
+    threads = numba.get_num_threads()
+    if threads < 2:
+        pytest.skip("one numba thread only")
+    x, k, _ = model_like_case(n=9, dt=dt, f=f)
+    x, k = np.ascontiguousarray(x[..., :c]), np.ascontiguousarray(k[:, :, :c])
+    (oh, ow), pads = window_output((14, 14), (3, 3), (1, 1), "same", (2, 3))
+    dy = np.sin(np.arange(9 * oh * ow * f)).reshape(9, oh, ow, f).astype(dt)
+
+    def run():
+        y = nb.conv2d_forward(x, k, None, (1, 1), pads, relu=True, dilation=(2, 3))
+        y2 = nb.conv2d_forward(x, k, None, (2, 1), (0, 0, 0, 0), dilation=(2, 2))  # strided and dilated
+        return (y, *nb.conv2d_backward(dy, x, k, (1, 1), pads, relu_y=y, dilation=(2, 3)),
+                y2, *nb.conv2d_backward(np.ones_like(y2), x, k, (2, 1), (0, 0, 0, 0), dilation=(2, 2)))
+
+    many = run()
+    numba.set_num_threads(1)
+    try:
+        one = run()
+    finally:
+        numba.set_num_threads(threads)
+    for a, b in zip(many, one):
+        assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize(("dt", "c", "f"), [(np.float32, 16, 32), (np.float64, 3, 5)])
+def test_dilated_conv_reads_its_inputs_only_within_their_bounds(conv_path, dt, c, f, padding):
+    """As the undilated test below, with dilation (2, 3) and strides (2, 1) ('valid': the forward
+    tiles read x in place, float32 with 32 filters)."""
+    x, k, _ = model_like_case(n=3, dt=dt, f=f)
+    x, k = x[..., :c], np.ascontiguousarray(k[:, :, :c, :f])
+    args = ((2, 1), window_output((14, 14), (3, 3), (2, 1), padding, (2, 3))[1])
+    y_ref = ref.conv2d_forward(x, k, np.ones(f, dt), *args, relu=True, dilation=(2, 3))
+    dy = np.random.default_rng(4).standard_normal(y_ref.shape).astype(dt)
+    xc, kc, bc, dyc, yc = (Canary.holding(a) for a in (x, k, np.ones(f, dt), dy, y_ref))
+    assert_close(nb.conv2d_forward(xc.a, kc.a, bc.a, *args, relu=True, dilation=(2, 3)), y_ref, dt, "forward")
+    for need_dx in (True, False):
+        got = nb.conv2d_backward(dyc.a, xc.a, kc.a, *args, need_dx=need_dx, relu_y=yc.a, dilation=(2, 3))
+        want = ref.conv2d_backward(dy, x, k, *args, need_dx=need_dx, relu_y=y_ref, dilation=(2, 3))
+        for name, g, w in zip(("dx", "dkernel", "dbias"), got, want):
+            assert (g is None) == (w is None)
+            if w is not None:
+                assert np.isfinite(g).all(), f"{name}: a NaN from outside an input"
+                assert_close(g, w, dt, name)
+    assert all(c_.intact() for c_ in (xc, kc, bc, dyc, yc))
+
+
+def test_dilated_conv_checks_its_shapes():
+    x, k = np.zeros((2, 9, 9, 3)), np.zeros((3, 3, 3, 4))
+    with pytest.raises(ValueError, match="conv2d_forward: dilation must be 2 positive ints"):
+        nb.conv2d_forward(x, k, None, (1, 1), (0, 0, 0, 0), dilation=(1, 0))
+    with pytest.raises(ValueError, match=r"dy has shape \(2, 7, 7, 4\), the forward's output has \(2, 5, 7, 4\)"):
+        nb.conv2d_backward(np.zeros((2, 7, 7, 4)), x, k, (1, 1), (0, 0, 0, 0), dilation=(2, 1))
 
 
 @pytest.mark.parametrize("backend_module", [nb, ref])

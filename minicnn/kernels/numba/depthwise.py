@@ -1,0 +1,279 @@
+"""Depthwise conv2d on numba: direct loops over the kernel taps, no im2col, no padded copy.
+
+Layouts as :mod:`minicnn.kernels.numpy_depthwise` (the twin the tests compare with): NHWC input,
+kernel (KH, KW, C, M) seen as (KH, KW, C*M), output channel ``c * M + m`` from input channel ``c``
+(Keras's order), ``pads`` = (top, bottom, left, right), tap (di, dj) of output pixel (i, j) reading
+input cell (i*SH + di*DH - top, j*SW + dj*DW - left). Cells in the padding are skipped: for each
+tap the loops run only over the output pixels whose input cell lies inside the image.
+
+* **Forward** (:func:`_dw_fwd`): parallel over the N*OH output rows; each row (OW x C*M, in L1) is
+  zeroed, gets the taps added in (di, dj) order (the numpy twin's order: ``y += tap * k``), then
+  the bias and, fused, relu.
+* **Backward** (:func:`_dw_bwd`): parallel over fixed groups of whole images (``gimg`` each, at most
+  ``config.MAX_GROUPS`` groups; the boundaries depend on N only). Per image: dz = dy * (y > 0) when
+  relu is fused (into the thread's scratch buffer), its sum into the group's dbias partial; then one
+  sweep over the taps adds x * dz into the group's dkernel partial and, scattered into the image's
+  own dx (no other iteration writes it), dz * k. A dx cell gets its taps in (di, dj) order. The
+  group partials are added in group order (:func:`~.elementwise.sum_groups`).
+
+Why no GEMM: a depthwise im2col matrix is block diagonal (C blocks of KH*KW x M), mostly zeros.
+The reduction per output element is only KH*KW long, so the inner loops run along the C*M
+contiguous channels instead (vectorised), the taps outside.
+
+Determinism: rows and image groups are shape-only partitions, every iteration writes its own
+output rows / images / partial sums, and the partials are added in a fixed order: results are
+bitwise equal for any thread count. Denormals are flushed inside each iteration (:mod:`.fpu`).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .. import numpy_depthwise as _ref
+from ..shapes import padded_output_hw
+from . import checks, config
+from .arrays import EMPTY4, FLOATS, as_c
+from .elementwise import sum_groups
+from .fpu import denormals_off, denormals_restore
+
+__all__ = ["depthwise_conv2d_backward", "depthwise_conv2d_forward"]
+
+
+# ----------------------------------------------------------------------------- kernels
+@njit(cache=True)
+def _tap_cols(off, sw, w, ow):
+    """The output columns j0..j1-1 whose input column ``j * sw + off`` lies in 0..w-1."""
+    j0 = 0 if off >= 0 else (sw - 1 - off) // sw
+    j1 = 0 if w - 1 - off < 0 else min(ow, (w - 1 - off) // sw + 1)
+    return j0, max(j0, j1)
+
+
+@njit(parallel=True, cache=True)
+def _dw_fwd(x, k3, b, sh, sw, dh, dw, top, left, use_bias, relu, y):
+    """y = depthwise(x, k3) [+ b] [relu'd], parallel over output rows.
+
+    Parameters
+    ----------
+    x : (N, H, W, C) array
+        The unpadded input.
+    k3 : (KH, KW, C*M) array
+        The kernel, channel ``c * M + m`` at index c*M + m.
+    b : (C*M,) array
+        The bias (read only when ``use_bias``).
+    sh, sw, dh, dw : int
+        Strides and dilation.
+    top, left : int
+        The padding at the top and left (the far sides follow from y's shape).
+    use_bias, relu : bool
+        Add ``b`` (the numpy twin adds nothing when there is no bias); fuse relu (NaN stays NaN).
+    y : (N, OH, OW, C*M) array
+        The output; one parallel iteration per row (n, i).
+    """
+    n_img, h, w, c = x.shape
+    kh, kw, cm = k3.shape
+    m = cm // c
+    oh, ow = y.shape[1], y.shape[2]
+    for t in prange(n_img * oh):
+        fpu = denormals_off()  # (see fpu)
+        n = t // oh
+        i = t - n * oh
+        yr = y[n, i]
+        yr[:] = 0
+        for di in range(kh):
+            r = i * sh + di * dh - top
+            if r < 0 or r >= h:
+                continue
+            xr = x[n, r]
+            for dj in range(kw):
+                off = dj * dw - left
+                j0, j1 = _tap_cols(off, sw, w, ow)
+                kv = k3[di, dj]
+                for j in range(j0, j1):
+                    xp, yp = xr[j * sw + off], yr[j]
+                    if m == 1:
+                        for o in range(cm):
+                            yp[o] += xp[o] * kv[o]
+                    else:
+                        for ch in range(c):
+                            xv = xp[ch]
+                            for q in range(m):
+                                yp[ch * m + q] += xv * kv[ch * m + q]
+        if use_bias or relu:
+            for j in range(ow):
+                yp = yr[j]
+                for o in range(cm):
+                    v = yp[o] + b[o] if use_bias else yp[o]
+                    yp[o] = 0 if relu and v < 0 else v
+        denormals_restore(fpu)
+
+
+@njit(parallel=True, cache=True)
+def _dw_bwd(dy, mask, x, k3, sh, sw, dh, dw, top, left, gimg, need_dx, scratch, pk, pb, dx):
+    """Per group of ``gimg`` images: pk[g] and pb[g], the group's partial sums of dkernel and
+    dbias; dx of the group's images when ``need_dx``.
+
+    Parameters
+    ----------
+    dy : (N, OH, OW, C*M) array
+        The upstream gradient.
+    mask : (N, OH, OW, C*M) array, or empty
+        The forward's relu output: dz = dy where mask > 0, else 0 (empty: dz = dy).
+    x : (N, H, W, C) array; k3 : (KH, KW, C*M) array
+        The forward's input (unpadded) and kernel.
+    sh, sw, dh, dw, top, left : int
+        As in :func:`_dw_fwd`.
+    gimg : int
+        Images per group (one parallel iteration per group; G = pk.shape[0] groups).
+    need_dx : bool
+        Compute dx.
+    scratch : (threads, OH, OW, C*M) array
+        One dz buffer per numba thread (used only with a mask).
+    pk : (G, KH, KW, C*M) array; pb : (G, C*M) array
+        The per-group partial sums (outputs), images added in order.
+    dx : (N, H, W, C) array
+        The input gradient (output; untouched unless ``need_dx``).
+    """
+    n_img, oh, ow, cm = dy.shape
+    _, h, w, c = x.shape
+    kh, kw = k3.shape[0], k3.shape[1]
+    m = cm // c
+    masked = mask.shape[0] > 0
+    for g in prange(pk.shape[0]):
+        fpu = denormals_off()  # (see fpu)
+        pkg, pbg = pk[g], pb[g]
+        pkg[:] = 0
+        pbg[:] = 0
+        for n in range(g * gimg, min(n_img, g * gimg + gimg)):
+            if masked:  # a select, not a branch: it vectorises
+                dz = scratch[numba.get_thread_id()]
+                for i in range(oh):
+                    for j in range(ow):
+                        dzp, dyp, yp = dz[i, j], dy[n, i, j], mask[n, i, j]
+                        for o in range(cm):
+                            dzp[o] = dyp[o] if yp[o] > 0 else 0
+            else:
+                dz = dy[n]
+            for i in range(oh):
+                for j in range(ow):
+                    dzp = dz[i, j]
+                    for o in range(cm):
+                        pbg[o] += dzp[o]
+            if need_dx:
+                dx[n] = 0
+            for di in range(kh):
+                for i in range(oh):
+                    r = i * sh + di * dh - top
+                    if r < 0 or r >= h:
+                        continue
+                    xr = x[n, r]
+                    dzr = dz[i]
+                    for dj in range(kw):
+                        off = dj * dw - left
+                        j0, j1 = _tap_cols(off, sw, w, ow)
+                        kv, acc = k3[di, dj], pkg[di, dj]
+                        for j in range(j0, j1):
+                            xp, dzp = xr[j * sw + off], dzr[j]
+                            if m == 1:
+                                for o in range(cm):
+                                    acc[o] += xp[o] * dzp[o]
+                                if need_dx:
+                                    dxp = dx[n, r, j * sw + off]
+                                    for o in range(cm):
+                                        dxp[o] += dzp[o] * kv[o]
+                            else:
+                                for ch in range(c):
+                                    xv = xp[ch]
+                                    for q in range(m):
+                                        acc[ch * m + q] += xv * dzp[ch * m + q]
+                                if need_dx:
+                                    dxp = dx[n, r, j * sw + off]
+                                    for ch in range(c):
+                                        s = dzp[ch * m] * kv[ch * m]
+                                        for q in range(1, m):
+                                            s += dzp[ch * m + q] * kv[ch * m + q]
+                                        dxp[ch] += s
+        denormals_restore(fpu)
+
+
+# ----------------------------------------------------------------------------- checks
+def _fail(where, message):
+    raise ValueError(f"{where}: {message}")
+
+
+def _check(where, x, kernel, bias, strides, pads, dilation):
+    """x (N, H, W, C), kernel (KH, KW, C, M), bias (C*M,) or None, 2 positive dilations; returns
+    (OH, OW) of the dilated window."""
+    checks.conv_args(where, x, kernel, None, strides, pads)  # layouts (M in F's place), window, strides, pads
+    ks = np.shape(kernel)
+    if bias is not None and np.shape(bias) != (ks[2] * ks[3],):
+        _fail(where, f"bias must have shape ({ks[2] * ks[3]},) (C * M), got {np.shape(bias)}")
+    if len(dilation) != 2 or min(dilation) < 1:
+        _fail(where, f"dilation must be 2 positive ints, got {tuple(dilation)}")
+    return padded_output_hw(np.shape(x), ks[:2], strides, pads, dilation)
+
+
+# ----------------------------------------------------------------------------- public
+def depthwise_conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None, dilation=(1, 1)):
+    """Depthwise cross-correlation, as :func:`minicnn.kernels.numpy_depthwise.depthwise_conv2d_forward`.
+
+    Returns y : (N, OH, OW, C * M) with ``x``'s dtype, channel ``c * M + m`` from
+    ``kernel[:, :, c, m]``. ``cache`` is accepted for the contract; this backend keeps nothing in
+    it (the backward reads x, unpadded).
+    """
+    x = np.asarray(x)
+    oh, ow = _check("depthwise_conv2d_forward", x, kernel, bias, strides, pads, dilation)
+    if x.dtype not in FLOATS:
+        return _ref.depthwise_conv2d_forward(x, kernel, bias, strides, pads, relu=relu, cache=cache,
+                                             dilation=dilation)
+    x = np.ascontiguousarray(x)
+    dtype = x.dtype
+    kh, kw, c, m = np.shape(kernel)
+    k3 = as_c(kernel, dtype).reshape(kh, kw, c * m)
+    b = as_c(bias, dtype) if bias is not None else np.zeros(c * m, dtype)
+    y = np.empty((x.shape[0], max(oh, 0), max(ow, 0), c * m), dtype=dtype)
+    if y.size:
+        _dw_fwd(x, k3, b, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[2], bias is not None,
+                bool(relu), y)
+    return y
+
+
+def depthwise_conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu_y=None,
+                              dilation=(1, 1)):
+    """Gradients of :func:`depthwise_conv2d_forward`: ``(dx | None, dkernel, dbias)``; with
+    ``relu_y`` (the forward's relu output), of the relu'd convolution (dy masked by ``relu_y > 0``)."""
+    dy = np.asarray(dy)
+    if dy.dtype not in FLOATS or (relu_y is not None and np.shape(relu_y) != dy.shape):
+        return _ref.depthwise_conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache,
+                                              relu_y=relu_y, dilation=dilation)
+    where = "depthwise_conv2d_backward"
+    oh, ow = _check(where, x, kernel, None, strides, pads, dilation)
+    kh, kw, c, m = np.shape(kernel)
+    want = (np.shape(x)[0], max(oh, 0), max(ow, 0), c * m)
+    if dy.shape != want:
+        _fail(where, f"dy has shape {dy.shape}, the forward's output has {want}")
+    dy = np.ascontiguousarray(dy)
+    dtype = dy.dtype
+    x = as_c(x, dtype)
+    k3 = as_c(kernel, dtype).reshape(kh, kw, c * m)
+    n = x.shape[0]
+    if n == 0 or oh * ow <= 0:  # nothing to reduce: zero gradients
+        return (np.zeros(x.shape, dtype) if need_dx else None), np.zeros((kh, kw, c, m), dtype), np.zeros(c * m, dtype)
+    gimg = -(-n // min(n, config.MAX_GROUPS))  # images per partial sum: from the shape only
+    ng = -(-n // gimg)
+    pk = np.empty((ng, kh, kw, c * m), dtype=dtype)
+    pb = np.empty((ng, c * m), dtype=dtype)
+    dx = np.empty(x.shape if need_dx else (0, 0, 0, 0), dtype=dtype)
+    if relu_y is not None:
+        mask = as_c(relu_y, dtype)
+        scratch = np.empty((numba.get_num_threads(), oh, ow, c * m), dtype=dtype)
+    else:
+        mask = scratch = EMPTY4[dtype]
+    _dw_bwd(dy, mask, x, k3, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[2], gimg,
+            bool(need_dx), scratch, pk, pb, dx)
+    dkernel = np.empty(kh * kw * c * m, dtype=dtype)
+    dbias = np.empty(c * m, dtype=dtype)
+    sum_groups(pk.reshape(ng, -1), dkernel)
+    sum_groups(pb, dbias)
+    return (dx if need_dx else None), dkernel.reshape(kh, kw, c, m), dbias
