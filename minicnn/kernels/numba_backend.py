@@ -19,6 +19,8 @@ import types
 
 from .numba import config as _config
 from .numba import conv as _conv
+from .numba.batchnorm import (batchnorm_backward, batchnorm_forward, batchnorm_train_forward,
+                              batchnorm_update_moving)
 from .numba.dense import dense_backward, dense_forward
 from .numba.elementwise import relu_backward, relu_forward
 from .numba.info import threading_info
@@ -31,8 +33,6 @@ from . import numpy_backend as _reference
 # (a dilated convolution also runs the numpy kernels: the numba conv has no dilation yet)
 from . import numpy_activations as _activations
 from .numpy_activations import *  # noqa: F401,F403  (its __all__: the element-wise activations)
-from .numpy_batchnorm import (batchnorm_backward, batchnorm_forward, batchnorm_train_forward,  # noqa: F401
-                              batchnorm_update_moving)
 from .numpy_depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward  # noqa: F401
 from .numpy_pooling import (avgpool2d_backward, avgpool2d_forward, global_avgpool2d_backward,  # noqa: F401
                             global_avgpool2d_forward, global_maxpool2d_backward, global_maxpool2d_forward,
@@ -43,8 +43,8 @@ NAME = "numba"
 __all__ = ["NAME", "pad_nhwc", "windows", "im2col", "col2im", "conv2d_forward", "conv2d_backward",
            "maxpool2d_forward", "maxpool2d_backward", "relu_forward", "relu_backward", "dense_forward",
            "dense_backward", "all_finite", "adam_update", "threading_info",
-           # numpy kernels until their numba twins exist
            "batchnorm_backward", "batchnorm_forward", "batchnorm_train_forward", "batchnorm_update_moving",
+           # numpy kernels until their numba twins exist
            "depthwise_conv2d_backward", "depthwise_conv2d_forward", "avgpool2d_backward", "avgpool2d_forward",
            "global_avgpool2d_backward", "global_avgpool2d_forward", "global_maxpool2d_backward",
            "global_maxpool2d_forward", "zeropad2d_backward", "zeropad2d_forward", *_activations.__all__]
