@@ -446,16 +446,19 @@ def batchnorm_train_forward(x, gamma, beta, epsilon):
 
 def batchnorm_update_moving(moving_mean, moving_var, mean, var, momentum):
     """As :func:`minicnn.kernels.numpy_batchnorm.batchnorm_update_moving` (numba): in place, the
-    same bits. Moving statistics of another dtype than float32/64, of two dtypes or read-only go
-    to the numpy kernel (which casts or refuses as numpy does)."""
-    checks.same_shape("batchnorm_update_moving", ("moving_mean", "moving_var", "mean", "var"),
-                      moving_mean, moving_var, mean, var)
+    same bits. Statistics of another dtype than float32/64 or of mixed dtypes (numpy computes those
+    in the wider one), and read-only moving statistics (numpy refuses them), go to the numpy kernel."""
+    arrays = (moving_mean, moving_var, mean, var)
+    # the shapes compared directly (C values: checks.same_shape's generality would cost as much as the update)
+    if not (all(isinstance(a, np.ndarray) for a in arrays)
+            and moving_mean.shape == moving_var.shape == mean.shape == var.shape):
+        checks.same_shape("batchnorm_update_moving", ("moving_mean", "moving_var", "mean", "var"), *arrays)
+        return _ref.batchnorm_update_moving(*arrays, momentum)
     dt = moving_mean.dtype
-    if (dt not in FLOATS or moving_var.dtype != dt or moving_mean.ndim != 1
+    if (dt not in FLOATS or not (moving_var.dtype == mean.dtype == var.dtype == dt) or moving_mean.ndim != 1
             or not (moving_mean.flags.writeable and moving_var.flags.writeable)):
-        return _ref.batchnorm_update_moving(moving_mean, moving_var, mean, var, momentum)
-    _update_moving(moving_mean, moving_var, as_c(mean, dt), as_c(var, dt), dt.type(momentum),
-                   dt.type(1.0 - momentum))
+        return _ref.batchnorm_update_moving(*arrays, momentum)
+    _update_moving(moving_mean, moving_var, mean, var, dt.type(momentum), dt.type(1.0 - momentum))
     return None
 
 

@@ -151,6 +151,21 @@ def test_the_moving_statistics_may_be_strided_views():
     assert store.tobytes() == want.tobytes()  # the other elements untouched too
 
 
+def test_mixed_dtypes_and_read_only_moving_statistics_behave_as_numpys():
+    """float64 batch statistics into float32 moving ones: numpy computes in float64 and casts on
+    the store; the twin hands such calls to it (the same bits). Read-only weights: numpy's error."""
+    rng = np.random.default_rng(9)
+    mm, mv = rng.uniform(-1, 1, 6).astype(np.float32), rng.uniform(0.1, 2, 6).astype(np.float32)
+    mean, var = rng.standard_normal(6), rng.uniform(0, 3, 6)
+    want_m, want_v = mm.copy(), mv.copy()
+    ref.batchnorm_update_moving(want_m, want_v, mean, var, 0.99)
+    nb.batchnorm_update_moving(mm, mv, mean, var, 0.99)
+    assert mm.tobytes() == want_m.tobytes() and mv.tobytes() == want_v.tobytes()
+    mm.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        nb.batchnorm_update_moving(mm, mv, mean.astype(np.float32), var.astype(np.float32), 0.99)
+
+
 @pytest.mark.parametrize("dt", DTYPES)
 def test_results_do_not_depend_on_threads_or_path(dt):
     """Fixed blocks, partials added in block order: the parallel kernels give the same bits with
