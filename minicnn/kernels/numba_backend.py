@@ -18,6 +18,8 @@ import sys
 import types
 
 from .numba import config as _config
+from .numba.batchnorm import (batchnorm_backward, batchnorm_forward, batchnorm_train_forward,
+                              batchnorm_update_moving)
 from .numba.conv import conv2d_backward, conv2d_forward
 from .numba.dense import dense_backward, dense_forward
 from .numba.depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward
@@ -30,8 +32,6 @@ from .numpy_backend import all_finite, col2im, im2col, pad_nhwc, windows
 # --- the zoo's kernels without a numba twin yet: the numpy kernels, named as such -------------
 from . import numpy_activations as _activations
 from .numpy_activations import *  # noqa: F401,F403  (its __all__: the element-wise activations)
-from .numpy_batchnorm import (batchnorm_backward, batchnorm_forward, batchnorm_train_forward,  # noqa: F401
-                              batchnorm_update_moving)
 from .numpy_pooling import (avgpool2d_backward, avgpool2d_forward, global_avgpool2d_backward,  # noqa: F401
                             global_avgpool2d_forward, global_maxpool2d_backward, global_maxpool2d_forward,
                             zeropad2d_backward, zeropad2d_forward)
@@ -42,8 +42,8 @@ __all__ = ["NAME", "pad_nhwc", "windows", "im2col", "col2im", "conv2d_forward", 
            "maxpool2d_forward", "maxpool2d_backward", "relu_forward", "relu_backward", "dense_forward",
            "dense_backward", "all_finite", "adam_update", "threading_info",
            "depthwise_conv2d_backward", "depthwise_conv2d_forward",
-           # numpy kernels until their numba twins exist
            "batchnorm_backward", "batchnorm_forward", "batchnorm_train_forward", "batchnorm_update_moving",
+           # numpy kernels until their numba twins exist
            "avgpool2d_backward", "avgpool2d_forward",
            "global_avgpool2d_backward", "global_avgpool2d_forward", "global_maxpool2d_backward",
            "global_maxpool2d_forward", "zeropad2d_backward", "zeropad2d_forward", *_activations.__all__]
