@@ -115,7 +115,8 @@ def test_inspect_image_file(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["inspect", "seed", "--index", "99"], "--index 99 is out of range: the mnist test set has 40 images (0..39)"),
-    (["inspect", "nope.npz", "--index", "0"], "model 'nope.npz' is neither a preset (seed, pooled) nor an existing file"),
+    (["inspect", "nope.npz", "--index", "0"], "model 'nope.npz' is neither a preset (lenet5, seed, pooled, cifar_cnn, vgg_bn, "
+                                                  "allconv, mobile) nor an existing file"),
     (["inspect", "seed", "--image", "missing.png"], "image file 'missing.png' does not exist"),
 ])
 def test_inspect_errors_are_one_line(fake_mnist, tmp_path, capsys, argv, message):
