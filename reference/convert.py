@@ -49,6 +49,28 @@ def to_keras(model: Sequential, dtype=None) -> "keras.Sequential":
     return kmodel
 
 
+def to_tf_keras(model: Sequential, dtype=None):
+    """The equivalent ``tf_keras`` (Keras 2) Sequential, weights copied: the model
+    :mod:`reference.train` trains under MultiWorkerMirroredStrategy, which Keras 3's ``fit()`` does
+    not support with more than one worker (keras-team/keras#20585; TensorFlow's multi-worker
+    tutorial uses tf_keras). Each layer is made from the same Keras config as :func:`to_keras`,
+    with the dtype given as a string (Keras 2 has no DTypePolicy objects).
+    """
+    import tf_keras  # the tf extra; only multi-worker runs need it
+
+    if not model.built:
+        model.build()
+    dtype = np.dtype(dtype or model.dtype).name
+    layers = [tf_keras.Input(shape=tuple(model.input_shape), dtype=dtype)]
+    for layer in model.layers:
+        spec = keras_files.keras_layer_spec(layer, dtype, layer.input_shape or ())
+        config = {**spec["config"], "dtype": dtype}
+        layers.append(tf_keras.layers.deserialize({"class_name": spec["class_name"], "config": config}))
+    kmodel = tf_keras.Sequential(layers, name=model.name)
+    copy_weights_to_keras(model, kmodel)
+    return kmodel
+
+
 def from_keras(kmodel, dtype=None) -> Sequential:
     """A minicnn Sequential from a Keras Sequential of supported layers, weights copied.
 
@@ -134,5 +156,5 @@ def clone(model: Sequential, dtype=None, dropout_rate=None) -> Sequential:
     return out
 
 
-__all__ = ["to_keras", "from_keras", "copy_weights_to_keras", "copy_weights_from_keras", "keras_layer",
+__all__ = ["to_keras", "to_tf_keras", "from_keras", "copy_weights_to_keras", "copy_weights_from_keras", "keras_layer",
            "clone"]

@@ -2,6 +2,7 @@
 
     python -m reference.train --preset seed --epochs 10 [--strategy default|mirrored|multiworker]
         [--batch-size 100] [--out DIR] [--data-dir DIR] [--limit N] [--logical-devices N]
+        [--backup-dir DIR [--backup-every STEPS]]
 
 The model is minicnn's preset converted with :func:`reference.convert.to_keras` (so it starts
 from minicnn's seeded initial weights), trained with Adam (Keras defaults) on categorical
@@ -22,6 +23,17 @@ Devices and strategies:
 
 Under MultiWorkerMirroredStrategy only the chief (worker 0) writes to ``--out``; the other
 workers save into a temporary directory that is removed (Keras requires every worker to save).
+Multi-worker runs train with ``tf_keras`` (Keras 2, the ``tf`` extra), because Keras 3's
+``fit()`` fails under MultiWorkerMirroredStrategy with more than one worker (it reduces
+per-replica values it cannot convert: keras-team/keras#20585, tensorflow/tensorflow#72388;
+TensorFlow's multi-worker tutorial uses tf_keras too). Single-process runs use Keras 3. Both
+write the same three files, which minicnn reads.
+
+Fault tolerance: ``--backup-dir DIR`` adds Keras's ``BackupAndRestore`` (a backup after every
+epoch, or every ``--backup-every`` steps; deleted when training finishes). Restarting a killed run
+(every worker, under MultiWorkerMirroredStrategy) with the same command line resumes from the last
+backup. Under MultiWorkerMirroredStrategy all workers are given the same DIR: the chief writes
+the backup there, the others into temporary directories (tf_keras's convention).
 """
 
 from __future__ import annotations
@@ -93,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2)
+    p.add_argument("--backup-dir", default=None,
+                   help="back up the training state with Keras's BackupAndRestore; rerun the same "
+                        "command to resume")
+    p.add_argument("--backup-every", type=int, default=None,
+                   help="with --backup-dir: back up every N steps (default: every epoch)")
     return p
 
 
@@ -110,17 +127,32 @@ def _configure_devices(tf, logical: int | None) -> str:
     return "GPU" if gpus else "CPU"
 
 
+def _StepCounter(keras):
+    """A callback counting the training steps this process ran: after a resume from a mid-epoch
+    backup it is less than the run's total, which is how the tests see that the run resumed."""
+
+    class StepCounter(keras.callbacks.Callback):
+        count = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.count += 1
+
+    return StepCounter()
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.epochs < 0 or args.batch_size < 1 or (args.limit is not None and args.limit < 1):
         raise SystemExit("--epochs must be >= 0, --batch-size >= 1 and --limit >= 1")
+    if args.backup_every is not None and (args.backup_every < 1 or not args.backup_dir):
+        raise SystemExit("--backup-every needs --backup-dir and must be >= 1")
 
     import keras
     import tensorflow as tf
 
     from minicnn import datasets
     from minicnn.presets import build_preset
-    from reference.convert import to_keras
+    from reference.convert import to_keras, to_tf_keras
 
     tf_config = os.environ.get("TF_CONFIG")
     device_kind = _configure_devices(tf, args.logical_devices)
@@ -135,8 +167,14 @@ def main(argv=None) -> int:
             strategy = tf.distribute.MirroredStrategy(devices=devices)
         else:
             strategy = tf.distribute.get_strategy()
+    if kind == "multiworker":
+        import tf_keras as keras  # noqa: F811 - see the module docstring
+        keras.backend.set_floatx(args.dtype)
+        convert = to_tf_keras
+    else:
+        keras.config.set_floatx(args.dtype)
+        convert = to_keras
     keras.utils.set_random_seed(args.seed)
-    keras.config.set_floatx(args.dtype)
 
     (xtr, ytr), (xte, yte) = datasets.load_mnist(args.data_dir)
     if args.limit:
@@ -149,12 +187,17 @@ def main(argv=None) -> int:
           f"{strategy.num_replicas_in_sync} replica(s) on {', '.join(devices)}; TF32 off; "
           f"TensorFlow {tf.__version__}, Keras {keras.__version__}", flush=True)
     with strategy.scope():
-        model = to_keras(build_preset(args.preset, dtype=args.dtype, seed=args.seed))
+        model = convert(build_preset(args.preset, dtype=args.dtype, seed=args.seed))
         model.compile(optimizer=keras.optimizers.Adam(), loss=keras.losses.CategoricalCrossentropy(),
                       metrics=["accuracy"], jit_compile=False)
+    steps = _StepCounter(keras)
+    callbacks = [steps]
+    if args.backup_dir:
+        callbacks.append(keras.callbacks.BackupAndRestore(backup_dir=args.backup_dir,
+                                                          save_freq=args.backup_every or "epoch"))
     t0 = time.perf_counter()
     history = model.fit(xtr, ytr_1h, batch_size=args.batch_size, epochs=args.epochs, shuffle=True,
-                        verbose=args.verbose)
+                        verbose=args.verbose, callbacks=callbacks)
     wall = time.perf_counter() - t0
     loss, acc = model.evaluate(xte, yte_1h, batch_size=1000, verbose=0)
     probs = model.predict(xte, batch_size=1000, verbose=0).astype(np.float32)
@@ -171,8 +214,10 @@ def main(argv=None) -> int:
               "test_loss": float(loss), "test_accuracy": float(acc), "train_seconds": wall,
               "strategy": type(strategy).__name__, "replicas": int(strategy.num_replicas_in_sync),
               "devices": devices, "preset": args.preset, "images": int(len(xtr)), "epochs": args.epochs,
-              "batch_size": args.batch_size, "dtype": args.dtype, "tensorflow": tf.__version__,
-              "keras": keras.__version__}
+              "epochs_run": len(history.history.get("loss", [])), "steps_run": steps.count,
+              "steps_total": args.epochs * -(-len(xtr) // args.batch_size), "batch_size": args.batch_size,
+              "dtype": args.dtype, "tensorflow": tf.__version__, "keras": keras.__version__,
+              "keras_package": keras.__name__}
     with open(stem + ".history.json", "w") as f:
         json.dump(record, f, indent=1)
     if not chief:
