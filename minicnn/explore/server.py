@@ -70,6 +70,8 @@ def input_from(explorer: Explorer, body: dict) -> tuple[np.ndarray, int | None]:
             x, label = explorer.test_image(_int(body, "index"))
         except LookupError as e:
             raise RequestError(str(e), 409) from None
+        except ValueError as e:
+            raise RequestError(str(e)) from None
         return x.astype(explorer.model.dtype), label
     px = body.get("pixels")
     if not isinstance(px, dict):
