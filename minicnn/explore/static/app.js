@@ -103,7 +103,7 @@ function drawTensor(i, arr, diverging) {
   const [lo, hi] = range(arr.data);
   if (shape.length === 3) {
     const [h, w, c] = shape;
-    const scale = Math.max(1, Math.min(3, Math.floor(72 / Math.max(h, w))));
+    const scale = Math.max(1, Math.min(4, Math.floor(56 / Math.max(h, w))));
     if (maps.childElementCount !== c) {
       maps.textContent = "";
       for (let ch = 0; ch < c; ch++) {
