@@ -52,8 +52,7 @@ def _test_set(dataset, data_dir):
     except Exception as e:  # noqa: BLE001 - any failure only means "no test images"
         print(f"minicnn explore: no {dataset} images ({e}); drawing and uploads still work", file=sys.stderr)
         return None, None
-    return (datasets.to_float_nhwc(xtr), np.asarray(ytr).astype(np.int64)), \
-        (datasets.to_float_nhwc(xte), np.asarray(yte).astype(np.int64))
+    return (xtr, np.asarray(ytr).astype(np.int64)), (datasets.to_float_nhwc(xte), np.asarray(yte).astype(np.int64))
 
 
 def resolve_model(spec, dataset, train, no_train=False, limit=6000, print_fn=print):
@@ -71,12 +70,12 @@ def resolve_model(spec, dataset, train, no_train=False, limit=6000, print_fn=pri
         print_fn(f"minicnn explore: preset {spec} with random weights (seed 0)"
                  + ("" if no_train else f": no {dataset} training images to train it on"))
         return model
-    x, y = train
+    x, y = train  # uint8 images: only the subset is converted
     n = max(1, min(limit, len(x)))
     print_fn(f"minicnn explore: training preset {spec} for one epoch on {n} {dataset} images "
              f"(save a better one as {saved})")
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x[:n], y[:n], batch_size=100, epochs=1, verbose=0, seed=0)
+    model.fit(datasets.to_float_nhwc(x[:n]), y[:n], batch_size=100, epochs=1, verbose=0, seed=0)
     return model
 
 

@@ -305,6 +305,8 @@ def serve(explorer: Explorer, host="127.0.0.1", port=0, open_browser=True, print
         threading.Timer(0.5, webbrowser.open, args=(url,)).start()
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it shut down on
+        pass
     finally:
         sock.close()
     print_fn("minicnn explore: stopped")

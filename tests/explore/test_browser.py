@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import os
 import pathlib
-import shutil
 
 import numpy as np
 import pytest
@@ -20,7 +19,15 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("MINICNN_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("MINICNN_CHROMEDRIVER", "/usr/bin/chromedriver")
+#: MINICNN_UPDATE_SCREENSHOTS=1 writes the screenshots to docs/images/ (the README shows them)
 DOCS_IMAGES = pathlib.Path(__file__).resolve().parents[2] / "docs" / "images"
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    if os.environ.get("MINICNN_UPDATE_SCREENSHOTS") == "1":
+        return DOCS_IMAGES
+    return tmp_path_factory.mktemp("screenshots")
 
 
 def _missing():
@@ -100,7 +107,7 @@ def draw(driver, points):
     chain.release().perform()
 
 
-def test_draw_click_backward(driver, live_server, explorer, model):
+def test_draw_click_backward(driver, live_server, explorer, model, shots):
     url = live_server.url
     driver.get(url)
     wait(driver, lambda d: d.execute_script("return window.explore.state.fwd !== null"))
@@ -148,7 +155,7 @@ def test_draw_click_backward(driver, live_server, explorer, model):
     assert float(box.get_attribute("data-bias")) == float(lay.params["bias"][f])
     assert float(driver.find_element(By.ID, "detail").get_attribute("data-value")) == float(outs[0][0, r, c, f])
     assert "products" in driver.find_element(By.ID, "detail").text
-    check_screenshot(driver, DOCS_IMAGES / "explore.png")
+    check_screenshot(driver, shots / "explore.png")
 
     # -- the backward view, with the clicked filter's weight gradient
     driver.find_element(By.ID, "view-backward").click()
@@ -159,7 +166,7 @@ def test_draw_click_backward(driver, live_server, explorer, model):
     assert "Grad-CAM" in driver.find_element(By.ID, "attribution").text
     bwd = driver.execute_script("return window.explore.state.bwd")
     assert bwd["target"] == 0
-    check_screenshot(driver, DOCS_IMAGES / "explore-backward.png")
+    check_screenshot(driver, shots / "explore-backward.png")
 
     # -- one traced Adam step
     driver.find_element(By.ID, "opt-step").click()
@@ -182,7 +189,7 @@ def test_draw_click_backward(driver, live_server, explorer, model):
     assert foreign_requests(driver, (url, "data:", "blob:")) == []
 
 
-def test_exported_page_opens_from_file(driver, explorer, tmp_path):
+def test_exported_page_opens_from_file(driver, explorer, tmp_path, shots):
     x, label = explorer.test_image(7)
     path = export_page(explorer, x, tmp_path / "page", label=label, source="test image 7")
     driver.get(pathlib.Path(path).as_uri())
@@ -192,7 +199,6 @@ def test_exported_page_opens_from_file(driver, explorer, tmp_path):
     assert driver.find_element(By.ID, "prediction").text
     driver.find_element(By.ID, "view-backward").click()
     wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#attribution figure")) == 2)
-    check_screenshot(driver, tmp_path / "export.png")
-    shutil.copy(tmp_path / "export.png", DOCS_IMAGES / "explore-export.png")
+    check_screenshot(driver, shots / "explore-export.png")
     assert console_errors(driver) == []
     assert foreign_requests(driver, ("file://", "data:", "blob:")) == []
