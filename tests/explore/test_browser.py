@@ -172,6 +172,31 @@ def test_draw_click_backward(driver, live_server, explorer, model, shots):
     driver.find_element(By.ID, "opt-step").click()
     wait(driver, lambda d: "Adam" in d.find_element(By.ID, "step-trace").text)
 
+    # -- step through: one layer at a time, "what will this unit be?", reveal; then backward
+    driver.find_element(By.ID, "view-forward").click()
+    driver.find_element(By.ID, "step-mode").click()
+    wait(driver, lambda d: "what will unit" in d.find_element(By.ID, "step-question").text)
+    hidden = lambda d: [int(b.get_attribute("data-layer")) for b in d.find_elements(By.CSS_SELECTOR, ".layer.step-hidden")]
+    assert hidden(driver) == list(range(1, len(model.layers)))
+    assert "quiz" in driver.find_element(By.ID, "detail").get_attribute("class")
+    assert not driver.find_element(By.ID, "unit-value").is_displayed() or \
+        driver.find_element(By.ID, "unit-value").value_of_css_property("visibility") == "hidden"
+    driver.find_element(By.ID, "step-reveal").click()
+    assert "→" in driver.find_element(By.ID, "step-question").text
+    answer = float(driver.find_element(By.ID, "step-question").get_attribute("data-answer"))
+    x3 = unpack(driver.execute_script("return window.explore.state.input"))
+    _, outs3 = model.forward(x3[None], training=False, record=True)
+    assert answer == float(outs3[0][0].max())
+    for k in range(1, len(model.layers)):
+        driver.find_element(By.ID, "step-next").click()
+        wait(driver, lambda d: f"layer {k} " in d.find_element(By.ID, "step-question").text)
+        assert hidden(driver) == list(range(k + 1, len(model.layers)))
+    driver.find_element(By.ID, "step-next").click()
+    wait(driver, lambda d: d.find_element(By.ID, "step-question").text.startswith("Backward"))
+    assert hidden(driver) == list(range(len(model.layers) - 1))
+    driver.find_element(By.ID, "step-mode").click()
+    wait(driver, lambda d: hidden(d) == [])
+
     # -- a test image by index, then the next misclassified one
     idx = driver.find_element(By.ID, "test-index")
     idx.clear()

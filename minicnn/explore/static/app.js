@@ -141,6 +141,7 @@ function drawTensor(i, arr, diverging) {
 }
 
 function renderForward() {
+  applyStep();
   const f = state.fwd;
   if (!f) return;
   const x = decode(f.input);
@@ -211,6 +212,7 @@ function drawReceptiveField(rf) {
 function renderBackward() {
   const b = state.bwd;
   if (!b) return;
+  applyStep();
   $("loss").textContent = `loss −log p[${state.model.labels[b.target]}] = ${fmt(b.loss)} (p = ${fmt(b.probability)})`;
   $("explain").textContent = "Backward: each layer shows dL/d(its output) for the chosen class (red > 0, blue < 0). " +
     "Zeros after a ReLU are its closed mask; after max pooling only each window's first maximum receives gradient.";
@@ -311,7 +313,7 @@ function renderUnit(u) {
   d.textContent = "";
   d.dataset.layer = u.layer; d.dataset.kind = u.kind; d.dataset.value = u.value;
   d.appendChild(el("p", {}, `layer ${u.layer} '${u.name}' (${u.kind}), unit [${u.unit.join(", ")}]`));
-  d.appendChild(el("p", { class: "eq", id: "unit-value" }, `value = ${u.value}`));
+  d.appendChild(el("p", { class: "eq answer", id: "unit-value" }, `value = ${u.value}`));
   if (u.kernel) {
     const patch = decode(u.patch), kernel = decode(u.kernel), prod = decode(u.products);
     const sc = el("div", { class: "scroll" });
@@ -325,21 +327,21 @@ function renderUnit(u) {
       sc.appendChild(g);
     }
     d.appendChild(sc);
-    d.appendChild(el("div", { class: "eq", id: "conv-sum", "data-sum": u.sum, "data-bias": u.bias, "data-z": u.z },
+    d.appendChild(el("div", { class: "eq answer", id: "conv-sum", "data-sum": u.sum, "data-bias": u.bias, "data-z": u.z },
       `Σ products (${prod.data.length}) = ${fmt(u.sum, 6)}; + bias ${fmt(u.bias, 6)} = z ${fmt(u.z, 6)}; ` +
       `${u.activation || "linear"}(z) = ${fmt(u.activated, 6)}`));
   }
   if (u.window) {
     d.appendChild(table(u.window.map((row, r) => row.map((v, c) => ({
       v: v === null ? "pad" : fmt(v, 4), win: u.winner && u.winner[0] === r && u.winner[1] === c })))));
-    if (u.winner) d.appendChild(el("p", { class: "eq" }, `winner at window cell [${u.winner.join(", ")}]` +
+    if (u.winner) d.appendChild(el("p", { class: "eq answer" }, `winner at window cell [${u.winner.join(", ")}]` +
       (u.tied > 1 ? `; ${u.tied} cells tie for the maximum: ${u.rule}` : "")));
     else d.appendChild(el("p", { class: "eq" }, `mean = ${fmt(u.mean, 6)}`));
   }
   if (u.contributions) {
     d.appendChild(el("p", { class: "hint" }, `largest of ${u.inputs} contributions x·w (${u.nonzero_inputs} inputs are non-zero)`));
     d.appendChild(table([["input", "x", "w", "x·w"], ...u.contributions.map((c) => [c.input, fmt(c.x), fmt(c.w), fmt(c.product)])]));
-    d.appendChild(el("div", { class: "eq", id: "dense-sum" },
+    d.appendChild(el("div", { class: "eq answer", id: "dense-sum" },
       `Σ x·w = ${fmt(u.sum, 6)}; + bias ${fmt(u.bias, 6)} = z ${fmt(u.z, 6)}; ${u.activation || "linear"}` +
       (u.activation === "softmax" ? " (below)" : `(z) = ${fmt(u.activated, 6)}`)));
   }
@@ -347,7 +349,7 @@ function renderUnit(u) {
     const s = u.softmax;
     d.appendChild(table([["class", "logit z", "exp(z − max)", "p"], ...s.logits.map((z, k) => [
       state.model.labels[k], fmt(z), fmt(s.exponentials[k]), { v: fmt(s.exponentials[k] / s.sum), win: k === s.class }])]));
-    d.appendChild(el("div", { class: "eq" }, `p = exp(z − ${fmt(s.max_logit)}) / ${fmt(s.sum, 6)} = ${fmt(s.probability, 6)}`));
+    d.appendChild(el("div", { class: "eq answer" }, `p = exp(z − ${fmt(s.max_logit)}) / ${fmt(s.sum, 6)} = ${fmt(s.probability, 6)}`));
   }
   if (u.source) d.appendChild(el("p", { class: "eq" }, `reshaped from [${u.source.join(", ")}] of the layer before`));
   drawReceptiveField(u.receptive_field);
@@ -395,6 +397,89 @@ async function optimizerStep() {
     box.appendChild(table(rows));
     if (cols[0].length > n) box.appendChild(el("p", { class: "hint" }, `first ${n} of ${cols[0].length} weights`));
   } catch (e) { setStatus(e.message, true); }
+}
+
+// ------------------------------------------------------------------ step through
+// Forward: layers appear one at a time; for each, the app asks what its strongest unit will be
+// (its inputs, kernel and products are shown, the sum and value covered) until "Reveal".
+// Then backward, from the last layer to the first, asking for the largest gradient.
+function applyStep() {
+  const s = state.step;
+  document.querySelectorAll(".layer").forEach((box) => {
+    const i = +box.dataset.layer;
+    box.classList.toggle("step-hidden", !!s && (s.phase === "forward" ? i > s.k : i < s.k));
+    box.classList.toggle("step-secret", !!s && !s.revealed && i === s.k);
+  });
+}
+
+function argmax(data, abs) {
+  let best = 0;
+  for (let i = 1; i < data.length; i++) if ((abs ? Math.abs(data[i]) : data[i]) > (abs ? Math.abs(data[best]) : data[best])) best = i;
+  return best;
+}
+
+function unravel(i, shape) {
+  const out = [];
+  for (let k = shape.length - 1; k >= 0; k--) { out.unshift(i % shape[k]); i = Math.floor(i / shape[k]); }
+  return out;
+}
+
+async function stepAsk() {
+  const s = state.step, L = state.model.layers[s.k];
+  s.revealed = false;
+  applyStep();
+  const q = $("step-question");
+  if (s.phase === "forward") {
+    const out = decode(state.fwd.layers[s.k].output);
+    s.unit = unravel(argmax(out.data, false), out.shape);
+    s.answer = out.data[argmax(out.data, false)];
+    q.textContent = `Forward, layer ${s.k} '${L.name}' (${L.kind}): what will unit [${s.unit.join(", ")}] be?`;
+    await selectUnit(s.k, s.unit);
+    $("detail").classList.add("quiz");
+  } else {
+    const g = state.bwd.layers[s.k];
+    const arr = decode(g.grad_logits || g.grad);
+    const i = argmax(arr.data, true);
+    s.unit = unravel(i, arr.shape);
+    s.answer = arr.data[i];
+    q.textContent = `Backward, layer ${s.k} '${L.name}': what is the largest |dL/d(output)|, at [${s.unit.join(", ")}]?`;
+  }
+  q.dataset.answer = s.answer;
+}
+
+function stepReveal() {
+  const s = state.step;
+  if (!s) return;
+  s.revealed = true;
+  applyStep();
+  $("detail").classList.remove("quiz");
+  $("step-question").textContent += ` → ${fmt(s.answer, 6)}`;
+}
+
+async function stepNext() {
+  const s = state.step, n = state.model.layers.length;
+  if (s.phase === "forward" && s.k + 1 < n) s.k += 1;
+  else if (s.phase === "forward") {
+    s.phase = "backward"; s.k = n - 1;
+    setView("backward");
+    await runBackward();
+  } else if (s.k > 0) s.k -= 1;
+  else { $("step-question").textContent = "Done: forward and backward, every layer."; s.revealed = true; applyStep(); return; }
+  await stepAsk();
+}
+
+async function toggleStep() {
+  if (state.step) {
+    state.step = null;
+    document.body.classList.remove("stepping");
+    $("detail").classList.remove("quiz");
+    setView("forward");
+    return;
+  }
+  state.step = { phase: "forward", k: 0, revealed: false };
+  document.body.classList.add("stepping");
+  setView("forward");
+  await stepAsk();
 }
 
 // ------------------------------------------------------------------ inputs
@@ -498,6 +583,9 @@ async function main() {
   $("view-forward").addEventListener("click", () => setView("forward"));
   $("view-backward").addEventListener("click", () => setView("backward"));
   $("opt-step").addEventListener("click", optimizerStep);
+  $("step-mode").addEventListener("click", () => toggleStep().catch((e) => setStatus(e.message, true)));
+  $("step-next").addEventListener("click", () => stepNext().catch((e) => setStatus(e.message, true)));
+  $("step-reveal").addEventListener("click", stepReveal);
   if (STATIC) {
     document.body.classList.add("static");
     state.model = STATIC.model; state.label = STATIC.label ?? null;
