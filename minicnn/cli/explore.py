@@ -7,6 +7,7 @@ the first --train-limit training images; ``--no-train`` keeps the random weights
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 
@@ -38,6 +39,7 @@ def register(sub) -> None:
     p.add_argument("--no-browser", action="store_true", help="print the URL, do not open a browser")
     p.add_argument("--no-train", action="store_true", help="for a preset without a models/ file: keep random weights")
     p.add_argument("--train-limit", type=int, default=6000, help="training images for a preset's brief training")
+    p.add_argument("--no-tf", action="store_true", help="no comparison with TensorFlow even when it is installed")
     p.add_argument("--export", metavar="DIR", default=None, help="write DIR/index.html for one input and exit")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--image", metavar="FILE", help="with --export: an image file")
@@ -53,6 +55,19 @@ def _test_set(dataset, data_dir):
         print(f"minicnn explore: no {dataset} images ({e}); drawing and uploads still work", file=sys.stderr)
         return None, None
     return (xtr, np.asarray(ytr).astype(np.int64)), (datasets.to_float_nhwc(xte), np.asarray(yte).astype(np.int64))
+
+
+def tensorflow_twin_factory():
+    """A factory of the TensorFlow twin when TensorFlow and the ``reference`` package (a source
+    checkout) are importable, else None; TensorFlow itself is imported on the first comparison."""
+    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("reference") is None:
+        return None
+
+    def make(model):
+        from reference.explore_tf import make_twin  # TensorFlow: only when asked for
+        return make_twin(model)
+
+    return make
 
 
 def resolve_model(spec, dataset, train, no_train=False, limit=6000, print_fn=print):
@@ -89,7 +104,8 @@ def run_explore(args) -> int:
         print(f"minicnn explore: the model takes {tuple(model.input_shape)} inputs, not {args.dataset}'s "
               f"{tuple(xte.shape[1:])}: no test images", file=sys.stderr)
         xte = yte = None
-    explorer = Explorer(model, xte, yte, dataset=args.dataset, name=os.path.basename(args.model))
+    explorer = Explorer(model, xte, yte, dataset=args.dataset, name=os.path.basename(args.model),
+                        twin_factory=None if args.no_tf else tensorflow_twin_factory())
     if args.export is not None:
         return _export(args, explorer)
     host = args.host or "127.0.0.1"

@@ -63,7 +63,7 @@ class Explorer:
     dataset : names the classes ('mnist', 'fashion_mnist', 'cifar10').
     """
 
-    def __init__(self, model, test_x=None, test_y=None, dataset="mnist", name=None):
+    def __init__(self, model, test_x=None, test_y=None, dataset="mnist", name=None, twin_factory=None):
         if not model.built:
             model.build()
         self.model = model
@@ -75,6 +75,9 @@ class Explorer:
         #: the layers keep caches between forward and backward: one computation at a time
         self.lock = threading.Lock()
         self._predictions = None
+        #: builds the TensorFlow twin (:mod:`reference.explore_tf`) on the first comparison
+        self.twin_factory = twin_factory
+        self._twin = None
 
     # ------------------------------------------------------------------------------ model
     @property
@@ -94,6 +97,7 @@ class Explorer:
         return {"name": self.name, "input_shape": list(self.input_shape), "labels": self.labels,
                 "params": int(self.model.count_params()), "layers": layers,
                 "test_images": 0 if self.test_x is None else int(len(self.test_x)),
+                "tensorflow": self.twin_factory is not None,
                 "ends_in_softmax": bool(getattr(self.model.layers[-1], "ends_in_softmax", False))}
 
     # ------------------------------------------------------------------------------ inputs
@@ -474,3 +478,40 @@ class Explorer:
                 "what": "Keras Adam: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; "
                         "p -= alpha m / (sqrt(v) + eps), alpha = lr sqrt(1-b2^t) / (1-b1^t) "
                         "(= lr m_hat / (sqrt(v_hat) + eps'), the bias-corrected step)"}
+
+    # ------------------------------------------------------------------------------ TensorFlow
+    def compare(self, x, target) -> dict:
+        """Keras's value of every tensor the app shows, for the same input and weights, with the
+        largest absolute difference from minicnn's: each layer's output and dL/d(output), and
+        dL/d(input). Needs TensorFlow (``twin_factory``)."""
+        x = self.check_input(x)
+        target = self.check_target(target)
+        if self.twin_factory is None:
+            raise LookupError("TensorFlow is not available: install the tf extra (pip install minicnn[tf]) "
+                              "and run from a source checkout")
+        with self.lock:
+            if self._twin is None:
+                self._twin = self.twin_factory(self.model)
+            outs = [np.asarray(o[0]) for o in self._forward_for_gradients(x)]
+            p = np.asarray(outs[-1], dtype=np.float64)
+            onehot = np.zeros((1, len(self.labels)))
+            onehot[0, target] = 1.0
+            ends_in_softmax = bool(getattr(self.model.layers[-1], "keeps_logits", False))
+            dz = (p[None] - onehot) if ends_in_softmax else -onehot / np.maximum(p[None], 1e-12)
+            dx, grads = self._gradients(x, dz)
+        theirs = self._twin.compute(x, target)
+
+        def diff(a, b):
+            return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))) if a.size else 0.0
+
+        layers = []
+        for i, (mine, tf_out) in enumerate(zip(outs, theirs["outputs"])):
+            entry = {"index": i, "output": pack(tf_out), "output_max_abs_diff": diff(mine, tf_out)}
+            tg = theirs["grads"][i] if i < len(theirs["grads"]) else None
+            if tg is not None and i + 1 < len(grads) and grads[i + 1] is not None:
+                entry["grad"] = pack(tg)
+                entry["grad_max_abs_diff"] = diff(grads[i + 1][0], tg)
+            layers.append(entry)
+        return {"target": target, "tensorflow": getattr(self._twin, "version", "?"), "layers": layers,
+                "input_grad": pack(theirs["input_grad"]), "input_grad_max_abs_diff": diff(dx[0], theirs["input_grad"]),
+                "loss_tf": theirs["loss"]}

@@ -201,6 +201,11 @@ def create_app(explorer: Explorer, allowed_hosts=("127.0.0.1", "localhost", "[::
             raise RequestError(f"'learning_rate' must be a number, received {lr!r}")
         return JSONResponse(await compute(explorer.optimizer_step, x, target, _int(body, "layer"), body.get("unit"), lr))
 
+    async def compare(request):
+        body = await json_body(request)
+        x, label = input_from(explorer, body)
+        return JSONResponse(await compute(explorer.compare, x, _target(explorer, body, label)))
+
     async def test_images(request):
         q = request.query_params
         allowed = {"label", "misclassified", "start", "limit"}
@@ -239,6 +244,7 @@ def create_app(explorer: Explorer, allowed_hosts=("127.0.0.1", "localhost", "[::
     routes = [Route("/", index), Route("/api/model", model_info), Route("/api/forward", forward, methods=["POST"]),
               Route("/api/unit", unit, methods=["POST"]), Route("/api/backward", backward, methods=["POST"]),
               Route("/api/step", step, methods=["POST"]), Route("/api/test", test_images),
+              Route("/api/compare", compare, methods=["POST"]),
               Mount("/static", StaticFiles(directory=STATIC_DIR, follow_symlink=False), name="static")]
     middleware = [Middleware(SecurityHeaders)]
     if allowed_hosts is not None:

@@ -227,3 +227,29 @@ def test_exported_page_opens_from_file(driver, explorer, tmp_path, shots):
     check_screenshot(driver, shots / "explore-export.png")
     assert console_errors(driver) == []
     assert foreign_requests(driver, ("file://", "data:", "blob:")) == []
+
+
+@pytest.mark.tf
+def test_beside_tensorflow(driver, model, explorer):
+    pytest.importorskip("tensorflow")
+    from minicnn.explore import Explorer
+    from reference.explore_tf import make_twin
+    from tests.explore.conftest import LiveServer
+    server = LiveServer(Explorer(model, explorer.test_x, explorer.test_y, name="pooled-tf", twin_factory=make_twin))
+    try:
+        driver.get(server.url)
+        wait(driver, lambda d: d.execute_script("return window.explore.state.fwd !== null && !window.explore.state.inflight"))
+        toggle = driver.find_element(By.ID, "tf-toggle")
+        assert toggle.is_displayed()
+        driver.find_element(By.ID, "tf-compare").click()
+        wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".tfnote")) == len(model.layers), timeout=120)
+        diffs = [float(n.get_attribute("data-output-diff")) for n in driver.find_elements(By.CSS_SELECTOR, ".tfnote")]
+        assert max(diffs) < 1e-5
+        cv = driver.find_elements(By.CSS_SELECTOR, ".maps canvas[data-layer='1']")[0]
+        ActionChains(driver).move_to_element(cv).perform()
+        wait(driver, lambda d: "TensorFlow" in (cv.get_attribute("title") or ""))
+        assert "minicnn" in cv.get_attribute("title")
+        assert console_errors(driver) == []
+        assert foreign_requests(driver, (server.url, "data:", "blob:")) == []
+    finally:
+        server.stop()

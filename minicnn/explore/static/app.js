@@ -6,18 +6,22 @@
 const STATIC = window.EXPLORE_DATA || null;
 const state = {
   model: null, fwd: null, bwd: null, input: null, index: null, label: null,
-  view: "forward", selected: null, inflight: false, dirty: false, roundTrips: [],
+  view: "forward", selected: null, inflight: false, dirty: false, roundTrips: [], cmp: null, step: null,
 };
 window.explore = { state };
 
 const $ = (id) => document.getElementById(id);
 
+const decoded = new WeakMap();
 function decode(p) {
+  if (decoded.has(p)) return decoded.get(p);
   const bin = atob(p.b64);
   const bytes = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
   const arr = p.dtype === "float64" ? new Float64Array(bytes.buffer) : new Float32Array(bytes.buffer);
-  return { shape: p.shape, data: arr };
+  const out = { shape: p.shape, data: arr };
+  decoded.set(p, out);
+  return out;
 }
 
 function fmt(v, d = 4) {
@@ -109,11 +113,10 @@ function drawTensor(i, arr, diverging) {
       for (let ch = 0; ch < c; ch++) {
         const cv = el("canvas", { width: w, height: h, "data-layer": i, "data-ch": ch, title: `channel ${ch}` });
         cv.style.width = w * scale + "px"; cv.style.height = h * scale + "px";
-        cv.addEventListener("click", (e) => {
-          const r = Math.min(h - 1, Math.floor(e.offsetY / cv.clientHeight * h));
-          const col = Math.min(w - 1, Math.floor(e.offsetX / cv.clientWidth * w));
-          selectUnit(i, [r, col, ch]);
-        });
+        const at = (e) => [Math.min(h - 1, Math.floor(e.offsetY / cv.clientHeight * h)),
+          Math.min(w - 1, Math.floor(e.offsetX / cv.clientWidth * w))];
+        cv.addEventListener("click", (e) => { const [r, col] = at(e); selectUnit(i, [r, col, ch]); });
+        cv.addEventListener("mousemove", (e) => { const [r, col] = at(e); cv.title = hoverText(i, (r * w + col) * c + ch, `[${r}, ${col}, ${ch}]`); });
         maps.appendChild(cv);
       }
     }
@@ -127,17 +130,52 @@ function drawTensor(i, arr, diverging) {
       cv = el("canvas", { width: w, height: h, class: "strip" + (h > 1 ? " tall" : ""), "data-layer": i });
       if (h > 1) { cv.style.width = Math.min(w * 3, 384) + "px"; cv.style.height = h * 3 + "px"; }
       else cv.style.width = Math.min(w * 6, 512) + "px";
-      cv.addEventListener("click", (e) => {
-        const col = Math.min(w - 1, Math.floor(e.offsetX / cv.clientWidth * w));
-        const row = Math.min(h - 1, Math.floor(e.offsetY / cv.clientHeight * h));
-        selectUnit(i, [Math.min(n - 1, row * w + col)]);
-      });
+      const at = (e) => Math.min(n - 1, Math.min(h - 1, Math.floor(e.offsetY / cv.clientHeight * h)) * w +
+        Math.min(w - 1, Math.floor(e.offsetX / cv.clientWidth * w)));
+      cv.addEventListener("click", (e) => selectUnit(i, [at(e)]));
+      cv.addEventListener("mousemove", (e) => { const k = at(e); cv.title = hoverText(i, k, `[${k}]`); });
       maps.appendChild(cv);
     }
     const padded = new Float64Array(w * h);
     padded.set(arr.data);
     paint(cv, w, h, padded, 0, 1, Math.min(lo, 0), hi, diverging);
   }
+}
+
+// the value under the pointer, and Keras's beside it when the comparison is on
+function hoverText(i, flat, where) {
+  const back = state.view === "backward" && state.bwd;
+  const mine = back ? state.bwd.layers[i].grad_logits || state.bwd.layers[i].grad : state.fwd.layers[i].output;
+  if (!mine) return where;
+  let t = `${where} minicnn ${decode(mine).data[flat]}`;
+  const c = state.cmp && state.cmp.layers[i];
+  const theirs = c && (back ? (state.bwd.layers[i].grad_logits ? null : c.grad) : c.output);
+  if (theirs) t += ` · TensorFlow ${decode(theirs).data[flat]}`;
+  return t;
+}
+
+async function runCompare() {
+  if (STATIC || !$("tf-compare").checked || !state.fwd) { state.cmp = null; renderCompare(); return; }
+  const sel = $("target").value;
+  const target = state.view === "backward" && state.bwd ? state.bwd.target :
+    (sel === "label" ? (state.label ?? state.fwd.predicted) : +sel);
+  setStatus("comparing with TensorFlow…");
+  state.cmp = await api("/api/compare", { ...inputSpec(), target });
+  renderCompare();
+  setStatus(`TensorFlow ${state.cmp.tensorflow}: max|d| of dL/d(input) ${fmt(state.cmp.input_grad_max_abs_diff, 2)}`);
+}
+
+function renderCompare() {
+  document.querySelectorAll(".tfnote").forEach((n) => n.remove());
+  if (!state.cmp) return;
+  state.cmp.layers.forEach((c, i) => {
+    const box = layerBox(i);
+    const note = el("div", { class: "head tfnote", "data-output-diff": c.output_max_abs_diff },
+      `beside TensorFlow: output max|d| ${fmt(c.output_max_abs_diff, 2)}` +
+      (c.grad_max_abs_diff !== undefined ? ` · dL/d(output) max|d| ${fmt(c.grad_max_abs_diff, 2)}` : "") +
+      " (hover a map for both values)");
+    box.insertBefore(note, box.querySelector(".maps"));
+  });
 }
 
 function renderForward() {
@@ -264,6 +302,7 @@ async function runBackward() {
   }
   state.bwd = await api("/api/backward", body);
   if (state.view === "backward") renderBackward();
+  if ($("tf-compare").checked) await runCompare();
 }
 
 function setView(v) {
@@ -494,6 +533,7 @@ async function showForward(promise) {
   state.roundTrips.push(performance.now() - t0);
   setStatus(`updated in ${(performance.now() - t0).toFixed(0)} ms`);
   if (state.view === "backward") await runBackward();
+  else if ($("tf-compare").checked) runCompare().catch((e) => setStatus(e.message, true));
 }
 
 function renderSteps(steps) {
@@ -601,6 +641,8 @@ async function main() {
   state.model = await api("/api/model");
   $("model-name").textContent = `${state.model.name} · ${state.model.params.toLocaleString()} parameters · input ${state.model.input_shape.join("×")}`;
   fillSelects();
+  if (state.model.tensorflow) $("tf-toggle").hidden = false;
+  $("tf-compare").addEventListener("change", () => runCompare().catch((e) => setStatus(e.message, true)));
   if (!state.model.test_images) document.querySelectorAll("#test-controls, #test-controls-2").forEach((n) => { n.hidden = true; });
   if (state.model.input_shape[2] !== 3) $("pen-colour").parentElement.hidden = true;
   setupDrawing();
