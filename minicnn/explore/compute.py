@@ -53,6 +53,25 @@ def _f(v) -> float:
     return float(v)
 
 
+def layer_geometry(layer) -> dict | None:
+    """How a layer's output cells map to its input cells: window, strides, dilation and pads
+    (top, bottom, left, right) of a sliding-window layer (a zero padding is a shift, an
+    element-wise layer the identity); None when every output sees the whole input."""
+    out, inp = tuple(layer.output_shape), tuple(layer.input_shape or ())
+    if len(out) != 3 or len(inp) != 3:
+        return None
+    window = getattr(layer, "kernel_size", None) or getattr(layer, "pool_size", None)
+    pads = getattr(layer, "pads", None)
+    if window is None and pads is not None:
+        window = (1, 1)
+    if window is not None and pads is not None:
+        return {"window": list(window), "strides": list(getattr(layer, "strides", (1, 1))),
+                "dilation": list(getattr(layer, "dilation_rate", (1, 1))), "pads": list(pads)}
+    if inp[:2] == out[:2]:
+        return {"window": [1, 1], "strides": [1, 1], "dilation": [1, 1], "pads": [0, 0, 0, 0]}
+    return None
+
+
 class Explorer:
     """The computations behind ``minicnn explore`` for one model.
 
@@ -92,7 +111,7 @@ class Explorer:
                            "describe": layer.describe(), "activation": getattr(layer, "activation", None)
                            if isinstance(getattr(layer, "activation", None), str) else None,
                            "input_shape": list(shape), "output_shape": list(layer.output_shape),
-                           "params": int(layer.count_params())})
+                           "params": int(layer.count_params()), "geometry": layer_geometry(layer)})
             shape = layer.output_shape
         return {"name": self.name, "input_shape": list(self.input_shape), "labels": self.labels,
                 "params": int(self.model.count_params()), "layers": layers,
@@ -185,26 +204,19 @@ class Explorer:
 
     def receptive_field(self, layer: int, unit: tuple) -> dict | None:
         """The input rows and columns (inclusive, clipped) that unit ``unit`` of ``layer`` can see;
-        None when it sees the whole input (after a Flatten or Dense)."""
-        layers = self.model.layers
+        None when it sees the whole input (after a Flatten, Dense or global pooling). The page's
+        ``receptiveField`` (static/app.js) repeats this from :func:`layer_geometry`."""
         if len(unit) != 3:
             return None
         r0 = r1 = unit[0]
         c0 = c1 = unit[1]
         for i in range(layer, -1, -1):
-            l = layers[i]
-            if len(l.output_shape) != 3:
+            g = layer_geometry(self.model.layers[i])
+            if g is None:
                 return None
-            k = getattr(l, "kernel_size", None) or getattr(l, "pool_size", None)
-            if k is None or getattr(l, "pads", None) is None:
-                if len(getattr(l, "input_shape", None) or ()) != 3:
-                    return None
-                continue
-            s = l.strides
-            d = getattr(l, "dilation_rate", (1, 1))
-            top, _, left, _ = l.pads
-            r0, r1 = r0 * s[0] - top, r1 * s[0] - top + (k[0] - 1) * d[0]
-            c0, c1 = c0 * s[1] - left, c1 * s[1] - left + (k[1] - 1) * d[1]
+            (kh, kw), (sh, sw), (dh, dw), (top, _, left, _) = g["window"], g["strides"], g["dilation"], g["pads"]
+            r0, r1 = r0 * sh - top, r1 * sh - top + (kh - 1) * dh
+            c0, c1 = c0 * sw - left, c1 * sw - left + (kw - 1) * dw
         h, w = self.input_shape[:2]
         return {"rows": [max(r0, 0), min(r1, h - 1)], "cols": [max(c0, 0), min(c1, w - 1)]}
 

@@ -141,6 +141,8 @@ def create_app(explorer: Explorer, allowed_hosts=("127.0.0.1", "localhost", "[::
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as e:
             raise RequestError(f"the body is not valid JSON ({e})") from None
+        except RecursionError:
+            raise RequestError("the JSON body is nested too deeply") from None
         if not isinstance(body, dict):
             raise RequestError("the JSON body must be an object")
         return body

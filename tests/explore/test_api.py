@@ -267,6 +267,8 @@ def test_wrong_content_type_json_and_methods(client):
     assert client.post("/api/unit", content=b"{}", headers={"content-type": "text/plain"}).status_code == 415
     r = client.post("/api/unit", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
+    r = client.post("/api/unit", content=b"[" * 200_000 + b"]" * 200_000, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "nested" in r.json()["error"]
     r = client.post("/api/unit", content=b"[1, 2]", headers={"content-type": "application/json"})
     assert r.status_code == 400 and "object" in r.json()["error"]
     assert client.get("/api/forward").status_code == 405

@@ -222,6 +222,13 @@ def test_exported_page_opens_from_file(driver, explorer, tmp_path, shots):
     px = np.array(map_pixels(driver, 1, 0)).reshape(-1, 4)[:, 0]
     assert px.std() > 0, "the exported maps are blank"
     assert driver.find_element(By.ID, "prediction").text
+    # a unit's receptive field, computed by the page from the layers' geometry
+    for layer, unit in ((0, [5, 7, 3]), (1, [10, 2, 0]), (2, [4, 4, 1]), (5, [3])):
+        rf = driver.execute_script("return receptiveField(arguments[0], arguments[1])", layer, unit)
+        assert rf == explorer.receptive_field(layer, tuple(unit))
+    cv = driver.find_elements(By.CSS_SELECTOR, ".maps canvas[data-layer='1']")[0]
+    ActionChains(driver).move_to_element(cv).click().perform()
+    wait(driver, lambda d: "receptive field: input rows" in d.find_element(By.ID, "detail").text)
     driver.find_element(By.ID, "view-backward").click()
     wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#attribution figure")) == 2)
     check_screenshot(driver, shots / "explore-export.png")

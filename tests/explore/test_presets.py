@@ -29,6 +29,13 @@ def test_preset_through_every_view(name):
         rf = u["receptive_field"]
         if rf is not None:
             assert 0 <= rf["rows"][0] <= rf["rows"][1] < shape[0]
+            # a receptive field is where the unit's value depends on the input: outside it, nothing changes
+            y = x.copy()
+            outside = np.ones(shape[:2], bool)
+            outside[rf["rows"][0]:rf["rows"][1] + 1, rf["cols"][0]:rf["cols"][1] + 1] = False
+            y[outside] = np.random.default_rng(2).random((int(outside.sum()), shape[2]))
+            _, outs = model.forward(y[None], training=False, record=True)
+            assert float(outs[i][0][tuple(unit)]) == u["value"]
     kernels = [i for i, l in enumerate(model.layers) if isinstance(l, (Conv2D, Dense))]
     for i in (kernels[0], kernels[-1]):
         unit = [s // 2 for s in model.layers[i].output_shape]

@@ -233,6 +233,22 @@ function drawInput(x) {
   drawReceptiveField(null);
 }
 
+// the input rows and columns a unit sees (Explorer.receptive_field in compute.py, repeated here
+// for the static page); null when it sees the whole input
+function receptiveField(layer, unit) {
+  if (unit.length !== 3) return null;
+  let [r0, r1, c0, c1] = [unit[0], unit[0], unit[1], unit[1]];
+  for (let i = layer; i >= 0; i--) {
+    const g = state.model.layers[i].geometry;
+    if (!g) return null;
+    const [kh, kw] = g.window, [sh, sw] = g.strides, [dh, dw] = g.dilation, top = g.pads[0], left = g.pads[2];
+    [r0, r1] = [r0 * sh - top, r1 * sh - top + (kh - 1) * dh];
+    [c0, c1] = [c0 * sw - left, c1 * sw - left + (kw - 1) * dw];
+  }
+  const [h, w] = state.model.input_shape;
+  return { rows: [Math.max(r0, 0), Math.min(r1, h - 1)], cols: [Math.max(c0, 0), Math.min(c1, w - 1)] };
+}
+
 function drawReceptiveField(rf) {
   const cv = $("rf-overlay"), ctx = cv.getContext("2d");
   ctx.clearRect(0, 0, cv.width, cv.height);
@@ -406,7 +422,7 @@ async function selectUnit(layer, unit) {
   if (STATIC) {
     const L = state.fwd.layers[layer], a = decode(L.output), s = L.shape;
     let idx = 0; for (let k = 0; k < s.length; k++) idx = idx * s[k] + unit[k];
-    renderUnit({ layer, name: L.name, kind: L.kind, unit, value: a.data[idx], receptive_field: null });
+    renderUnit({ layer, name: L.name, kind: L.kind, unit, value: a.data[idx], receptive_field: receptiveField(layer, unit) });
     $("detail").appendChild(el("p", { class: "hint" }, "static page: run `minicnn explore` for the numbers behind a unit"));
     return;
   }
