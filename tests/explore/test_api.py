@@ -329,3 +329,25 @@ def test_live_server_concurrent_requests_and_stays_up(live_server, explorer):
     with urllib.request.urlopen(url + "api/model", timeout=30) as r:
         assert r.status == 200
     assert base64  # noqa: B018 - imported for symmetry with the client
+
+
+def test_colour_image_for_a_three_channel_model(tmp_path):
+    from PIL import Image, ImageDraw
+    import io
+    import minicnn
+    from starlette.testclient import TestClient
+    from minicnn.explore import Explorer, create_app
+    model = minicnn.build_preset("cifar_cnn", input_shape=(32, 32, 3), seed=0)
+    im = Image.new("RGB", (200, 100), (255, 255, 255))
+    ImageDraw.Draw(im).ellipse((60, 20, 140, 90), fill=(200, 30, 40))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    with TestClient(create_app(Explorer(model, dataset="cifar10")), base_url="http://127.0.0.1") as c:
+        assert c.get("/api/model").json()["labels"][0] == "airplane"
+        d = c.post("/api/forward", content=buf.getvalue(), headers={"content-type": "image/png"}).json()
+    path = tmp_path / "red.png"
+    path.write_bytes(buf.getvalue())
+    expected = images.load_image(path, (32, 32, 3)).array
+    np.testing.assert_array_equal(unpack(d["input"]), expected)
+    assert [s["name"] for s in d["steps"]] == ["read", "not inverted", "resized and padded", "scaled"]
+    assert expected[16, 16, 0] > 0.7 and expected[16, 16, 1] < 0.2  # red stays red

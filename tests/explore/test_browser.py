@@ -55,7 +55,7 @@ def driver():
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--window-size=1500,1000", "--disable-extensions", "--no-first-run",
+              "--window-size=1500,1250", "--disable-extensions", "--no-first-run",
               "--disable-background-networking", "--disable-component-update", "--disable-sync"):
         opts.add_argument(a)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -140,13 +140,16 @@ def test_draw_click_backward(driver, live_server, explorer, model, shots):
     pred = driver.find_element(By.ID, "prediction").get_attribute("data-class")
     assert int(pred) == int(np.argmax(outs[-1][0]))
 
-    # -- click a conv unit (the third map of the first conv, at its centre)
-    cv = driver.find_elements(By.CSS_SELECTOR, ".maps canvas[data-layer='0']")[2]
-    ActionChains(driver).move_to_element(cv).click().perform()
+    # -- click a conv unit: the strongest one of the first conv, at its cell on its map
+    r, c, f = (int(v) for v in np.unravel_index(int(np.argmax(outs[0][0])), outs[0][0].shape))
+    cv = driver.find_elements(By.CSS_SELECTOR, ".maps canvas[data-layer='0']")[f]
+    oh, ow = outs[0][0].shape[:2]
+    size = cv.size
+    ActionChains(driver).move_to_element_with_offset(
+        cv, int((c + 0.5) / ow * size["width"] - size["width"] / 2),
+        int((r + 0.5) / oh * size["height"] - size["height"] / 2)).click().perform()
     wait(driver, lambda d: d.find_elements(By.ID, "conv-sum"))
-    unit = driver.execute_script("return window.explore.state.selected.unit")
-    assert unit[2] == 2 and 10 <= unit[0] <= 15 and 10 <= unit[1] <= 15
-    r, c, f = unit
+    assert driver.execute_script("return window.explore.state.selected.unit") == [r, c, f]
     lay = model.layers[0]
     expected_sum = float((x2[r:r + 3, c:c + 3, :].astype(np.float64)
                           * lay.params["kernel"][:, :, :, f].astype(np.float64)).sum())
