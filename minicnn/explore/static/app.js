@@ -648,6 +648,7 @@ async function main() {
     $("model-name").textContent = `${state.model.name} · static page`;
     fillSelects();
     $("target").value = String(STATIC.backward.target);
+    $("target").disabled = true;  // the page holds the backward pass of this one class
     $("input-source").textContent = STATIC.source;
     if (STATIC.forward.steps) renderSteps(STATIC.forward.steps);
     state.fwd = STATIC.forward; state.input = STATIC.forward.input;
