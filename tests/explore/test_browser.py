@@ -169,6 +169,17 @@ def test_draw_click_backward(driver, live_server, explorer, model, shots):
     assert "Grad-CAM" in driver.find_element(By.ID, "attribution").text
     bwd = driver.execute_script("return window.explore.state.bwd")
     assert bwd["target"] == 0
+    # a max-pool unit in the backward view: its gradient and the winner it is routed to
+    pool = driver.find_elements(By.CSS_SELECTOR, ".maps canvas[data-layer='2']")[0]
+    ActionChains(driver).move_to_element(pool).click().perform()
+    wait(driver, lambda d: "routed to the winner" in (d.find_element(By.ID, "detail").text))
+    assert "dL/d(output) here" in driver.find_element(By.ID, "backward-at").text
+    # back to the conv unit for the weight gradient
+    ActionChains(driver).move_to_element_with_offset(
+        cv, int((c + 0.5) / ow * size["width"] - size["width"] / 2),
+        int((r + 0.5) / oh * size["height"] - size["height"] / 2)).click().perform()
+    wait(driver, lambda d: "ReLU open" in d.find_element(By.ID, "detail").text)
+    wait(driver, lambda d: d.find_elements(By.ID, "wg-sum"))
     check_screenshot(driver, shots / "explore-backward.png")
 
     # -- one traced Adam step

@@ -407,10 +407,36 @@ function renderUnit(u) {
     d.appendChild(el("div", { class: "eq answer" }, `p = exp(z − ${fmt(s.max_logit)}) / ${fmt(s.sum, 6)} = ${fmt(s.probability, 6)}`));
   }
   if (u.source) d.appendChild(el("p", { class: "eq" }, `reshaped from [${u.source.join(", ")}] of the layer before`));
+  if (state.view === "backward" && state.bwd) d.appendChild(backwardAt(u));
   drawReceptiveField(u.receptive_field);
   d.appendChild(el("p", { class: "hint" }, u.receptive_field ?
     `receptive field: input rows ${u.receptive_field.rows.join("–")}, columns ${u.receptive_field.cols.join("–")} (orange on the input)` :
     "receptive field: the whole input"));
+}
+
+// the gradient at the clicked unit, and where it goes: through the ReLU mask, to the pool winner
+function backwardAt(u) {
+  const b = state.bwd, L = b.layers[u.layer], shape = state.model.layers[u.layer].output_shape;
+  let flat = 0; for (let k = 0; k < shape.length; k++) flat = flat * shape[k] + u.unit[k];
+  const box = el("div", { class: "eq", id: "backward-at" });
+  const g = L.grad_logits || L.grad;
+  if (!g) return box;
+  const gv = decode(g).data[flat];
+  const lines = [`${L.grad_logits ? "dL/d(logit)" : "dL/d(output)"} here = ${fmt(gv, 6)} (class ${state.model.labels[b.target]})`];
+  if (L.relu_mask) {
+    const open = decode(L.relu_mask).data[flat] > 0;
+    lines.push(open ? `ReLU open (output > 0): dL/dz = ${fmt(gv, 6)}` : "ReLU closed (output = 0): dL/dz = 0, nothing flows back");
+  }
+  if (u.winner && u.window_origin && u.layer > 0) {
+    const r = u.window_origin[0] + u.winner[0], c = u.window_origin[1] + u.winner[1];
+    const prev = b.layers[u.layer - 1], ps = state.model.layers[u.layer - 1].output_shape;
+    const pv = prev.grad ? decode(prev.grad).data[(r * ps[1] + c) * ps[2] + u.unit[2]] : null;
+    lines.push(`routed to the winner, input cell [${r}, ${c}, ${u.unit[2]}]: dL/d(that cell) = ${fmt(pv, 6)}; ` +
+      "the window's other cells get 0");
+  }
+  box.textContent = lines.join("\n");
+  box.style.whiteSpace = "pre-wrap";
+  return box;
 }
 
 async function selectUnit(layer, unit) {
