@@ -11,11 +11,11 @@ import argparse
 import sys
 
 from ..errors import MiniCNNError
-from . import crosscheck, study, train
+from . import crosscheck, explore, study, train
 from .runtime import apply_runtime_options
 
 #: modules that add sub-commands, in the order ``minicnn --help`` lists them
-COMMAND_MODULES = (train, study, crosscheck)
+COMMAND_MODULES = (train, study, explore, crosscheck)
 
 
 def build_parser() -> argparse.ArgumentParser:
