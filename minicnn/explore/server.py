@@ -219,8 +219,10 @@ def create_app(explorer: Explorer, allowed_hosts=("127.0.0.1", "localhost", "[::
             v = q.get(key)
             if v is None or v == "":
                 return default
-            if not v.lstrip("-").isdigit():
-                raise RequestError(f"{key} must be an integer, received {v!r}")
+            # ASCII digits only (str.isdigit also admits '²' and fullwidth digits), and few enough
+            # that int() never meets Python's limit on long literals
+            if not (0 < len(v.lstrip("-")) <= 12 and v.lstrip("-").isascii() and v.lstrip("-").isdigit()):
+                raise RequestError(f"{key} must be an integer, received {v[:40]!r}")
             v = int(v)
             if not lo <= v <= hi:
                 raise RequestError(f"{key} must be in {lo}..{hi}, received {v}")
