@@ -45,10 +45,17 @@ def _test_images(n=40):
     return x, y
 
 
+#: a trained model file of the 'pooled' architecture to run the explorer tests on instead (the
+#: README's screenshots: MINICNN_UPDATE_SCREENSHOTS=1 MINICNN_EXPLORE_MODEL=models/pooled-mnist.npz)
+EXPLORE_MODEL = os.environ.get("MINICNN_EXPLORE_MODEL")
+
+
 @pytest.fixture(scope="session")
 def model():
     """The 'pooled' preset (conv, conv, max-pool, dropout, dense, softmax), seed 0, a few steps of
-    training so that its maps look like something."""
+    training so that its maps look like something (or the model in $MINICNN_EXPLORE_MODEL)."""
+    if EXPLORE_MODEL:
+        return minicnn.load_model(EXPLORE_MODEL)
     m = minicnn.build_preset("pooled", seed=0)
     x, y = _test_images(40)
     m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
@@ -59,7 +66,8 @@ def model():
 @pytest.fixture(scope="session")
 def explorer(model):
     x, y = _test_images(40)
-    return Explorer(model, x, y, dataset="mnist", name="pooled-test")
+    name = os.path.basename(EXPLORE_MODEL) if EXPLORE_MODEL else "pooled-test"
+    return Explorer(model, x, y, dataset="mnist", name=name)
 
 
 @pytest.fixture(scope="session")

@@ -116,7 +116,7 @@ def test_draw_click_backward(driver, live_server, explorer, model, shots):
     before_maps = map_pixels(driver, 0, 0)
 
     # -- draw a "1" and see the maps and the prediction update
-    draw(driver, [(0.5, 0.15), (0.5, 0.35), (0.5, 0.55), (0.5, 0.85)])
+    draw(driver, [(0.72, 0.17), (0.62, 0.4), (0.52, 0.62), (0.44, 0.85)])
     wait(driver, lambda d: d.execute_script("const s = window.explore.state; return s.index === null && "
                                             "!s.inflight && s.roundTrips.length > arguments[0]", n0))
     probs_1 = driver.execute_script("return window.explore.state.fwd.probabilities")
@@ -128,7 +128,7 @@ def test_draw_click_backward(driver, live_server, explorer, model, shots):
     assert x1.shape == (28, 28, 1) and x1.max() > 0.5 and x1[:, :4].max() < 0.1
     # -- a second stroke (a bar: now a "7"-ish shape) changes them again
     n1 = driver.execute_script("return window.explore.state.roundTrips.length")
-    draw(driver, [(0.2, 0.15), (0.45, 0.15), (0.75, 0.15)])
+    draw(driver, [(0.25, 0.17), (0.5, 0.17), (0.74, 0.17)])
     wait(driver, lambda d: d.execute_script("const s = window.explore.state; return !s.inflight && !s.dirty && "
                                             "s.roundTrips.length > arguments[0]", n1))
     wait(driver, lambda d: d.execute_script("return window.explore.state.fwd.probabilities") != probs_1)
