@@ -128,3 +128,12 @@ def test_get_and_errors():
         get("adamw")
     with pytest.raises(ValueError, match="learning_rate must be a positive number"):
         Adam(learning_rate=-1)
+
+
+def test_default_learning_rate_dtype_is_the_weights():
+    p = np.zeros(1)
+    SGD(0.1).step([("w", p, np.ones(1))])
+    assert p[0] == -0.1  # exact, as Keras under floatx float64
+    q = np.zeros(1)
+    SGD(0.1, learning_rate_dtype="float32").step([("w", q, np.ones(1))])
+    assert q[0] == -float(np.float32(0.1))  # as Keras under its default floatx

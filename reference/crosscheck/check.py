@@ -12,11 +12,11 @@ from .. import convert
 from .environment import floatx, header, setup_tensorflow
 from .layer_check import TENSORS, layer_check
 from .tolerances import RULE, table_for
-from .training import training_check
+from .training import hyper_rule, training_check
 
 
 def crosscheck(model, x, y, dtype="float32", steps=50, optimizer="adam", seed=0, batch=None,
-               data_source="user data", threads=None) -> dict:
+               data_source="user data", threads=None, keras_floatx=None) -> dict:
     """Compare ``model`` with its Keras twin; returns the report dict (see
     :func:`reference.crosscheck.format_report`).
 
@@ -28,8 +28,13 @@ def crosscheck(model, x, y, dtype="float32", steps=50, optimizer="adam", seed=0,
         images (cycling when N < steps * batch).
     dtype : 'float32' or 'float64' for both frameworks.
     steps : optimizer steps (0 skips the training check).
-    optimizer : 'adam' or 'sgd' with Keras defaults.
+    optimizer : 'adam', 'sgd', 'sgd-momentum', 'sgd-nesterov' or 'rmsprop'
+        (:data:`reference.crosscheck.training.OPTIMIZERS`).
     seed : seeds the upstream gradient G.
+    keras_floatx : ``keras.config.floatx`` for Keras (default ``dtype``; 'float32' with a float64
+        model reproduces Keras's default floatx). Keras's learning-rate variable has this dtype,
+        and minicnn's optimizer is given ``learning_rate_dtype`` = the same (docs/parity.md,
+        "Optimizer hyperparameters and floatx").
     """
     setup_tensorflow(threads)  # thread pools and TF32 before anything runs
     dtype = np.dtype(dtype).name
@@ -42,13 +47,18 @@ def crosscheck(model, x, y, dtype="float32", steps=50, optimizer="adam", seed=0,
     if y.ndim == 1:
         y = one_hot(y, model.output_shape[-1], dtype)
     x, y = x.astype(dtype), y.astype(dtype)
+    keras_floatx = np.dtype(keras_floatx or dtype).name
+    if keras_floatx not in (dtype, "float32"):
+        raise ValueError(f"keras_floatx must be the check's dtype or float32, got {keras_floatx}")
     batch = int(batch or x.shape[0])
     if not 1 <= batch <= x.shape[0]:
         raise ValueError(f"batch must be in [1, {x.shape[0]}], got {batch}")
 
-    with floatx(dtype):
+    with floatx(keras_floatx):
         t0 = time.perf_counter()
         report = {"header": header(model, dtype, seed, data_source, batch)}
+        report["header"]["keras_floatx"] = keras_floatx
+        report["header"]["hyperparameter_rule"] = hyper_rule(dtype, keras_floatx)
         report["header"]["upstream_gradient"] = f"G ~ U(-1, 1), seed {seed}; scalar = sum(output * G)"
         report["header"]["rule"] = RULE
         report["tolerances"] = table_for(dtype)
@@ -62,7 +72,7 @@ def crosscheck(model, x, y, dtype="float32", steps=50, optimizer="adam", seed=0,
         if per_layer["maxpool_ties"] is not None:
             report["header"]["maxpool_ties"] = per_layer["maxpool_ties"]
         report["end_to_end"] = per_layer["end_to_end"]
-        report["training"] = (training_check(model, x, y, dtype, steps, optimizer, batch)
+        report["training"] = (training_check(model, x, y, dtype, steps, optimizer, batch, keras_floatx)
                               if steps > 0 else None)
         report["seconds"] = time.perf_counter() - t0
     report["summary"] = summarise(report)

@@ -44,6 +44,8 @@ def _header_lines(h):
          "minicnn's activations"),
         f"rule: {h['rule']}; tolerances and their reasons: {DOC}, \"Tolerances\"",
     ]
+    if "keras_floatx" in h:
+        lines.append(f"optimizer hyperparameters: {h['hyperparameter_rule']}")
     if "maxpool_ties" in h:
         m = h["maxpool_ties"]
         lines.append(f"max-pool windows with tied maxima: {m['exact_ties']:,} of {m['windows']:,} ({m['share']:.1%}) "

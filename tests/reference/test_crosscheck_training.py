@@ -98,8 +98,11 @@ def test_batches_cycle_through_the_blocks():
 
 
 def test_optimizer_pair():
-    assert training.LEARNING_RATES == {"adam": float(np.float32(0.001)), "sgd": float(np.float32(0.01))}
-    _, _, described = training.optimizer_pair("sgd")
-    assert described.startswith("SGD(learning_rate=0.009999999776482582")
-    with pytest.raises(ValueError, match="'adam' or 'sgd'"):
-        training.optimizer_pair("rmsprop")
+    assert training.LEARNING_RATES["adam"] == 0.001 and training.LEARNING_RATES["sgd"] == 0.01
+    mine, theirs, described = training.optimizer_pair("sgd-nesterov", "float64")
+    assert described.startswith("SGD(learning_rate=0.01, learning_rate_dtype='float64', momentum=0.9, nesterov=True")
+    assert theirs.learning_rate.dtype == "float64" and mine.learning_rate_dtype == "float64"
+    mine, theirs, _ = training.optimizer_pair("rmsprop")  # Keras's default floatx
+    assert theirs.learning_rate.dtype == "float32" and mine.learning_rate_dtype == "float32"
+    with pytest.raises(ValueError, match="optimizer must be one of adam, sgd"):
+        training.optimizer_pair("adamw")
