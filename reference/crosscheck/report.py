@@ -31,6 +31,14 @@ def _table(head, rows):
     return [fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
 
 
+def _ulps(r):
+    """max|d| in ULPs of max|ref| and the largest elementwise ULP distance: '3.0/7'."""
+    if r.get("ulps") is None:
+        return "-"
+    u = r["ulps"]
+    return f"{u:.3g}/{r['max_elementwise_ulps']}" if u < 1e6 else f"{u:.2e}/-"
+
+
 def _header_lines(h):
     t = h["threads"]
     lines = [
@@ -44,6 +52,8 @@ def _header_lines(h):
          "minicnn's activations"),
         f"rule: {h['rule']}; tolerances and their reasons: {DOC}, \"Tolerances\"",
     ]
+    if "reduction_rule" in h:
+        lines.append(f"tolerance of long reductions: {h['reduction_rule']}")
     if "keras_floatx" in h:
         lines.append(f"optimizer hyperparameters: {h['hyperparameter_rule']}")
     if "maxpool_ties" in h:
@@ -54,10 +64,18 @@ def _header_lines(h):
 
 
 def _layer_lines(report):
-    head = ("layer", "tensor", "shape", "max|d|", "mean|d|", "max|d|/max|ref|", "argmax", "rtol", "status")
+    head = ("layer", "tensor", "shape", "max|d|", "mean|d|", "max|d|/max|ref|", "ulps", "argmax", "rtol", "status")
     rows = [(r["layer"], r["tensor"], _shape(r["shape"]), _fmt(r["max_abs"]), _fmt(r["mean_abs"]), _fmt(r["rel"]),
-             _shape(r["argmax"]), _fmt(r["rtol"]), r["status"]) for r in report["layers"]]
+             _ulps(r), _shape(r["argmax"]), _fmt(r["rtol"]),
+             r["status"] + (f" ({r['failure']})" if r.get("failure") in ("NaN", "Inf", "shape") else ""))
+            for r in report["layers"]]
     lines = _table(head, rows)
+    lines += [f"  {r['layer']}/{r['tensor']}: {r['note']}" for r in report["layers"]
+              if r.get("failure") in ("NaN", "Inf")]
+    longer = [f"{r['layer']}/{r['tensor']} {_fmt(r['rtol'])} (n {r['reduction_terms']:,})" for r in report["layers"]
+              if r.get("rtol_table") is not None and r["rtol"] > r["rtol_table"]]
+    if longer:
+        lines.append("gradient tolerances raised for the length of their reduction: " + ", ".join(longer))
     raised = [f"{r['layer']} {_fmt(r['rtol'])}" for r in report["layers"] if r.get("rtol_floor", 0.0) > r["rtol"] * 0.999
               and r.get("rtol_floor", 0.0) > 0]
     if raised:
@@ -174,6 +192,12 @@ def format_report(report: dict) -> str:
     lines.append("")
     if j["failed"]:
         lines.append("failed: " + ", ".join(j["failed"]))
+    ff = s.get("first_failure")
+    if ff:
+        what = f"{ff['layer']}/{ff['tensor']}" if ff.get("layer") else ff["check"]
+        detail = (f"{ff['failure']} mismatch: {ff['note']}" if ff["failure"] in ("NaN", "Inf")
+                  else f"{_fmt(ff.get('rel'))} of max|ref|, {_fmt(ff.get('ulps'))} ulps" if ff.get("layer") else "")
+        lines.append(f"first failure: {what}" + (f" ({detail})" if detail else "") + f"; chosen as {ff['rule']}")
     lines.append(f"RESULT: {'PASS' if s['passed'] else 'FAIL'} ({report['seconds']:.1f} s): {j['passed']}/{j['total']} "
                  f"judged checks within tolerance; not judged (information): {'; '.join(s['not_judged'])}")
     return "\n".join(lines)

@@ -55,6 +55,19 @@ NOT_JUDGED_REASON = {
 }
 
 
+#: how a gradient row's tolerance grows with the length of its reduction, as printed in the report
+REDUCTION_RULE = ("dW/db rows: rtol = max(table rtol, u * n / 16), n = the terms each element sums (batch x "
+                  "output positions), u = the dtype's unit roundoff: the worst case (n - 1) u of recursive "
+                  "summation (Higham, Accuracy and Stability of Numerical Algorithms, 4.2) over 16 vector lanes")
+
+
+def reduction_rtol(rtol, dtype, n) -> float:
+    """The tolerance of a reduction of ``n`` terms in ``dtype`` (:data:`REDUCTION_RULE`): the
+    table's ``rtol``, or u * n / 16 when that is larger."""
+    u = float(np.finfo(np.dtype(dtype)).eps) / 2
+    return max(rtol, u * n / 16)
+
+
 def tolerance(dtype, check, keras_floatx=None):
     """(rtol, atol) of ``check`` ('out', 'grad', 'loss', 'weights') in ``dtype``, Keras running
     under floatx ``keras_floatx`` (default ``dtype``); (None, None) when the quantity is not
