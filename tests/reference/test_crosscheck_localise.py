@@ -17,11 +17,13 @@ pytest.importorskip("tensorflow")
 import reference.convert as convert  # noqa: E402
 from minicnn import Sequential  # noqa: E402
 from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D  # noqa: E402
-from reference.crosscheck import compare, report as report_text  # noqa: E402
+from reference.crosscheck import compare, crosscheck, format_report  # noqa: E402
+from reference.crosscheck import report as report_text  # noqa: E402
 from reference.crosscheck.check import first_failure, summarise  # noqa: E402
 from reference.crosscheck.layer_check import layer_rows  # noqa: E402
 from reference.crosscheck.sides import layer_inputs, minicnn_pass  # noqa: E402
 from reference.crosscheck.tolerances import reduction_rtol  # noqa: E402
+from tests.reference.archgen import generate  # noqa: E402
 
 EXACT = {"out": (0.0, 0.0), "grad": (0.0, 0.0)}
 
@@ -98,3 +100,18 @@ def test_ulps_and_the_reduction_rule():
     u32 = 2.0 ** -24
     assert reduction_rtol(1e-4, "float32", 256 * 26 * 26) == pytest.approx(u32 * 256 * 26 * 26 / 16)
     assert reduction_rtol(1e-4, "float32", 32 * 26 * 26) == 1e-4
+
+
+def test_the_report_states_keras_floatx_and_the_rules():
+    rng = np.random.default_rng(1)
+    x, y = rng.random((4, 28, 28, 1)), np.eye(10)[rng.integers(0, 10, 4)]
+    report = crosscheck(generate(1, "float64"), x, y, dtype="float64", steps=1, optimizer="rmsprop",
+                        keras_floatx="float32", data_source="random")
+    h = report["header"]
+    assert h["keras_floatx"] == "float32" and "learning_rate_dtype='float32'" in h["hyperparameter_rule"]
+    assert "u * n / 16" in h["reduction_rule"] and report["summary"]["first_failure"] is None
+    text = format_report(report)
+    assert "optimizer hyperparameters: Keras floatx float32" in text and "RESULT: PASS" in text
+    assert "tolerance of long reductions" in text and "ulps" in text
+    with pytest.raises(ValueError, match="keras_floatx"):
+        crosscheck(generate(1, "float32"), x, y, dtype="float32", steps=0, keras_floatx="float64")
