@@ -125,14 +125,20 @@ def series_check(name, mine, ref, rtol, atol=0.0, reason=None) -> dict:
     """One line of the report about a series of losses: the largest relative difference of
     ``mine`` against ``ref`` and, when ``rtol`` is given, its verdict (every value of ``mine``
     must also be finite). ``reason`` says why a check is not judged."""
-    diffs = rel_diffs(mine, ref)
+    nf = nonfinite(np.asarray(mine, np.float64), np.asarray(ref, np.float64))
+    diffs = [d if np.isfinite(d) else 0.0 for d in rel_diffs(mine, ref)] if nf["mismatches"] else rel_diffs(mine, ref)
     worst = max(diffs, default=0.0)
     judged = rtol is not None
     passed = None
+    failure = nf["kind"] if nf["mismatches"] else None
     if judged:
-        passed = bool(np.all(np.isfinite(mine)) and np.all(np.isfinite(ref)) and worst <= rtol + atol)
+        passed = bool(failure is None and np.all(np.isfinite(mine)) and worst <= rtol + atol)
+        if not passed and failure is None:
+            failure = "NaN" if np.isnan(mine).any() else "Inf" if not np.all(np.isfinite(mine)) else "value"
     out = {"check": name, "value": worst, "rel_diff": diffs, "rtol": rtol, "judged": judged,
-           "passed": passed, "status": _status(judged, passed)}
+           "passed": passed, "status": _status(judged, passed), "failure": failure}
+    if failure in ("NaN", "Inf") and nf["first"] is not None:
+        out["note"] = f"{failure} mismatch at step {nf['first'][0] + 1}"
     if reason and not judged:
         out["reason"] = reason
     return out

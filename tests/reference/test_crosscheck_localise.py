@@ -20,6 +20,7 @@ from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D  # noqa: E402
 from reference.crosscheck import compare, crosscheck, format_report  # noqa: E402
 from reference.crosscheck import report as report_text  # noqa: E402
 from reference.crosscheck.check import first_failure, summarise  # noqa: E402
+from reference.crosscheck.compare import series_check  # noqa: E402
 from reference.crosscheck.layer_check import layer_rows  # noqa: E402
 from reference.crosscheck.sides import layer_inputs, minicnn_pass  # noqa: E402
 from reference.crosscheck.tolerances import reduction_rtol  # noqa: E402
@@ -115,3 +116,10 @@ def test_the_report_states_keras_floatx_and_the_rules():
     assert "tolerance of long reductions" in text and "ulps" in text
     with pytest.raises(ValueError, match="keras_floatx"):
         crosscheck(generate(1, "float32"), x, y, dtype="float32", steps=0, keras_floatx="float64")
+
+
+def test_a_nan_loss_is_named():
+    c = series_check("free-running loss", [1.0, float("nan"), 1.0], [1.0, 0.9, 1.0], 1e-9)
+    assert (c["passed"], c["failure"], c["note"]) == (False, "NaN", "NaN mismatch at step 2")
+    assert c["value"] == 0.0
+    assert series_check("l", [1.0, 2.0], [1.0, 1.0], 1e-9)["failure"] == "value"
