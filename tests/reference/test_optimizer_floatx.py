@@ -15,8 +15,12 @@ import pytest
 pytestmark = [pytest.mark.tf]
 pytest.importorskip("tensorflow")
 
+import keras  # noqa: E402
+
 from minicnn import layers as L  # noqa: E402
+from minicnn import load_model  # noqa: E402
 from minicnn.presets import PRESETS, build_preset  # noqa: E402
+from reference.convert import to_keras  # noqa: E402
 from reference.crosscheck import setup_tensorflow, training  # noqa: E402
 from reference.crosscheck.compare import rel_error  # noqa: E402
 
@@ -71,3 +75,27 @@ def test_float64_under_keras_floatx_float32(preset, data):
     # the rule has teeth: an exact learning rate against Keras's float32 one drifts by ~1e-8
     wrong, _, _, _ = trajectories(preset, "adam", "float32", data, learning_rate_dtype=None)
     assert wrong > 1e-8
+
+
+def test_the_reported_case_a_float64_keras_file_trained_by_both(tmp_path):
+    """Issue 15's report: a float64 Keras model saved as .keras (floatx float64), loaded into
+    minicnn, both compiled with Adam(1e-3), five identical train_on_batch steps. The weights used
+    to differ by ~5e-8 relative (minicnn rounded the learning rate through float32)."""
+    rng = np.random.default_rng(5)
+    x, y = rng.random((4, 28, 28, 1)), np.eye(10)[rng.integers(0, 10, 4)]
+    previous = keras.config.floatx()
+    keras.config.set_floatx("float64")
+    try:
+        k = to_keras(build_preset("lenet5", dtype="float64", seed=1))
+        k.save(tmp_path / "m.keras")
+        mine = load_model(tmp_path / "m.keras")
+        k.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", jit_compile=False)
+        mine.compile("adam", "categorical_crossentropy")
+        for _ in range(5):
+            k.train_on_batch(x, y)
+            mine.train_on_batch(x, y)
+        theirs = k.get_weights()
+    finally:
+        keras.config.set_floatx(previous)
+    assert mine.dtype == np.float64
+    assert max(rel_error(a, b) for a, b in zip(mine.get_weights(), theirs, strict=True)) <= RTOL
