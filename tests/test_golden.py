@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from minicnn import activations, losses, optimizers
-from minicnn.layers import AveragePooling2D, Conv2D, MaxPool2D
+from minicnn.layers import AveragePooling2D, Conv2D, DepthwiseConv2D, MaxPool2D
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
 FILES = sorted(f for f in os.listdir(GOLDEN) if f.endswith(".json"))
@@ -66,7 +66,7 @@ def check(got, case):
 
 
 def test_every_golden_file_cites_its_source():
-    assert {"tf_conv_ops.json", "tf_pooling_ops.json", "onnx_pool.json", "keras_ops_losses.json",
+    assert {"tf_conv_ops.json", "tf_depthwise_conv.json", "tf_pooling_ops.json", "onnx_pool.json", "keras_ops_losses.json",
             "keras_optimizers.json"} <= set(FILES)
     for fname in FILES:
         data = load(fname)
@@ -88,6 +88,15 @@ def test_conv2d(backend, case):
     assert list(y.shape) == case["output"]
     dx = layer.backward(ramp(case["output"]))
     check(dx if case["op"] == "conv2d_backprop_input" else layer.grads["kernel"], case)
+
+
+@pytest.mark.parametrize("case", cases("tf_depthwise_conv.json"))
+def test_depthwise_conv2d(backend, case):
+    fh, fw, _, mult = case["filter"]
+    layer = built(DepthwiseConv2D((fh, fw), strides=tuple(case["strides"]), padding=case["padding"],
+                                  depth_multiplier=mult, use_bias=False), case["input"])
+    layer.set_weights([ramp(case["filter"])])
+    check(layer.forward(ramp(case["input"]), training=True), case)
 
 
 @pytest.mark.parametrize("case", cases("tf_pooling_ops.json", "onnx_pool.json"))
