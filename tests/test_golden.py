@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from minicnn import activations, losses, optimizers
+from minicnn import layers
 from minicnn.layers import AveragePooling2D, Conv2D, DepthwiseConv2D, MaxPool2D
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
@@ -126,6 +127,10 @@ def test_keras_ops_and_losses(backend, case):
         check(getattr(activations, op)(np.asarray(case["x"], DT)), case)
     elif op == "relu":
         check(activations.relu(np.asarray(case["x"], DT), **case["kwargs"]), case)
+    elif op == "layer":
+        x = np.atleast_2d(np.asarray(case["x"], DT))
+        layer = built(getattr(layers, case["layer"])(**case["kwargs"]), x.shape)
+        check(layer.forward(x, training=True), case)
     else:
         name = op.removesuffix("_mean")
         loss = LOSSES[name](from_logits=case["from_logits"])
