@@ -67,8 +67,8 @@ def check(got, case):
 
 
 def test_every_golden_file_cites_its_source():
-    assert {"tf_conv_ops.json", "tf_depthwise_conv.json", "tf_pooling_ops.json", "onnx_pool.json", "keras_ops_losses.json",
-            "keras_optimizers.json"} <= set(FILES)
+    assert {"tf_conv_ops.json", "tf_depthwise_conv.json", "tf_pooling_ops.json", "onnx_pool.json",
+            "keras_ops_losses.json", "keras_optimizers.json"} <= set(FILES)
     for fname in FILES:
         data = load(fname)
         assert data["repository"] and ("file" in data or "files" in data or all("file" in c for c in data["cases"]))

@@ -166,8 +166,8 @@ def _weights_lines(tr):
 def _training_lines(tr):
     judged = "step by step" if tr["judged"] == "stepwise" else "free-running"
     lines = ["", (f"training: {tr['steps']} steps of {tr['optimizer_config']}, batch {tr['batch']}, "
-                  f"{tr['distinct_batches']} distinct batches, dropout off in both; Keras (floatx {tr.get('keras_floatx', '-')}): compile + "
-                  f"train_on_batch (graph mode, no XLA); judged {judged}")]
+                  f"{tr['distinct_batches']} distinct batches, dropout off in both; Keras (floatx "
+                  f"{tr.get('keras_floatx', '-')}): compile + train_on_batch (graph mode, no XLA); judged {judged}")]
     lines += _step_lines(tr)
     lines += _check_lines(tr)
     lp = tr.get("loss_path")
