@@ -1,12 +1,13 @@
 """The training check: K optimizer steps on identical batches in both frameworks.
 
 Both sides train a copy with Dropout disabled (rate 0: masks cannot be shared between
-frameworks), with the same optimizer (Keras's defaults; the learning rate as its float32 value,
-:data:`LEARNING_RATES`) and categorical cross-entropy. minicnn runs its own
+frameworks), with the same optimizer (:data:`OPTIMIZERS`: Keras's defaults but the learning rate
+and momentum) and categorical cross-entropy in the model's dtype. minicnn runs its own
 ``Sequential.train_on_batch``; Keras runs ``compile(..., jit_compile=False)`` +
-``train_on_batch`` (a graph-mode ``tf.function``) under ``keras.config.floatx`` = the check's
-dtype. For a model ending in softmax both take the loss from the logits (:mod:`.loss_path`
-verifies Keras's choice).
+``train_on_batch`` (a graph-mode ``tf.function``) under ``keras.config.floatx`` = ``keras_floatx``
+(default the check's dtype), and minicnn's optimizer holds its learning rate in the same dtype
+(``learning_rate_dtype``; docs/parity.md, "Optimizer hyperparameters and floatx"). For a model
+ending in softmax both take the loss from the logits (:mod:`.loss_path` verifies Keras's choice).
 
 What is judged (docs/parity.md, "Training in float32"):
 
