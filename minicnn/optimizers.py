@@ -4,11 +4,21 @@ All updates happen in place (``p -= ...``), so layers keep their references to t
 State arrays (momenta, moments) are keyed by (layer name, weight name) and have the weight's
 dtype. ``iterations`` counts applied steps, like Keras's ``optimizer.iterations``.
 
-Keras's arithmetic is reproduced to the bit where it matters for float64 parity: the learning
-rate is a float32 variable, and ``ops.cast(beta, dtype)`` / ``ops.cast(momentum, dtype)`` turn
-the Python float into a float32 tensor first, so those hyperparameters reach a float64 model
-already rounded to float32 (:func:`keras_hyper`). Expressions Keras writes with Python floats,
-such as ``1 - beta_1``, are computed in float64 and then cast (:func:`python_scalar`).
+Keras's arithmetic is reproduced to the bit where it matters for float64 parity (read in
+Keras 3.15's ``keras/src/optimizers/*.py``, TF backend; docs/parity.md, "Optimizer
+hyperparameters and floatx"):
+
+* the learning rate is a Keras variable of dtype ``keras.config.floatx()`` (at the optimizer's
+  creation), cast to the weight's dtype in ``update_step``. minicnn's ``learning_rate_dtype``
+  names that dtype: ``None`` (the default) means the dtype of the weight being updated, i.e.
+  Keras with floatx set to the model's dtype (a float64 model: the exact learning rate);
+  ``'float32'`` matches Keras under its default floatx (a float64 model then sees the learning
+  rate rounded through float32). For float32 weights both give the same numbers.
+* ``ops.cast(beta_1, dtype)`` (Adam's bias correction) and ``ops.cast(momentum, dtype)`` (SGD)
+  call ``tf.cast`` on a Python float, which makes a float32 tensor first, whatever floatx: those
+  reach a float64 model rounded to float32 (:func:`keras_hyper`).
+* Python floats in ``ops.multiply``/``ops.add`` (``1 - beta_1``, epsilon, RMSprop's rho and
+  momentum) are weakly typed and take the weight's dtype exactly (:func:`python_scalar`).
 """
 
 from __future__ import annotations
@@ -30,16 +40,27 @@ def python_scalar(value: float, dt):
     return dt(value)
 
 
+#: the values of ``learning_rate_dtype``: None (the weight's dtype) or Keras's floatx of the run
+LEARNING_RATE_DTYPES = (None, "float32", "float64")
+
+
 class Optimizer:
     """Template: :meth:`step` walks the parameters and calls :meth:`_update` on each."""
 
     name = "optimizer"
     slot_names: tuple[str, ...] = ()
 
-    def __init__(self, learning_rate: float):
+    def __init__(self, learning_rate: float, learning_rate_dtype=None):
         if not (isinstance(learning_rate, (int, float)) and learning_rate > 0 and math.isfinite(learning_rate)):
             raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
+        if learning_rate_dtype is not None:
+            learning_rate_dtype = np.dtype(learning_rate_dtype).name
+        if learning_rate_dtype not in LEARNING_RATE_DTYPES:
+            raise ValueError("learning_rate_dtype must be None (the weights' dtype), 'float32' or "
+                             f"'float64', got {learning_rate_dtype!r}")
         self.learning_rate = float(learning_rate)
+        #: the dtype of Keras's learning-rate variable (its floatx) to match; None: the weight's
+        self.learning_rate_dtype = learning_rate_dtype
         self.iterations = 0
         self.slots: dict[str, dict[str, np.ndarray]] = {s: {} for s in self.slot_names}
 
@@ -58,6 +79,12 @@ class Optimizer:
     def _update(self, p, g, state, t):
         raise NotImplementedError
 
+    def lr(self, dt):
+        """The learning rate as Keras's ``ops.cast(learning_rate, variable.dtype)`` gives it to a
+        weight of dtype ``dt``: held in ``learning_rate_dtype`` (default ``dt``), then cast."""
+        held = np.dtype(self.learning_rate_dtype).type if self.learning_rate_dtype else dt
+        return dt(held(self.learning_rate))
+
     # -- state for checkpoints ----------------------------------------------------------------
     def get_state(self) -> dict[str, np.ndarray]:
         flat = {f"{s}/{k}": v for s, d in self.slots.items() for k, v in d.items()}
@@ -73,7 +100,8 @@ class Optimizer:
                 self.slots[s][k] = np.array(v)
 
     def get_config(self):
-        return {"name": self.name, "learning_rate": self.learning_rate}
+        return {"name": self.name, "learning_rate": self.learning_rate,
+                "learning_rate_dtype": self.learning_rate_dtype}
 
 
 class SGD(Optimizer):
@@ -81,8 +109,8 @@ class SGD(Optimizer):
 
     name = "sgd"
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
-        super().__init__(learning_rate)
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, learning_rate_dtype=None):
+        super().__init__(learning_rate, learning_rate_dtype)
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
         self.momentum = float(momentum)
@@ -91,7 +119,7 @@ class SGD(Optimizer):
         self.slots = {s: {} for s in self.slot_names}
 
     def _update(self, p, g, state, t):
-        lr = keras_hyper(self.learning_rate, p.dtype.type)
+        lr = self.lr(p.dtype.type)
         if not self.momentum:
             p -= lr * g
             return
@@ -121,8 +149,9 @@ class Adam(Optimizer):
     name = "adam"
     slot_names = ("m", "v")
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, epsilon_mode="keras"):
-        super().__init__(learning_rate)
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, epsilon_mode="keras",
+                 learning_rate_dtype=None):
+        super().__init__(learning_rate, learning_rate_dtype)
         if epsilon_mode not in ("keras", "pytorch"):
             raise ValueError(f"epsilon_mode must be 'keras' or 'pytorch', got {epsilon_mode!r}")
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
@@ -130,7 +159,7 @@ class Adam(Optimizer):
 
     def _update(self, p, g, state, t):
         dt = p.dtype.type
-        lr, eps = keras_hyper(self.learning_rate, dt), python_scalar(self.epsilon, dt)
+        lr, eps = self.lr(dt), python_scalar(self.epsilon, dt)
         m, v = state["m"], state["v"]
         # the powers are taken in the variable's dtype, of betas rounded through float32
         b1_t = keras_hyper(self.beta_1, dt) ** dt(t)
@@ -158,8 +187,9 @@ class RMSprop(Optimizer):
 
     name = "rmsprop"
 
-    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False):
-        super().__init__(learning_rate)
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
+                 learning_rate_dtype=None):
+        super().__init__(learning_rate, learning_rate_dtype)
         self.rho, self.momentum, self.epsilon, self.centered = float(rho), float(momentum), float(epsilon), bool(centered)
         self.slot_names = ("velocity",) + (("momentum",) if self.momentum else ()) + (("average_gradient",) if self.centered else ())
         self.slots = {s: {} for s in self.slot_names}
@@ -170,16 +200,18 @@ class RMSprop(Optimizer):
         v = state["velocity"]
         v *= rho
         v += one_minus_rho * np.square(g)
-        denom = v + python_scalar(self.epsilon, dt)
-        if self.centered:
+        eps = python_scalar(self.epsilon, dt)
+        if self.centered:  # Keras: velocity - square(average_grad) + epsilon, in that order
             ag = state["average_gradient"]
             ag *= rho
             ag += one_minus_rho * g
-            denom = denom - np.square(ag)
-        increment = keras_hyper(self.learning_rate, dt) * g / np.sqrt(denom)
+            denom = (v - np.square(ag)) + eps
+        else:
+            denom = v + eps
+        increment = self.lr(dt) * g / np.sqrt(denom)
         if self.momentum:
             m = state["momentum"]
-            m *= keras_hyper(self.momentum, dt)
+            m *= python_scalar(self.momentum, dt)  # a Python float in Keras's ops.multiply
             m += increment
             p -= m
         else:

@@ -25,7 +25,12 @@ def register(sub) -> None:
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--batch", type=int, default=32, help="images per batch (default 32)")
     p.add_argument("--steps", type=int, default=50, help="optimizer steps to compare (default 50; 0 skips)")
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument("--optimizer", choices=("adam", "sgd", "sgd-momentum", "sgd-nesterov", "rmsprop"),
+                   default="adam", help="Keras's defaults; SGD at lr 0.01 (momentum 0.9 when named)")
+    p.add_argument("--keras-floatx", choices=("float32", "float64"), default=None,
+                   help="Keras's floatx, the dtype of its learning-rate variable (default: --dtype; "
+                        "float32 with --dtype float64 reproduces Keras's default floatx); minicnn's "
+                        "optimizer gets the same learning_rate_dtype")
     p.add_argument("--sample", choices=("first", "random"), default="first",
                    help="first N test images, or a seeded random sample")
     p.add_argument("--seed", type=int, default=0, help="seeds the weights, the upstream gradient and --sample random")

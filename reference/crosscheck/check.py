@@ -11,12 +11,12 @@ from minicnn.datasets import one_hot
 from .. import convert
 from .environment import floatx, header, setup_tensorflow
 from .layer_check import TENSORS, layer_check
-from .tolerances import RULE, table_for
-from .training import training_check
+from .tolerances import REDUCTION_RULE, RULE, table_for
+from .training import hyper_rule, training_check
 
 
 def crosscheck(model, x, y, dtype="float32", steps=50, optimizer="adam", seed=0, batch=None,
-               data_source="user data", threads=None) -> dict:
+               data_source="user data", threads=None, keras_floatx=None) -> dict:
     """Compare ``model`` with its Keras twin; returns the report dict (see
     :func:`reference.crosscheck.format_report`).
 
@@ -28,8 +28,13 @@ def crosscheck(model, x, y, dtype="float32", steps=50, optimizer="adam", seed=0,
         images (cycling when N < steps * batch).
     dtype : 'float32' or 'float64' for both frameworks.
     steps : optimizer steps (0 skips the training check).
-    optimizer : 'adam' or 'sgd' with Keras defaults.
+    optimizer : 'adam', 'sgd', 'sgd-momentum', 'sgd-nesterov' or 'rmsprop'
+        (:data:`reference.crosscheck.training.OPTIMIZERS`).
     seed : seeds the upstream gradient G.
+    keras_floatx : ``keras.config.floatx`` for Keras (default ``dtype``; 'float32' with a float64
+        model reproduces Keras's default floatx). Keras's learning-rate variable has this dtype,
+        and minicnn's optimizer is given ``learning_rate_dtype`` = the same (docs/parity.md,
+        "Optimizer hyperparameters and floatx").
     """
     setup_tensorflow(threads)  # thread pools and TF32 before anything runs
     dtype = np.dtype(dtype).name
@@ -42,15 +47,21 @@ def crosscheck(model, x, y, dtype="float32", steps=50, optimizer="adam", seed=0,
     if y.ndim == 1:
         y = one_hot(y, model.output_shape[-1], dtype)
     x, y = x.astype(dtype), y.astype(dtype)
+    keras_floatx = np.dtype(keras_floatx or dtype).name
+    if keras_floatx not in (dtype, "float32"):
+        raise ValueError(f"keras_floatx must be the check's dtype or float32, got {keras_floatx}")
     batch = int(batch or x.shape[0])
     if not 1 <= batch <= x.shape[0]:
         raise ValueError(f"batch must be in [1, {x.shape[0]}], got {batch}")
 
-    with floatx(dtype):
+    with floatx(keras_floatx):
         t0 = time.perf_counter()
         report = {"header": header(model, dtype, seed, data_source, batch)}
+        report["header"]["keras_floatx"] = keras_floatx
+        report["header"]["hyperparameter_rule"] = hyper_rule(dtype, keras_floatx)
         report["header"]["upstream_gradient"] = f"G ~ U(-1, 1), seed {seed}; scalar = sum(output * G)"
         report["header"]["rule"] = RULE
+        report["header"]["reduction_rule"] = REDUCTION_RULE
         report["tolerances"] = table_for(dtype)
         # Both sides in training mode with Dropout's rate 0 (the identity, and nothing random):
         # BatchNormalization then uses the batch's statistics on both sides, as in a training step
@@ -62,7 +73,7 @@ def crosscheck(model, x, y, dtype="float32", steps=50, optimizer="adam", seed=0,
         if per_layer["maxpool_ties"] is not None:
             report["header"]["maxpool_ties"] = per_layer["maxpool_ties"]
         report["end_to_end"] = per_layer["end_to_end"]
-        report["training"] = (training_check(model, x, y, dtype, steps, optimizer, batch)
+        report["training"] = (training_check(model, x, y, dtype, steps, optimizer, batch, keras_floatx)
                               if steps > 0 else None)
         report["seconds"] = time.perf_counter() - t0
     report["summary"] = summarise(report)
@@ -92,14 +103,41 @@ def _not_judged(report):
     return names
 
 
+#: how the first failure is chosen, as stated in the summary
+FIRST_FAILURE_RULE = ("outputs in forward order, then gradients in backward order (from the last layer to the "
+                      "first): each row is evaluated at minicnn's input to its layer, but minicnn's backward "
+                      "chains its own gradients, so a wrong backward also fails every layer before it")
+
+
+def first_failure(report) -> dict | None:
+    """The failed quantity to look at first (:data:`FIRST_FAILURE_RULE`): the first failed output
+    in forward order, else the failed gradient nearest the model's output, else the first failed
+    training check. None when everything judged passed."""
+    rows = report["layers"]
+    order = {name: i for i, name in enumerate(dict.fromkeys(r["layer"] for r in rows))}
+    bad = [r for r in rows if r["passed"] is False]
+    outs = [r for r in bad if r["tensor"] == "out"]
+    grads = sorted((r for r in bad if r["tensor"] != "out"),
+                   key=lambda r: (-order[r["layer"]], r["tensor"] != "dX"))
+    for r in outs[:1] or grads[:1]:
+        return {"layer": r["layer"], "tensor": r["tensor"], "failure": r.get("failure") or "value",
+                "rel": r["rel"], "ulps": r.get("ulps"), "rtol": r["rtol"], "note": r.get("note"),
+                "rule": FIRST_FAILURE_RULE}
+    failed = [name for name, p in _judged_items(report) if not p]
+    if failed:
+        return {"layer": None, "tensor": None, "check": failed[0], "failure": "value", "rule": FIRST_FAILURE_RULE}
+    return None
+
+
 def summarise(report) -> dict:
     """The verdict: PASS when every judged quantity passed. Information never counts."""
     rows = report["layers"]
     tr = report["training"]
     items = _judged_items(report)
-    worst = max(rows, key=lambda r: r["rel"] / r["rtol"])
+    worst = max(rows, key=lambda r: r["rel"] / r["rtol"] if r["rtol"] else float("inf") if r["rel"] else 0.0)
     return {
         "passed": bool(all(p for _, p in items)),
+        "first_failure": first_failure(report),
         "judged": {"total": len(items), "passed": sum(bool(p) for _, p in items),
                    "failed": [name for name, p in items if not p]},
         "not_judged": _not_judged(report),

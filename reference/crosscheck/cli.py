@@ -39,7 +39,8 @@ def run(args) -> int:
     x, y, where = load_mnist_batch(n, args.sample, args.seed, args.data_dir, args.dtype)
     where = f"{where}; layer check on the first {args.batch}"
     report = crosscheck(model, x, y, dtype=args.dtype, steps=args.steps, optimizer=args.optimizer,
-                        seed=args.seed, batch=args.batch, data_source=where, threads=args.threads)
+                        seed=args.seed, batch=args.batch, data_source=where, threads=args.threads,
+                        keras_floatx=getattr(args, "keras_floatx", None))
     print(format_report(report))
     if args.json:
         with open(args.json, "w") as f:

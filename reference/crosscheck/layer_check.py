@@ -9,7 +9,7 @@ from minicnn.layers import MaxPool2D
 
 from .compare import compare, rel_error
 from .sides import keras_layer_pass, keras_tape_pass, layer_inputs, minicnn_pass
-from .tolerances import tolerance
+from .tolerances import reduction_rtol, tolerance
 
 TENSORS = ("out", "dX", "dW", "db")
 #: the report's name of each weight's gradient
@@ -21,15 +21,17 @@ def _weight_names(layer):
     return layer.trainable_names
 
 
-def layer_rows(model, mine, ref, dtype, inputs) -> list[dict]:
+def layer_rows(model, mine, ref, dtype, inputs, tolerances=None) -> list[dict]:
     """One judged comparison row per (layer, tensor), from the two sides' :class:`LayerPass`.
 
     A layer's output tolerance is the table's, or the layer's own floor for two correct
     implementations on this input when larger (``Layer.output_rtol_floor``: 0 for most layers;
     BatchNormalization's batch statistics, kappa u N*H*W / 16), stated in the row's
-    ``rtol_floor``."""
-    rt_out, at_out = tolerance(dtype, "out")
-    rt_g, at_g = tolerance(dtype, "grad")
+    ``rtol_floor``. A weight gradient's tolerance grows with the length of its reduction
+    (:data:`.tolerances.REDUCTION_RULE`; the row's ``reduction_terms`` and ``rtol_table``).
+    ``tolerances`` ({'out': (rtol, atol), 'grad': ...}) replaces the table (tests)."""
+    rt_out, at_out = tolerances["out"] if tolerances else tolerance(dtype, "out")
+    rt_g, at_g = tolerances["grad"] if tolerances else tolerance(dtype, "grad")
     rows = []
     for i, layer in enumerate(model.layers):
         floor = layer.output_rtol_floor(inputs[i], np.dtype(dtype))
@@ -37,10 +39,14 @@ def layer_rows(model, mine, ref, dtype, inputs) -> list[dict]:
                      **compare(mine.outputs[i], ref.outputs[i], max(rt_out, floor), at_out)})
         rows.append({"layer": layer.name, "tensor": "dX",
                      **compare(mine.input_grads[i], ref.input_grads[i], rt_g, at_g)})
+        out = np.asarray(mine.outputs[i])
+        terms = out.size // out.shape[-1] if out.ndim else 1  # batch x output positions
+        rt_w = rt_g if tolerances else reduction_rtol(rt_g, dtype, terms)
         for k in _weight_names(layer):
-            rows.append({"layer": layer.name, "tensor": GRAD_NAMES.get(k, f"d{k}"),
+            rows.append({"layer": layer.name, "tensor": GRAD_NAMES.get(k, f"d{k}"), "reduction_terms": terms,
+                         "rtol_table": rt_g,
                          **compare(mine.weight_grads[layer.name][k], ref.weight_grads[layer.name][k],
-                                   rt_g, at_g)})
+                                   rt_w, at_g)})
     return rows
 
 

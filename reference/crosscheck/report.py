@@ -31,6 +31,12 @@ def _table(head, rows):
     return [fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
 
 
+def _ulps(r):
+    """max|d| in ULPs of max|ref| (normwise; the elementwise maximum, which is large wherever a
+    value is near 0, is in the JSON only)."""
+    return "-" if r.get("ulps") is None else _fmt(float(r["ulps"])) if r["ulps"] >= 1e4 else f"{r['ulps']:.3g}"
+
+
 def _header_lines(h):
     t = h["threads"]
     lines = [
@@ -44,6 +50,10 @@ def _header_lines(h):
          "minicnn's activations"),
         f"rule: {h['rule']}; tolerances and their reasons: {DOC}, \"Tolerances\"",
     ]
+    if "reduction_rule" in h:
+        lines.append(f"tolerance of long reductions: {h['reduction_rule']}")
+    if "keras_floatx" in h:
+        lines.append(f"optimizer hyperparameters: {h['hyperparameter_rule']}")
     if "maxpool_ties" in h:
         m = h["maxpool_ties"]
         lines.append(f"max-pool windows with tied maxima: {m['exact_ties']:,} of {m['windows']:,} ({m['share']:.1%}) "
@@ -52,10 +62,18 @@ def _header_lines(h):
 
 
 def _layer_lines(report):
-    head = ("layer", "tensor", "shape", "max|d|", "mean|d|", "max|d|/max|ref|", "argmax", "rtol", "status")
+    head = ("layer", "tensor", "shape", "max|d|", "mean|d|", "max|d|/max|ref|", "ulps", "argmax", "rtol", "status")
     rows = [(r["layer"], r["tensor"], _shape(r["shape"]), _fmt(r["max_abs"]), _fmt(r["mean_abs"]), _fmt(r["rel"]),
-             _shape(r["argmax"]), _fmt(r["rtol"]), r["status"]) for r in report["layers"]]
+             _ulps(r), _shape(r["argmax"]), _fmt(r["rtol"]),
+             r["status"] + (f" ({r['failure']})" if r.get("failure") in ("NaN", "Inf", "shape") else ""))
+            for r in report["layers"]]
     lines = _table(head, rows)
+    lines += [f"  {r['layer']}/{r['tensor']}: {r['note']}" for r in report["layers"]
+              if r.get("failure") in ("NaN", "Inf")]
+    longer = [f"{r['layer']}/{r['tensor']} {_fmt(r['rtol'])} (n {r['reduction_terms']:,})" for r in report["layers"]
+              if r.get("rtol_table") is not None and r["rtol"] > r["rtol_table"]]
+    if longer:
+        lines.append("gradient tolerances raised for the length of their reduction: " + ", ".join(longer))
     raised = [f"{r['layer']} {_fmt(r['rtol'])}" for r in report["layers"] if r.get("rtol_floor", 0.0) > r["rtol"] * 0.999
               and r.get("rtol_floor", 0.0) > 0]
     if raised:
@@ -148,8 +166,8 @@ def _weights_lines(tr):
 def _training_lines(tr):
     judged = "step by step" if tr["judged"] == "stepwise" else "free-running"
     lines = ["", (f"training: {tr['steps']} steps of {tr['optimizer_config']}, batch {tr['batch']}, "
-                  f"{tr['distinct_batches']} distinct batches, dropout off in both; Keras: compile + "
-                  f"train_on_batch (graph mode, no XLA); judged {judged}")]
+                  f"{tr['distinct_batches']} distinct batches, dropout off in both; Keras (floatx "
+                  f"{tr.get('keras_floatx', '-')}): compile + train_on_batch (graph mode, no XLA); judged {judged}")]
     lines += _step_lines(tr)
     lines += _check_lines(tr)
     lp = tr.get("loss_path")
@@ -172,6 +190,12 @@ def format_report(report: dict) -> str:
     lines.append("")
     if j["failed"]:
         lines.append("failed: " + ", ".join(j["failed"]))
+    ff = s.get("first_failure")
+    if ff:
+        what = f"{ff['layer']}/{ff['tensor']}" if ff.get("layer") else ff["check"]
+        detail = (f"{ff['failure']} mismatch: {ff['note']}" if ff["failure"] in ("NaN", "Inf")
+                  else f"{_fmt(ff.get('rel'))} of max|ref|, {_fmt(ff.get('ulps'))} ulps" if ff.get("layer") else "")
+        lines.append(f"first failure: {what}" + (f" ({detail})" if detail else "") + f"; chosen as {ff['rule']}")
     lines.append(f"RESULT: {'PASS' if s['passed'] else 'FAIL'} ({report['seconds']:.1f} s): {j['passed']}/{j['total']} "
                  f"judged checks within tolerance; not judged (information): {'; '.join(s['not_judged'])}")
     return "\n".join(lines)

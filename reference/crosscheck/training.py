@@ -1,12 +1,13 @@
 """The training check: K optimizer steps on identical batches in both frameworks.
 
 Both sides train a copy with Dropout disabled (rate 0: masks cannot be shared between
-frameworks), with the same optimizer (Keras's defaults; the learning rate as its float32 value,
-:data:`LEARNING_RATES`) and categorical cross-entropy. minicnn runs its own
+frameworks), with the same optimizer (:data:`OPTIMIZERS`: Keras's defaults but the learning rate
+and momentum) and categorical cross-entropy in the model's dtype. minicnn runs its own
 ``Sequential.train_on_batch``; Keras runs ``compile(..., jit_compile=False)`` +
-``train_on_batch`` (a graph-mode ``tf.function``) under ``keras.config.floatx`` = the check's
-dtype. For a model ending in softmax both take the loss from the logits (:mod:`.loss_path`
-verifies Keras's choice).
+``train_on_batch`` (a graph-mode ``tf.function``) under ``keras.config.floatx`` = ``keras_floatx``
+(default the check's dtype), and minicnn's optimizer holds its learning rate in the same dtype
+(``learning_rate_dtype``; docs/parity.md, "Optimizer hyperparameters and floatx"). For a model
+ending in softmax both take the loss from the logits (:mod:`.loss_path` verifies Keras's choice).
 
 What is judged (docs/parity.md, "Training in float32"):
 
@@ -35,23 +36,41 @@ from .environment import floatx
 from .loss_path import keras_loss_path
 from .tolerances import FREE_RUNNING_FLOAT32, NOT_JUDGED_REASON, tolerance
 
-#: learning rates of the training check, as float32 values. Keras keeps the learning rate in a
-#: ``floatx`` variable, and minicnn (like Keras under the default floatx) rounds it through
-#: float32; the check sets floatx to its dtype, so it hands Keras the already-rounded value.
-LEARNING_RATES = {"adam": float(np.float32(0.001)), "sgd": float(np.float32(0.01))}
+#: the training check's optimizers: (class name, hyperparameters); Keras's defaults otherwise.
+#: The same class and arguments exist in minicnn.optimizers and keras.optimizers.
+OPTIMIZERS = {
+    "adam": ("Adam", {"learning_rate": 0.001}),
+    "sgd": ("SGD", {"learning_rate": 0.01}),
+    "sgd-momentum": ("SGD", {"learning_rate": 0.01, "momentum": 0.9}),
+    "sgd-nesterov": ("SGD", {"learning_rate": 0.01, "momentum": 0.9, "nesterov": True}),
+    "rmsprop": ("RMSprop", {"learning_rate": 0.001}),
+}
+#: the learning rates, exact: Keras holds them in a variable of dtype ``keras_floatx`` and minicnn
+#: in ``learning_rate_dtype`` = the same (docs/parity.md, "Optimizer hyperparameters and floatx")
+LEARNING_RATES = {name: kw["learning_rate"] for name, (_, kw) in OPTIMIZERS.items()}
 
 
-def optimizer_pair(name):
-    """(minicnn optimizer, Keras optimizer, description) with the same hyperparameters."""
-    if name == "adam":
-        lr = LEARNING_RATES["adam"]
-        return (optimizers.Adam(learning_rate=lr), keras.optimizers.Adam(learning_rate=lr),
-                f"Adam(learning_rate={lr!r}, beta_1=0.9, beta_2=0.999, epsilon=1e-07)")
-    if name == "sgd":
-        lr = LEARNING_RATES["sgd"]
-        return (optimizers.SGD(learning_rate=lr), keras.optimizers.SGD(learning_rate=lr),
-                f"SGD(learning_rate={lr!r}, momentum=0.0)")
-    raise ValueError(f"optimizer must be 'adam' or 'sgd', got {name!r}")
+def hyper_rule(dtype, keras_floatx) -> str:
+    """The optimizer-hyperparameter rule a check uses, as the report states it."""
+    held = "exact" if np.dtype(dtype).itemsize <= np.dtype(keras_floatx).itemsize else "rounded through float32"
+    return (f"Keras floatx {keras_floatx}: its learning-rate variable is {keras_floatx} ({held} for {dtype} weights); "
+            f"minicnn learning_rate_dtype='{keras_floatx}'. Betas and SGD momentum go through tf.cast "
+            "(float32) in both floatx; epsilon, rho and RMSprop momentum are exact")
+
+
+def optimizer_pair(name, keras_floatx="float32"):
+    """(minicnn optimizer, Keras optimizer, description) with the same hyperparameters; the Keras
+    one is created under ``keras.config.floatx`` = ``keras_floatx`` (its learning-rate variable
+    takes that dtype) and minicnn's holds the learning rate in the same dtype."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+    cls, kw = OPTIMIZERS[name]
+    keras_floatx = np.dtype(keras_floatx).name
+    mine = getattr(optimizers, cls)(**kw, learning_rate_dtype=keras_floatx)
+    with floatx(keras_floatx):
+        theirs = getattr(keras.optimizers, cls)(**kw)
+    args = ", ".join(f"{k}={v!r}" for k, v in mine.get_config().items() if k != "name")
+    return mine, theirs, f"{cls}({args})"
 
 
 def batches(x, y, steps, batch):
@@ -62,49 +81,60 @@ def batches(x, y, steps, batch):
         yield x[j * batch:(j + 1) * batch], y[j * batch:(j + 1) * batch]
 
 
-def _compiled_keras(model, kopt, dtype):
-    """A compiled Keras twin of minicnn ``model`` (weights copied), built under ``floatx``."""
-    with floatx(dtype):
+def _compiled_keras(model, kopt, dtype, keras_floatx):
+    """A compiled Keras twin of minicnn ``model`` (weights copied), built under ``keras_floatx``.
+    The loss is given the model's dtype: a loss of another dtype would cast the predictions and
+    lose the logits (docs/parity.md, "Loss on softmax outputs")."""
+    with floatx(keras_floatx):
         k = convert.to_keras(model)
-        k.compile(optimizer=kopt, loss=keras.losses.CategoricalCrossentropy(), run_eagerly=False,
+        k.compile(optimizer=kopt, loss=keras.losses.CategoricalCrossentropy(dtype=dtype), run_eagerly=False,
                   jit_compile=False)
     return k
 
 
-def keras_trajectory(model, x, y, dtype, steps, optimizer, batch):
+def keras_trajectory(model, x, y, dtype, steps, optimizer, batch, keras_floatx=None):
     """(losses, weights, seconds) of ``steps`` Keras ``train_on_batch`` calls on a copy of
-    ``model`` in ``dtype`` (dropout off), with ``keras.config.floatx`` set to ``dtype``."""
-    _, kopt, _ = optimizer_pair(optimizer)
-    kt = _compiled_keras(convert.clone(model, dtype, dropout_rate=0.0), kopt, dtype)
+    ``model`` in ``dtype`` (dropout off), with ``keras.config.floatx`` set to ``keras_floatx``
+    (default ``dtype``)."""
+    keras_floatx = keras_floatx or dtype
+    _, kopt, _ = optimizer_pair(optimizer, keras_floatx)
+    kt = _compiled_keras(convert.clone(model, dtype, dropout_rate=0.0), kopt, dtype, keras_floatx)
     xd, yd = x.astype(dtype), y.astype(dtype)
-    with floatx(dtype):
+    with floatx(keras_floatx):
         t0 = time.perf_counter()
         losses = [float(np.asarray(kt.train_on_batch(xb, yb))) for xb, yb in batches(xd, yd, steps, batch)]
         return losses, kt.get_weights(), time.perf_counter() - t0
 
 
+#: minicnn's optimizer slot -> the Keras optimizer's list of variables holding it
+KERAS_SLOTS = {"Adam": {"m": "_momentums", "v": "_velocities"}, "SGD": {"momentum": "momentums"},
+               "RMSprop": {"velocity": "_velocities", "momentum": "_momentums",
+                           "average_gradient": "_average_gradients"}}
+
+
 def sync_keras(mt, mopt, kt, kopt):
     """Copy minicnn's weights (non-trainable ones included) and optimizer state (step count,
-    Adam moments of the trainable weights, in Keras's trainable-variable order) into Keras."""
+    moments and momenta of the trainable weights, in Keras's trainable-variable order) into Keras."""
     kt.set_weights(mt.get_weights())
     kopt.iterations.assign(mopt.iterations)
-    if isinstance(kopt, keras.optimizers.Adam):
+    for slot, attr in KERAS_SLOTS[type(kopt).__name__].items():
+        if slot not in mopt.slots:
+            continue
         for i, (key, p, _) in enumerate(mt.named_parameters()):
-            kopt._momentums[i].assign(mopt.slots["m"].get(key, np.zeros_like(p)))
-            kopt._velocities[i].assign(mopt.slots["v"].get(key, np.zeros_like(p)))
+            getattr(kopt, attr)[i].assign(mopt.slots[slot].get(key, np.zeros_like(p)))
 
 
-def _minicnn_run(model, x, y, dtype, steps, optimizer, batch, stepwise):
+def minicnn_trajectory(model, x, y, dtype, steps, optimizer, batch, stepwise, keras_floatx):
     """minicnn's free-running trajectory; with ``stepwise`` a Keras twin takes every step from
     minicnn's state. Returns (minicnn model, losses, seconds, Keras stepwise losses, max weight
     rel diff after each stepwise step per weight)."""
-    mopt, kopt, _ = optimizer_pair(optimizer)
+    mopt, kopt, _ = optimizer_pair(optimizer, keras_floatx)
     mt = convert.clone(model, dtype, dropout_rate=0.0)
     mt.compile(mopt, "categorical_crossentropy")
     keys = [k for k, _ in mt.named_weights()]  # get_weights order, moving statistics included
     if stepwise:
-        ks = _compiled_keras(mt, kopt, dtype)
-        with floatx(dtype):
+        ks = _compiled_keras(mt, kopt, dtype, keras_floatx)
+        with floatx(keras_floatx):
             kopt.build(ks.trainable_variables)
     loss_m, loss_s, step_w, t_m = [], [], [0.0] * len(keys), 0.0
     for xb, yb in batches(x, y, steps, batch):
@@ -114,29 +144,33 @@ def _minicnn_run(model, x, y, dtype, steps, optimizer, batch, stepwise):
         loss_m.append(float(mt.train_on_batch(xb, yb)[0]))
         t_m += time.perf_counter() - t0
         if stepwise:
-            with floatx(dtype):
+            with floatx(keras_floatx):
                 loss_s.append(float(np.asarray(ks.train_on_batch(xb, yb))))
             for i, (wm, wk) in enumerate(zip(mt.get_weights(), ks.get_weights())):
                 step_w[i] = max(step_w[i], rel_error(wm, wk))
     return mt, loss_m, t_m, loss_s, dict(zip(keys, step_w))
 
 
-def training_check(model, x, y, dtype, steps, optimizer, batch) -> dict:
+def training_check(model, x, y, dtype, steps, optimizer, batch, keras_floatx=None) -> dict:
     """K optimizer steps in both frameworks; see the module docstring for what is judged.
+    ``keras_floatx`` (default ``dtype``) is Keras's floatx, and minicnn's learning_rate_dtype.
 
     ``checks`` lists the training lines of the verdict, each with ``judged`` and ``rtol``;
     ``weights`` holds one row per weight after K free-running steps, judged in float64 only (in
     float32 they are summarised by a ``checks`` line that is not judged)."""
     stepwise = dtype == "float32"
-    _, _, described = optimizer_pair(optimizer)
-    mt, loss_m, t_m, loss_s, step_w = _minicnn_run(model, x, y, dtype, steps, optimizer, batch, stepwise)
-    loss_k, w_k, t_k = keras_trajectory(model, x, y, dtype, steps, optimizer, batch)
-    rt, at = tolerance(dtype, f"loss/{optimizer}")
-    rw, aw = tolerance(dtype, f"weights/{optimizer}")
+    keras_floatx = np.dtype(keras_floatx or dtype).name
+    _, _, described = optimizer_pair(optimizer, keras_floatx)
+    mt, loss_m, t_m, loss_s, step_w = minicnn_trajectory(model, x, y, dtype, steps, optimizer, batch, stepwise,
+                                                   keras_floatx)
+    loss_k, w_k, t_k = keras_trajectory(model, x, y, dtype, steps, optimizer, batch, keras_floatx)
+    rt, at = tolerance(dtype, "loss", keras_floatx)
+    rw, aw = tolerance(dtype, "weights")
     diffs = rel_diffs(loss_m, loss_k)
     wrows = [{"layer": key.split("/")[0], "tensor": key.split("/")[1], **compare(p, kw, rw, aw)}
              for (key, p), kw in zip(mt.named_weights(), w_k)]
-    result = {"optimizer": optimizer, "optimizer_config": described, "steps": steps, "batch": batch,
+    result = {"optimizer": optimizer, "optimizer_config": described, "keras_floatx": keras_floatx,
+              "hyperparameter_rule": hyper_rule(dtype, keras_floatx), "steps": steps, "batch": batch,
               "distinct_batches": min(max(1, x.shape[0] // batch), steps),
               "judged": "stepwise" if stepwise else "free-running",
               "loss_minicnn": loss_m, "loss_keras": loss_k, "loss_rel_diff": diffs,
@@ -162,7 +196,7 @@ def training_check(model, x, y, dtype, steps, optimizer, batch) -> dict:
                         'by far more (Adam where |g| is near epsilon); docs/parity.md, "Tolerances"'),
             free_loss,
             info("free-running weights", max((r["rel"] for r in wrows), default=0.0),
-                 reason=NOT_JUDGED_REASON[(dtype, f"weights/{optimizer}")])]
+                 reason=NOT_JUDGED_REASON[(dtype, "weights")])]
     else:
         judged_loss = series_check("free-running loss", loss_m, loss_k, rt, at)
         result["checks"] = [judged_loss]  # the weights are judged row by row (result["weights"])

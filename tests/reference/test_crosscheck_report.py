@@ -101,7 +101,7 @@ def test_table_keeps_the_readme_columns(f32):
                                "batch 4 (random images)")
     assert lines[1].startswith("versions: minicnn ")
     head = next(ln for ln in lines if ln.startswith("layer "))
-    assert head.split() == ["layer", "tensor", "shape", "max|d|", "mean|d|", "max|d|/max|ref|", "argmax", "rtol",
+    assert head.split() == ["layer", "tensor", "shape", "max|d|", "mean|d|", "max|d|/max|ref|", "ulps", "argmax", "rtol",
                             "status"]
     assert any(ln.startswith("layers: ") and "tensors within tolerance" in ln for ln in lines)
 

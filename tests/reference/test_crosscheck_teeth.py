@@ -62,7 +62,10 @@ def test_a_wrong_backward_is_caught_and_named(monkeypatch):
     assert all(r["status"] == "FAIL" for k, r in rows.items() if k in failed)
     s = report["summary"]
     assert not s["passed"] and set(s["judged"]["failed"]) == failed
+    # the culprit, not the first failed row in table order (conv2d/dX)
+    assert (s["first_failure"]["layer"], s["first_failure"]["tensor"]) == ("dense", "dX")
     text = format_report(report)
     assert "FAILED: " in text and "dense/dX (" in text and "RESULT: FAIL" in text
+    assert "first failure: dense/dX (" in text
     dense_dx = next(ln for ln in text.splitlines() if ln.startswith("dense ") and " dX " in ln)
     assert dense_dx.rstrip().endswith("FAIL") and "1.00e-10" in dense_dx

@@ -98,8 +98,27 @@ def test_batches_cycle_through_the_blocks():
 
 
 def test_optimizer_pair():
-    assert training.LEARNING_RATES == {"adam": float(np.float32(0.001)), "sgd": float(np.float32(0.01))}
-    _, _, described = training.optimizer_pair("sgd")
-    assert described.startswith("SGD(learning_rate=0.009999999776482582")
-    with pytest.raises(ValueError, match="'adam' or 'sgd'"):
-        training.optimizer_pair("rmsprop")
+    assert training.LEARNING_RATES["adam"] == 0.001 and training.LEARNING_RATES["sgd"] == 0.01
+    mine, theirs, described = training.optimizer_pair("sgd-nesterov", "float64")
+    assert described.startswith("SGD(learning_rate=0.01, learning_rate_dtype='float64', momentum=0.9, nesterov=True")
+    assert theirs.learning_rate.dtype == "float64" and mine.learning_rate_dtype == "float64"
+    mine, theirs, _ = training.optimizer_pair("rmsprop")  # Keras's default floatx
+    assert theirs.learning_rate.dtype == "float32" and mine.learning_rate_dtype == "float32"
+    with pytest.raises(ValueError, match="optimizer must be one of adam, sgd"):
+        training.optimizer_pair("adamw")
+
+
+@pytest.mark.parametrize("optimizer", ["sgd-momentum", "rmsprop"])
+def test_float32_step_by_step_syncs_momenta_and_velocities(optimizer):
+    """Keras gets minicnn's SGD momenta / RMSprop velocities before every step (KERAS_SLOTS)."""
+    r = run("float32", optimizer=optimizer)
+    assert r["loss_passed"] and r["stepwise"]["max_loss_rel_diff"] <= 1e-5, r["stepwise"]
+
+
+def test_float64_under_keras_floatx_float32_is_stated_and_judged():
+    x, y = data("float64")
+    r = training.training_check(generate(1, "float64"), x, y, "float64", STEPS, "sgd-nesterov", BATCH, "float32")
+    assert r["keras_floatx"] == "float32" and "rounded through float32" in r["hyperparameter_rule"]
+    assert "learning_rate_dtype='float32'" in r["optimizer_config"]
+    assert r["loss_rtol"] == 1e-6 and r["loss_passed"] and r["weights_passed"]
+    assert max(w["rel"] for w in r["weights"]) <= 1e-12
