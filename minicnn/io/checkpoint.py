@@ -28,11 +28,14 @@ from ..callbacks import History
 from ..errors import ModelFileError
 from ..fileio import is_int, is_number, read_npz, stale_temp_files, write_npz
 from ..model import Network
-from .model_file import compile_from_config, model_from_config
+from .model_file import compile_from_config, model_from_config, planned_parameter_count
 
 FORMAT = "minicnn-checkpoint-1"
 _NAME = re.compile(r"ckpt-(\d{9,})\.npz")
 DAMAGED_SUFFIX = ".damaged"
+#: optimizer state arrays per weight at most (RMSprop centered with momentum: 3), plus the weight
+_ARRAYS_PER_WEIGHT = 4
+_SLACK_BYTES = 8 << 20
 
 
 @dataclasses.dataclass
@@ -117,9 +120,21 @@ def read_checkpoint(path) -> tuple[dict, dict]:
     """(arrays, meta) of a checkpoint, after checking its checksum and that every field has the
     type and range minicnn writes; ModelFileError otherwise."""
     path = os.fspath(path)
-    arrays, meta = read_npz(path, what="checkpoint")
+    arrays, meta = read_npz(path, what="checkpoint", budget=checkpoint_budget)
     _validate(path, arrays, meta)
     return arrays, meta
+
+
+def checkpoint_budget(meta) -> int | None:
+    """The most bytes a checkpoint's arrays may declare: weights and optimizer state in the
+    widest dtype, the sample order, slack (None if the record's architecture cannot be sized)."""
+    planned = planned_parameter_count(meta.get("model")) if isinstance(meta, dict) else None
+    if planned is None:
+        return None
+    fit = meta.get("fit")
+    n = fit.get("num_samples") if isinstance(fit, dict) else 0
+    n = n if is_int(n) and n > 0 else 0
+    return planned * 8 * _ARRAYS_PER_WEIGHT + n * 8 + _SLACK_BYTES
 
 
 def _validate(path, arrays, meta):
