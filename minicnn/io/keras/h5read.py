@@ -142,8 +142,9 @@ def check_self_contained(h5, path) -> int:
     h5py = h5py_module()
     total = 0
 
-    def visit(name, link):
-        nonlocal total
+    links = []  # collected first: an exception raised inside h5py's visit callback is mangled
+    h5.visititems_links(lambda name, link: links.append((name, link)) and None)
+    for name, link in links:
         where = f"'/{name}'"
         if isinstance(link, h5py.SoftLink):
             fail(path, f"{where} is an HDF5 soft link (to {link.path!r}); a model file must be "
@@ -153,13 +154,11 @@ def check_self_contained(h5, path) -> int:
                        "model file must be self-contained, links are not followed")
         if not isinstance(link, h5py.HardLink):
             fail(path, f"{where} is an HDF5 link of an unsupported kind ({type(link).__name__})")
-        obj = h5.get(name, getlink=False)
+        obj = h5.get(name)
         if isinstance(obj, h5py.Dataset):
             total += _check_dataset(obj, path, where)
             if total > MAX_DATA_BYTES:
                 fail(path, f"its datasets declare more than {MAX_DATA_BYTES} bytes in all (the hard cap)")
-
-    h5.visititems_links(visit)
     return total
 
 
