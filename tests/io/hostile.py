@@ -112,13 +112,24 @@ def first_kernel(h5) -> str:
     return sorted(n for n in found if (n.endswith("vars/0") if keras3 else "kernel" in n))[0]
 
 
-def h5_variant(base, out, how, other_dir):
-    """Copy the HDF5 file ``base`` to ``out`` and replace its first kernel dataset ``how``:
-    'external_link', 'soft_link', 'virtual', 'external_storage', 'huge_empty', 'filter'."""
+H5_HOW = ("external_link", "soft_link", "virtual", "external_storage", "huge_empty", "filter")
+
+
+def datasets_of(path) -> list[str]:
+    import h5py
+    found = []
+    with h5py.File(path, "r") as h5:
+        h5.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return sorted(found)
+
+
+def h5_variant(base, out, how, other_dir, name=None, huge_shape=(1_000_000, 1_000_000)):
+    """Copy the HDF5 file ``base`` to ``out`` and replace its dataset ``name`` (default: the first
+    kernel) ``how`` (one of :data:`H5_HOW`)."""
     import h5py
     shutil.copyfile(base, out)
     with h5py.File(out, "r+") as h5:
-        name = first_kernel(h5)
+        name = name or first_kernel(h5)
         ds = h5[name]
         shape, dtype, values = ds.shape, ds.dtype, ds[()]
         other = os.path.join(other_dir, "other-weights.h5")
@@ -139,7 +150,7 @@ def h5_variant(base, out, how, other_dir):
         elif how == "external_storage":
             h5.create_dataset(name, shape=shape, dtype=dtype, external=[(raw, 0, values.nbytes)])
         elif how == "huge_empty":
-            h5.create_dataset(name, shape=(1_000_000, 1_000_000), dtype=dtype, chunks=(100, 100))
+            h5.create_dataset(name, shape=huge_shape, dtype=dtype, chunks=(100,) * len(huge_shape))
         elif how == "filter":
             h5.create_dataset(name, data=values, scaleoffset=3)
         else:
@@ -149,24 +160,30 @@ def h5_variant(base, out, how, other_dir):
 
 def legacy_with_huge_architecture(base, out):
     """A legacy .h5 whose model_config asks its first Dense layer for 1,000,000 units and whose
-    kernel declares the matching shape, chunked, nothing stored: the architecture agrees with the
-    declared shape, so only the storage check stands between it and a multi-TiB allocation."""
+    datasets declare exactly the shapes that architecture needs (that layer's kernel and bias,
+    the next Dense layer's kernel), chunked, nothing stored: the architecture agrees with the
+    declared shapes, so only the storage check stands between it and a 1.9 GB allocation."""
     import h5py
     shutil.copyfile(base, out)
     with h5py.File(out, "r+") as h5:
         cfg = json.loads(h5.attrs["model_config"])
-        dense = next(l for l in cfg["config"]["layers"] if l["class_name"] == "Dense")
-        dense["config"]["units"] = 1_000_000
+        denses = [l for l in cfg["config"]["layers"] if l["class_name"] == "Dense"]
+        denses[0]["config"]["units"] = 1_000_000
         h5.attrs["model_config"] = json.dumps(cfg)
-        lname = dense["config"]["name"]
-        found = []
-        h5["model_weights"][lname].visititems(
-            lambda n, o: found.append(o.name) if isinstance(o, h5py.Dataset) else None)
-        for ds_name in found:
-            ds = h5[ds_name]
-            shape = (ds.shape[0], 1_000_000) if ds.ndim == 2 else (1_000_000,)
-            del h5[ds_name]
-            h5.create_dataset(ds_name, shape=shape, dtype="float32", chunks=True)
+        for k, layer in enumerate(denses[:2]):
+            found = []
+            h5["model_weights"][layer["config"]["name"]].visititems(
+                lambda n, o: found.append(o.name) if isinstance(o, h5py.Dataset) else None)
+            for ds_name in found:
+                ds = h5[ds_name]
+                if k == 0:
+                    shape = (ds.shape[0], 1_000_000) if ds.ndim == 2 else (1_000_000,)
+                elif ds.ndim == 2:
+                    shape = (1_000_000, ds.shape[1])
+                else:
+                    continue
+                del h5[ds_name]
+                h5.create_dataset(ds_name, shape=shape, dtype="float32", chunks=True)
     return out
 
 
