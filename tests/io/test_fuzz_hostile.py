@@ -90,7 +90,7 @@ def hostile_npz(draw, bases):
         entries += [(f"weights/dup{j}.npy", 0, body, 0, len(body), name) for j in range(k)]
     elif how == "declared size":
         n, m, payload, crc, usize, off = entries[i]
-        entries[i] = (n, m, payload, crc, draw(st.sampled_from([usize + 1, 2 * usize + 7, 2**31, 2**32 - 1])), off)
+        entries[i] = (n, m, payload, crc, draw(st.integers(usize + 1, 2**32 - 1) | st.integers(0, max(usize - 1, 0))), off)
     elif how == "deflated":
         entries[i] = H.deflated(name, members[name])
     elif how == "bomb":
@@ -160,12 +160,12 @@ KERAS_PATHS = _keras_paths()
 
 @st.composite
 def hostile_keras(draw):
-    where = draw(st.sampled_from([".h5", ".weights.h5", ".keras", ".keras zip"]))
+    where = draw(st.sampled_from([".h5", ".weights.h5", ".keras", ".keras zip", ".keras zip"]))
     if where == ".keras zip":
         members = H.zip_members(KERAS_BASES[".keras"])
-        name = draw(st.sampled_from(["config.json", "model.weights.h5"]))
-        how = draw(st.sampled_from(["bomb", "declared size", "json depth"] if name == "config.json"
-                                   else ["bomb", "declared size"]))
+        name, how = draw(st.sampled_from([("config.json", "bomb"), ("model.weights.h5", "bomb"),
+                                          ("config.json", "declared size"), ("model.weights.h5", "declared size"),
+                                          ("config.json", "json depth")]))
         entries = [H.stored(n, b) for n, b in members.items()]
         i = list(members).index(name)
         if how == "bomb":
@@ -173,13 +173,13 @@ def hostile_keras(draw):
             entries[i] = (name, 8, bomb, crc, draw(st.sampled_from([64 << 20, len(members[name])])), None)
         elif how == "declared size":
             n, m, payload, crc, usize, off = entries[i]
-            entries[i] = (n, m, payload, crc, draw(st.sampled_from([64 << 20, 2**31, 2**32 - 1])), off)
+            entries[i] = (n, m, payload, crc, draw(st.integers((16 << 20) + 1, 2**32 - 1)), off)
         else:
             depth = draw(st.integers(fileio.MAX_JSON_DEPTH + 1, 20_000))
             entries[i] = H.deflated(name, b"[" * depth + b"]" * depth)
         path = _WORK / "hostile-zip.keras"
         path.write_bytes(H.raw_zip(entries))
-        return path, f"{where} {how}", None
+        return path, f"{where} {name} {how}", None
     base = KERAS_PATHS["inner" if where == ".keras" else where]
     names = [n for n in H.datasets_of(base)]
     name = draw(st.sampled_from(names))
