@@ -142,21 +142,26 @@ def check_self_contained(h5, path) -> int:
     h5py = h5py_module()
     total = 0
 
-    links = []  # collected first: an exception raised inside h5py's visit callback is mangled
-    h5.visititems_links(lambda name, link: links.append((name, link)) and None)
-    for name, link in links:
-        where = f"'/{name}'"
-        if isinstance(link, h5py.SoftLink):
-            fail(path, f"{where} is an HDF5 soft link (to {link.path!r}); a model file must be "
+    # the low-level API: link names as bytes (a fuzzed name need not be UTF-8) and link types
+    # without following anything; collected first (an exception inside h5py's callback is mangled)
+    h5l, h5o, h5d = h5py.h5l, h5py.h5o, h5py.h5d
+    links = []
+    h5.id.links.visit(lambda name, info: links.append((name, info.type)) and None, info=True)
+    for name, kind in links:
+        where = repr("/" + name.decode("utf-8", "backslashreplace"))
+        if kind == h5l.TYPE_SOFT:
+            target = h5.id.links.get_val(name).decode("utf-8", "backslashreplace")
+            fail(path, f"{where} is an HDF5 soft link (to {target!r}); a model file must be "
                        "self-contained, links are not followed")
-        if isinstance(link, h5py.ExternalLink):
-            fail(path, f"{where} is an HDF5 external link (to {link.filename!r}:{link.path!r}); a "
-                       "model file must be self-contained, links are not followed")
-        if not isinstance(link, h5py.HardLink):
-            fail(path, f"{where} is an HDF5 link of an unsupported kind ({type(link).__name__})")
-        obj = h5.get(name)
-        if isinstance(obj, h5py.Dataset):
-            total += _check_dataset(obj, path, where)
+        if kind == h5l.TYPE_EXTERNAL:
+            file, target = (v.decode("utf-8", "backslashreplace") for v in h5.id.links.get_val(name))
+            fail(path, f"{where} is an HDF5 external link (to {file!r}:{target!r}); a model file must "
+                       "be self-contained, links are not followed")
+        if kind != h5l.TYPE_HARD:
+            fail(path, f"{where} is an HDF5 link of an unsupported kind (type {kind})")
+        oid = h5o.open(h5.id, name)
+        if isinstance(oid, h5d.DatasetID):
+            total += _check_dataset(h5py.Dataset(oid), path, where)
             if total > MAX_DATA_BYTES:
                 fail(path, f"its datasets declare more than {MAX_DATA_BYTES} bytes in all (the hard cap)")
     return total
