@@ -8,7 +8,8 @@ presets <- study, cli`` (``reference/`` and ``benchmarks/`` sit outside the pack
 from . import (activations, callbacks, datasets, gradcheck, io, layers, losses, optimizers, presets,
                regularizers, training)
 from .callbacks import EarlyStopping, History
-from .errors import DatasetError, KerasConfigError, MiniCNNError, ModelFileError, NonFiniteError
+from .errors import (DatasetError, FileWriteError, KerasConfigError, LockedError, MiniCNNError, ModelFileError,
+                     NonFiniteError)
 from .kernels import backend_name, get_backend, use_backend
 from .presets import build_preset
 from .sequential import Sequential, load_model
@@ -20,4 +21,4 @@ __all__ = ["Sequential", "load_model", "build_preset", "use_backend", "get_backe
            "layers", "losses", "optimizers", "callbacks", "datasets", "gradcheck", "io", "presets",
            "activations", "regularizers",
            "training", "EarlyStopping", "History", "DatasetError", "ModelFileError", "MiniCNNError",
-           "NonFiniteError", "KerasConfigError", "TrainingInterrupted"]
+           "NonFiniteError", "KerasConfigError", "TrainingInterrupted", "FileWriteError", "LockedError"]

@@ -13,11 +13,18 @@
   the bytes can be wrong into a :class:`~minicnn.errors.ModelFileError` naming the file.
 * :func:`read_npy_member` is that per-entry reader on its own (the Keras ``.npz`` datasets use it
   too) and :func:`read_into` the chunked fill of an array from a possibly compressed file under it.
+* Bounds every reader shares: :data:`MAX_DATA_BYTES` (the hard cap on what one file may make a
+  reader allocate, whatever its architecture), :data:`MAX_JSON_BYTES` and :data:`MAX_JSON_DEPTH`
+  (:func:`parse_json`), and :func:`read_bounded` (a stream read that stops after ``limit + 1``
+  bytes, so a zip header that understates a member's size cannot make it inflate further).
+* A write that fails in the operating system (ENOSPC, EFBIG, EROFS, EACCES, ...) is a
+  :class:`~minicnn.errors.FileWriteError` naming the destination and the cause.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -27,7 +34,7 @@ import zipfile
 
 import numpy as np
 
-from .errors import ModelFileError
+from .errors import FileWriteError, ModelFileError
 
 JSON_KEY = "config.json"
 #: more entries than any minicnn file has (a model has 2 per layer, a checkpoint 4 per layer + 2)
@@ -39,6 +46,12 @@ _TMP_PREFIX = ".tmp-"
 CHUNK = 1 << 20
 #: deflate cannot expand data more than this: bounds what a deflated stream can decompress to
 DEFLATE_MAX_RATIO = 1032
+#: the most bytes of data one model, weights or checkpoint file may make a reader allocate (a hard
+#: cap on top of "what the file's architecture needs")
+MAX_DATA_BYTES = 1 << 32
+#: the largest JSON document (architecture, checkpoint record) a reader parses, and its deepest nesting
+MAX_JSON_BYTES = 16 << 20
+MAX_JSON_DEPTH = 64
 
 
 # ----------------------------------------------------------------------------- writing
@@ -49,6 +62,20 @@ def _umask() -> int:
     return old
 
 
+class _GuardedFile(io.FileIO):
+    """A file whose write errors name the destination (FileWriteError), not the temporary file."""
+
+    def __init__(self, fd, dest):
+        super().__init__(fd, "wb", closefd=True)
+        self.dest = dest
+
+    def write(self, b):
+        try:
+            return super().write(b)
+        except OSError as e:
+            raise FileWriteError(self.dest, e) from None
+
+
 def atomic_write(path: str | os.PathLike, data, verify=None) -> None:
     """Write ``data`` (bytes, or a callable taking a binary file object) to ``path`` atomically.
 
@@ -57,26 +84,35 @@ def atomic_write(path: str | os.PathLike, data, verify=None) -> None:
     would give it; the directory is fsynced after the rename so the new name itself is durable.
     ``verify(tmp_path)``, if given, runs on the complete temporary file before the rename; if it
     raises, the temporary file is removed and ``path`` is left as it was.
+
+    If the operating system refuses the write (disk full, file too large, read-only file system,
+    permission denied, ...) the temporary file is removed, ``path`` is left as it was and
+    :class:`~minicnn.errors.FileWriteError` names ``path`` and the cause.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix="-" + os.path.basename(path), dir=directory)
     try:
-        with os.fdopen(fd, "wb") as f:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix="-" + os.path.basename(path), dir=directory)
+    except OSError as e:
+        raise FileWriteError(path, e) from None
+    try:
+        with io.BufferedWriter(_GuardedFile(fd, path)) as f:
             if callable(data):
                 data(f)
             else:
                 f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            _guarded(path, os.fsync, f.fileno())
         if verify is not None:
             verify(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
-        os.replace(tmp, path)
+        _guarded(path, os.chmod, tmp, 0o666 & ~_umask())  # mkstemp creates 0600
+        _guarded(path, os.replace, tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        try:
             os.unlink(tmp)
+        except OSError:
+            pass
         raise
     try:  # make the rename itself durable
         dfd = os.open(directory, os.O_RDONLY)
@@ -86,6 +122,13 @@ def atomic_write(path: str | os.PathLike, data, verify=None) -> None:
             os.close(dfd)
     except OSError:
         pass
+
+
+def _guarded(path, fn, *args):
+    try:
+        return fn(*args)
+    except OSError as e:
+        raise FileWriteError(path, e) from None
 
 
 def stale_temp_files(directory, name_pattern: re.Pattern) -> list[str]:
@@ -146,7 +189,6 @@ def write_npz(path, arrays: dict[str, np.ndarray], meta: dict) -> None:
 
 def npz_bytes(arrays: dict[str, np.ndarray], meta: dict) -> bytes:
     """The bytes :func:`write_npz` would write."""
-    import io
     buf = io.BytesIO()
     _write_npz_to(buf, arrays, meta)
     return buf.getvalue()
@@ -246,11 +288,56 @@ def read_npy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, fail, *,
     return out.T if fortran else out
 
 
-def read_npz(path: str | os.PathLike, what: str = "model file") -> tuple[dict[str, np.ndarray], dict]:
+def read_bounded(f, limit: int, fail, what: str) -> bytes:
+    """At most ``limit`` bytes from the binary stream ``f``: reads in chunks and stops after
+    ``limit + 1`` bytes (``fail(message)`` then), whatever any header claimed."""
+    parts, got = [], 0
+    while True:
+        chunk = f.read(min(CHUNK, limit + 1 - got))
+        if not chunk:
+            return b"".join(parts)
+        got += len(chunk)
+        if got > limit:
+            fail(f"{what} holds more than {limit} bytes (the limit for it); refused unread")
+        parts.append(chunk)
+
+
+def json_nesting(text: str) -> int:
+    """How deeply the arrays and objects of the JSON ``text`` nest (strings are skipped)."""
+    stripped = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text)
+    b = np.frombuffer(stripped.encode("utf-8", "replace"), dtype=np.uint8)
+    step = np.isin(b, (91, 123)).astype(np.int64) - np.isin(b, (93, 125))
+    return int(np.cumsum(step).max()) if step.size else 0
+
+
+def parse_json(raw, fail, what: str):
+    """The JSON value in ``raw`` (bytes or str), refusing documents over :data:`MAX_JSON_BYTES`
+    or nested deeper than :data:`MAX_JSON_DEPTH` before parsing; ``fail(message)`` otherwise."""
+    if len(raw) > MAX_JSON_BYTES:
+        fail(f"{what} is {len(raw)} bytes, more than the {MAX_JSON_BYTES} a minicnn reader accepts")
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw
+        if not isinstance(text, str):
+            raise TypeError(f"expected text, got {type(text).__name__}")
+        depth = json_nesting(text)
+        if depth > MAX_JSON_DEPTH:
+            fail(f"{what} nests {depth} levels deep, more than the {MAX_JSON_DEPTH} a minicnn reader accepts")
+        return json.loads(text)
+    except (UnicodeDecodeError, ValueError, TypeError, RecursionError) as e:
+        fail(f"{what} is not valid JSON: {type(e).__name__}: {e}")
+
+
+def read_npz(path: str | os.PathLike, what: str = "model file", budget=None) -> tuple[dict[str, np.ndarray], dict]:
     """Load (arrays, meta) from a file written by :func:`write_npz`, after verifying its checksum.
 
     Raises ModelFileError (naming the file) if it is missing, not an archive, truncated, tampered
     with, holds objects or anything else minicnn did not write.
+
+    Nothing is read beyond the archive's directory until the sizes add up: the entries may not
+    overlap (their sizes sum to at most the file's), the JSON record is read first (bounded by
+    :data:`MAX_JSON_BYTES`), and the arrays together may not declare more than ``budget(meta)``
+    bytes (what the record's architecture needs; None: :data:`MAX_DATA_BYTES`), so a doctored
+    file cannot make the reader allocate more than its architecture needs.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -272,27 +359,42 @@ def read_npz(path: str | os.PathLike, what: str = "model file") -> tuple[dict[st
             infos = zf.infolist()
             if len(infos) > MAX_ENTRIES:
                 fail(f"has {len(infos)} entries, more than any minicnn file")
+            by_key = {}
             for info in infos:
                 name = info.filename
                 if not name.endswith(".npy") or name.startswith("/") or info.is_dir():
                     fail(f"unexpected entry {name!r}; it was not written by minicnn")
                 key = name[:-len(".npy")]
-                if key in arrays:
+                if key in by_key:
                     fail(f"entry {name!r} appears twice")
+                by_key[key] = info
+            declared = sum(i.compress_size for i in infos)
+            if declared > size:
+                fail(f"its entries declare {declared} bytes in all, more than the file's {size} "
+                     "(overlapping entries)")
+            if JSON_KEY not in by_key:
+                fail(f"has no '{JSON_KEY}' entry; it was not written by minicnn")
+            if by_key[JSON_KEY].file_size > MAX_JSON_BYTES + 4096:
+                fail(f"entry '{JSON_KEY}' declares {by_key[JSON_KEY].file_size} bytes, more than the "
+                     f"{MAX_JSON_BYTES} a minicnn reader accepts")
+            raw = read_npy_member(zf, by_key.pop(JSON_KEY), fail, archive_size=size, stored_only=True)
+            if raw.dtype != np.uint8 or raw.ndim != 1:
+                fail(f"entry '{JSON_KEY}' is not a byte string; it was not written by minicnn")
+            meta = parse_json(raw.tobytes(), fail, f"'{JSON_KEY}'")
+            if not isinstance(meta, dict):
+                fail(f"'{JSON_KEY}' must hold a JSON object")
+            need = None if budget is None else budget(meta)
+            limit = MAX_DATA_BYTES if need is None else min(MAX_DATA_BYTES, need)
+            data = sum(i.file_size for i in by_key.values())
+            if data > limit:
+                fail(f"its arrays declare {data} bytes, more than the {limit} its architecture needs "
+                     "(or the hard cap); refused before reading them")
+            for key, info in by_key.items():
                 arrays[key] = read_npy_member(zf, info, fail, archive_size=size, stored_only=True)
     except ModelFileError:
         raise
     except Exception as e:  # zipfile/zlib/struct/numpy header errors from damaged bytes
         raise ModelFileError(f"{what} {path!r} is damaged: {type(e).__name__}: {e}") from None
-    raw = arrays.pop(JSON_KEY, None)
-    if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
-        fail(f"has no '{JSON_KEY}' entry; it was not written by minicnn")
-    try:
-        meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise ModelFileError(f"{what} {path!r} has a corrupt '{JSON_KEY}': {type(e).__name__}: {e}") from None
-    if not isinstance(meta, dict):
-        fail(f"'{JSON_KEY}' must hold a JSON object")
     if not isinstance(meta.get("sha256"), str):
         fail("has no checksum; it was not written by this version of minicnn")
     try:

@@ -40,7 +40,11 @@ class Sequential(Network):
         thread count). With a checkpoint directory, SIGINT/SIGTERM finish the current step, write
         a checkpoint and raise :class:`~minicnn.training.TrainingInterrupted` (a second signal
         stops at once). A NaN/inf loss or gradient raises :class:`~minicnn.errors.NonFiniteError`
-        before the update; no checkpoint with non-finite weights is ever written.
+        before the update; no checkpoint with non-finite weights is ever written. The checkpoint
+        directory is locked for the run (another run on it raises
+        :class:`~minicnn.errors.LockedError` naming its pid); a checkpoint that cannot be written
+        (disk full, read-only, ...) stops training with :class:`~minicnn.errors.FileWriteError`,
+        the previous checkpoint intact.
         """
         return training.fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
                             callbacks=callbacks, validation_split=validation_split,

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import datasets, optimizers
 from ..datasets import one_hot
+from ..fileio import atomic_write
 from ..kernels import backend_name
 from ..presets import PRESETS, build_preset
 from ..sequential import Sequential, load_model
@@ -121,8 +122,7 @@ def run_train(args) -> int:
     hist_path = os.path.splitext(out)[0] + ".history.json"
     record = {**history.to_dict(), "test_loss": loss, "test_accuracy": acc, "train_seconds": wall,
               "backend": backend_name(), "preset": args.preset, "model_file": args.model, "dataset": args.dataset}
-    with open(hist_path, "w") as f:
-        json.dump(record, f, indent=1)
+    atomic_write(hist_path, json.dumps(record, indent=1).encode())
     print(f"test loss {loss:.4f} - test accuracy {acc:.4f} ({acc * 100:.2f}%) - training took {wall:.1f} s")
     print(f"saved model to {out} and history to {hist_path}")
     return 0

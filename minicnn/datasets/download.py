@@ -14,7 +14,7 @@ import os
 import urllib.request
 import zlib
 
-from ..errors import DatasetError
+from ..errors import DatasetError, FileWriteError
 from ..fileio import CHUNK, atomic_write
 from .cifar import _CIFAR_TAR
 from .idx import _IDX_STEMS, _SHA256, _idx_file
@@ -90,6 +90,8 @@ def _download_dataset(name: str, cache: str) -> None:
             try:
                 _download(url, os.path.join(cache, filename), sha256, gunzip=gunzip)
                 break
+            except FileWriteError:  # the cache cannot be written: another mirror will not help
+                raise
             except (OSError, http.client.HTTPException, DatasetError) as e:  # URLError is an OSError
                 kind = "" if isinstance(e, DatasetError) else f"{type(e).__name__}: "
                 errors.append(f"  {url}: {kind}{e}")

@@ -25,14 +25,18 @@ import sys
 import numpy as np
 
 from ..callbacks import History
-from ..errors import ModelFileError
+from ..errors import FileWriteError, ModelFileError
 from ..fileio import is_int, is_number, read_npz, stale_temp_files, write_npz
 from ..model import Network
-from .model_file import compile_from_config, model_from_config
+from .dirlock import DirectoryLock
+from .model_file import compile_from_config, model_from_config, planned_parameter_count
 
 FORMAT = "minicnn-checkpoint-1"
 _NAME = re.compile(r"ckpt-(\d{9,})\.npz")
 DAMAGED_SUFFIX = ".damaged"
+#: optimizer state arrays per weight at most (RMSprop centered with momentum: 3), plus the weight
+_ARRAYS_PER_WEIGHT = 4
+_SLACK_BYTES = 8 << 20
 
 
 @dataclasses.dataclass
@@ -67,19 +71,34 @@ def checkpoint_iterations(path) -> int:
 
 
 class CheckpointWriter:
-    """Writes checkpoints of one run into ``directory``, keeping the newest ``keep``."""
+    """Writes checkpoints of one run into ``directory``, keeping the newest ``keep``.
 
-    def __init__(self, directory, keep=3):
+    Holds the directory's lock (:class:`~minicnn.io.dirlock.DirectoryLock`) from construction
+    to :meth:`close`: a second writer on the same directory, in any process, is refused with
+    :class:`~minicnn.errors.LockedError` naming the first one's pid."""
+
+    def __init__(self, directory, keep=3, stream=None):
         if not is_int(keep) or keep < 1:
             raise ValueError(f"keep_checkpoints must be an int >= 1, got {keep!r}")
         self.directory, self.keep = os.fspath(directory), int(keep)
         self.last_path = None
-        os.makedirs(self.directory, exist_ok=True)
+        self.lock = None
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+        except OSError as e:
+            raise FileWriteError(self.directory, e, context="; cannot create the checkpoint "
+                                 "directory, so training did not start") from None
+        self.lock = DirectoryLock(self.directory, stream=stream)
         for tmp in stale_temp_files(self.directory, _NAME):  # left by a process killed mid-write
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
+
+    def close(self) -> None:
+        """Release the directory's lock (idempotent)."""
+        if self.lock is not None:
+            self.lock.release()
 
     def save(self, model, state: TrainState, fit_info: dict) -> str:
         arrays = {f"weights/{k}": p for k, p in model.named_weights()}
@@ -117,9 +136,21 @@ def read_checkpoint(path) -> tuple[dict, dict]:
     """(arrays, meta) of a checkpoint, after checking its checksum and that every field has the
     type and range minicnn writes; ModelFileError otherwise."""
     path = os.fspath(path)
-    arrays, meta = read_npz(path, what="checkpoint")
+    arrays, meta = read_npz(path, what="checkpoint", budget=checkpoint_budget)
     _validate(path, arrays, meta)
     return arrays, meta
+
+
+def checkpoint_budget(meta) -> int | None:
+    """The most bytes a checkpoint's arrays may declare: weights and optimizer state in the
+    widest dtype, the sample order, slack (None if the record's architecture cannot be sized)."""
+    planned = planned_parameter_count(meta.get("model")) if isinstance(meta, dict) else None
+    if planned is None:
+        return None
+    fit = meta.get("fit")
+    n = fit.get("num_samples") if isinstance(fit, dict) else 0
+    n = n if is_int(n) and n > 0 else 0
+    return planned * 8 * _ARRAYS_PER_WEIGHT + n * 8 + _SLACK_BYTES
 
 
 def _validate(path, arrays, meta):

@@ -58,7 +58,7 @@ def load_model(path, architecture=None, model_class=Network):
     path = os.fspath(path)
     if is_keras_path(path):
         return keras.load(path, architecture=architecture, model_class=model_class)
-    arrays, meta = read_npz(path, what="model file")
+    arrays, meta = read_npz(path, what="model file", budget=model_budget)
     if meta.get("format") != FORMAT:
         raise ModelFileError(f"model file {path!r} has format {meta.get('format')!r}, expected {FORMAT!r}")
     unexpected = sorted(k for k in arrays if not k.startswith("weights/"))
@@ -90,6 +90,13 @@ def optimizer_from_config(cfg):
     if not isinstance(cfg, dict) or not isinstance(cfg.get("name"), str):
         raise ValueError(f"an optimizer config must be a JSON object with a 'name', got {cfg!r:.80}")
     return optimizers.get(dict(cfg))
+
+
+def model_budget(meta) -> int | None:
+    """The most bytes a model file's arrays may declare: its architecture's weights in the widest
+    dtype, plus slack (None if the record names no architecture that can be sized)."""
+    planned = planned_parameter_count(meta.get("model")) if isinstance(meta, dict) else None
+    return None if planned is None else (planned + _ALLOCATION_SLACK) * 8
 
 
 def planned_parameter_count(config):

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..arrays import as_array, check_finite_chunks, int_arg
 from ..callbacks import Callback, History, ProgressBar
-from ..errors import NonFiniteError
+from ..errors import FileWriteError, NonFiniteError
 from ..io import checkpoint as ckpt
 from .interrupts import SignalFlag, TrainingInterrupted, interrupt_message
 from .step import train_on_batch
@@ -63,7 +63,7 @@ class FitRun:
         self.checkpoint_dir, self.checkpoint_every = checkpoint_dir, checkpoint_every
         self.stream, self.verbose = stream, verbose
         self.state = ckpt.TrainState(epoch=0, step=0, perm=None, sums={}, history=History())
-        self.saver = (ckpt.CheckpointWriter(checkpoint_dir, keep_checkpoints)
+        self.saver = (ckpt.CheckpointWriter(checkpoint_dir, keep_checkpoints, stream=stream)
                       if checkpoint_dir is not None else None)
         self.callbacks = ([ProgressBar(self.steps, epochs, verbose, stream=stream)] if verbose else []) \
             + list(callbacks or [])
@@ -102,7 +102,13 @@ class FitRun:
             raise NonFiniteError(f"non-finite weights in layer '{key.split('/')[0]}' ({key}) after the "
                                  f"update{where}; the update overflowed. No checkpoint was written; "
                                  "the last checkpoint (if any) is intact. Try a lower learning rate.")
-        self.saver.save(self.model, self.state, self.fit_info)
+        try:
+            self.saver.save(self.model, self.state, self.fit_info)
+        except FileWriteError as e:  # disk full, file too large, read-only, permission denied
+            last = self.saver.last_path or (ckpt.list_checkpoints(self.checkpoint_dir) or [None])[-1]
+            raise FileWriteError(e.filename, e.cause, context=(
+                f"; training stopped{where} because it cannot checkpoint (newest intact checkpoint: "
+                f"{last or 'none'})")) from None
 
     def _stop_if_interrupted(self, interrupted) -> None:
         if interrupted is not None and interrupted.raised:
@@ -203,5 +209,9 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None, validat
         model.reseed_training(seed)
     run = FitRun(model, x, y, val, batch_size, epochs, shuffle, callbacks, verbose, stream,
                  checkpoint_dir, checkpoint_every, keep_checkpoints)
-    run.start(initial_epoch, resume)
-    return run.run()
+    try:
+        run.start(initial_epoch, resume)
+        return run.run()
+    finally:
+        if run.saver is not None:  # releases the checkpoint directory's lock
+            run.saver.close()

@@ -113,3 +113,24 @@ def test_cifar_download_is_verified_and_atomic(env, small_cifar, monkeypatch):
     monkeypatch.setattr(download, "_urlopen", lambda url, timeout: FakeResponse(tarball, url))
     assert_same(datasets.load_cifar10(), expected_cifar(2))
     assert cache_files(env, "cifar10") == ["cifar-10-binary.tar.gz"]
+
+
+def test_a_cache_that_cannot_be_written_is_one_line_and_leaves_nothing_partial(env, served):
+    # a real EFBIG (RLIMIT_FSIZE; Python ignores SIGXFSZ): the cache write fails, no other mirror
+    # is tried (it would fail the same way), and the cache holds no partial file
+    import resource
+
+    from minicnn.errors import FileWriteError
+    serve, data, calls = served
+    serve()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16, hard))
+    try:
+        with pytest.raises(FileWriteError) as exc:
+            datasets.load_mnist()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    msg = str(exc.value)
+    assert "\n" not in msg and "File too large (EFBIG)" in msg
+    assert msg.startswith("cannot write '") and str(env) in msg and ".gz'" in msg
+    assert len(calls) == 1 and cache_files(env) == []

@@ -358,5 +358,5 @@ def test_huge_architecture_is_refused_before_allocation(tmp_path, keras_file):
     cfg["config"]["layers"][6]["config"]["units"] = 10**9  # dense: 9216 x 1e9 weights
     bad = tmp_path / "huge.keras"
     rewrite_zip(keras_file, bad, config=cfg)
-    with pytest.raises(ModelFileError, match=r"huge.keras.*needs [0-9,]+ weight values but the file holds 1,199,882"):
+    with pytest.raises(ModelFileError, match=r"huge.keras.*needs [0-9,]+ weight values but the file holds [0-9,]+"):
         keras_files.load(bad)

@@ -143,8 +143,8 @@ def test_atomic_write_gives_normal_permissions(tmp_path):
 def test_stale_temporary_files_of_a_killed_writer_are_removed(tmp_path):
     (tmp_path / ".tmp-k2j3h4-ckpt-000000005.npz").write_bytes(b"half a checkpoint")
     (tmp_path / ".tmp-k2j3h4-notes.txt").write_bytes(b"not ours")
-    ckpt.CheckpointWriter(tmp_path)
-    assert sorted(os.listdir(tmp_path)) == [".tmp-k2j3h4-notes.txt"]
+    ckpt.CheckpointWriter(tmp_path).close()
+    assert sorted(os.listdir(tmp_path)) == [".minicnn.lock", ".tmp-k2j3h4-notes.txt"]
 
 
 def test_checkpoint_listing_is_numeric_and_survives_glob_characters(tmp_path):

@@ -25,6 +25,14 @@ Flatten, ReLU, Softmax, Activation, Dropout, InputLayer: see :data:`minicnn.laye
 including Lambda layers and custom objects, is refused with a :class:`ModelFileError` naming the
 layer and the option. Nothing from a file is ever executed or imported: class names are looked
 up in a fixed table. Every failure on a damaged file is a :class:`ModelFileError` naming it.
+
+Hostile files are refused before anything is read or allocated: HDF5 files must be
+self-contained (no soft or external links, virtual datasets, external storage or unknown
+filters; no link is ever followed) and every dataset must store what it declares; a ``.keras``
+archive's ``config.json`` is capped (16 MiB, 64 levels of nesting) and its ``model.weights.h5``
+may inflate no further than the architecture in ``config.json`` needs (checked against the zip
+directory, then enforced by a bounded read); every dataset's shape and dtype are checked against
+the architecture before it is read.
 """
 
 from ...errors import KerasConfigError

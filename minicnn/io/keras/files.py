@@ -8,7 +8,7 @@ import os
 import zipfile
 
 from ...errors import KerasConfigError, ModelFileError
-from ...fileio import atomic_write
+from ...fileio import MAX_DATA_BYTES, MAX_JSON_BYTES, atomic_write, read_bounded
 from ...model import Network
 from .common import CONFIG_NAME, HDF5_MAGIC, WEIGHTS_NAME, ZIP_MAGIC, fail, h5py_module
 from .config import keras3_keys_of, model_from_keras_config
@@ -167,20 +167,50 @@ def _assign_keras3(model, found, path, dtype_cast=False):
     _assign(model, per_layer, path, dtype_cast=dtype_cast)
 
 
+def weights_limit(model) -> int:
+    """The most bytes a ``.keras`` archive's weights file may inflate to for ``model``: its weights
+    plus HDF5's overhead (groups, attributes per layer), under the hard cap."""
+    need = sum(p.nbytes for _, p in model.named_weights())
+    return min(MAX_DATA_BYTES, need + need // 8 + (1 << 20) + (64 << 10) * len(model.layers))
+
+
+def _member(z, name, path):
+    infos = [i for i in z.infolist() if i.filename == name]
+    if len(infos) != 1:
+        fail(path, f"is a zip archive with {len(infos) or 'no'} {name} entries (not a Keras 3 .keras file)")
+    if infos[0].flag_bits & 0x1:
+        fail(path, f"entry {name} is encrypted")
+    return infos[0]
+
+
 def _load_keras_zip(path, architecture, model_class):
+    """config.json first (bounded), then the architecture it describes bounds how far
+    model.weights.h5 may inflate: its declared size is checked before decompressing, and the
+    decompression itself stops one byte past the limit whatever the zip header claimed."""
+    def refuse(msg):
+        fail(path, msg)
+
     try:
         with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
-            if CONFIG_NAME not in names or WEIGHTS_NAME not in names:
-                fail(path, f"is a zip archive without {CONFIG_NAME} and {WEIGHTS_NAME} "
-                            "(not a Keras 3 .keras file)")
-            config_bytes = z.read(CONFIG_NAME)
-            weights_bytes = z.read(WEIGHTS_NAME)
+            cinfo, winfo = _member(z, CONFIG_NAME, path), _member(z, WEIGHTS_NAME, path)
+            if cinfo.file_size > MAX_JSON_BYTES:
+                fail(path, f"entry {CONFIG_NAME} declares {cinfo.file_size} bytes, more than the "
+                           f"{MAX_JSON_BYTES} a minicnn reader accepts; refused before decompressing")
+            with z.open(cinfo) as f:
+                config = parse_json(read_bounded(f, MAX_JSON_BYTES, refuse, f"entry {CONFIG_NAME}"),
+                                    path, CONFIG_NAME)
+            # the declared size bounds the architecture (4 bytes a value at least) ...
+            model = _build(config, path, winfo.file_size // 4, model_class)
+            limit = weights_limit(model)
+            # ... and the architecture bounds the decompression
+            if winfo.file_size > limit:
+                fail(path, f"entry {WEIGHTS_NAME} declares {winfo.file_size} bytes uncompressed, more "
+                           f"than the {limit} its architecture needs; refused before decompressing")
+            with z.open(winfo) as f:
+                weights_bytes = read_bounded(f, limit, refuse, f"entry {WEIGHTS_NAME}")
     except zipfile.BadZipFile as e:
         fail(path, f"is not a readable zip archive: {e}")
-    config = parse_json(config_bytes, path, CONFIG_NAME)
     with open_h5(io.BytesIO(weights_bytes), path) as h5:
-        model = _build(config, path, stored_values(h5), model_class)
         _assign_keras3(model, read_keras3_layers(h5, path), path)
     return model
 
