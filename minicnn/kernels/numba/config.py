@@ -41,7 +41,7 @@ import os
 __all__ = [
     "OMP_POLICY_SET_HERE", "TILES_ENV", "TILES", "CHUNK_ROWS", "MAX_GROUPS", "SUM_BLOCK",
     "DENSE_KSPLIT", "DENSE_MIN_KSLICE", "DENSE_BLOCK", "DENSE_MAX_BLOCKS", "DENSE_TILE_ROWS",
-    "DENSE_TILE_MAX_SAMPLES", "SMALL_GEMM", "SMALL_ELEMENTWISE", "EW_BLOCK", "BN_BLOCK", "BN_SMALL", "has_avx512",
+    "DENSE_TILE_MAX_SAMPLES", "SMALL_GEMM", "SMALL_ELEMENTWISE", "EW_BLOCK", "ACT_SMALL", "BN_BLOCK", "BN_SMALL", "has_avx512",
     "tiles_from_env",
 ]
 
@@ -132,6 +132,11 @@ SMALL_ELEMENTWISE = 1 << 15
 #: its negative-index handling stops LLVM from vectorising (measured: Adam 4.2 ms vs 1.4, relu
 #: backward 1.0 vs 0.75)
 EW_BLOCK = 16384
+
+#: the zoo's activations (:mod:`.activations`) on fewer elements than this run their serial kernel
+#: (the same code, so the same bits): a transcendental activation costs ~0.5-2 ns per element
+#: vectorised, so below ~16k elements the work is shorter than waking the pool (~10-20 us here)
+ACT_SMALL = 1 << 14
 
 # ----------------------------------------------------------------------------- batch normalisation
 #: batch normalisation: values per row block (``max(1, BN_BLOCK // C)`` rows), one parallel
