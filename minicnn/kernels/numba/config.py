@@ -41,7 +41,7 @@ import os
 __all__ = [
     "OMP_POLICY_SET_HERE", "TILES_ENV", "TILES", "CHUNK_ROWS", "MAX_GROUPS", "SUM_BLOCK",
     "DENSE_KSPLIT", "DENSE_MIN_KSLICE", "DENSE_BLOCK", "DENSE_MAX_BLOCKS", "DENSE_TILE_ROWS",
-    "DENSE_TILE_MAX_SAMPLES", "SMALL_GEMM", "SMALL_ELEMENTWISE", "EW_BLOCK", "ACT_SMALL", "BN_BLOCK", "BN_SMALL", "has_avx512",
+    "DENSE_TILE_MAX_SAMPLES", "SMALL_GEMM", "SMALL_ELEMENTWISE", "EW_BLOCK", "ACT_SMALL", "POOL_SMALL", "BN_BLOCK", "BN_SMALL", "has_avx512",
     "tiles_from_env",
 ]
 
@@ -137,6 +137,12 @@ EW_BLOCK = 16384
 #: (the same code, so the same bits): a transcendental activation costs ~0.5-2 ns per element
 #: vectorised, so below ~16k elements the work is shorter than waking the pool (~10-20 us here)
 ACT_SMALL = 1 << 14
+
+# ----------------------------------------------------------------------------- the pooling zoo
+#: average/global pooling and zero padding (:mod:`.avgpool`) on fewer elements than this (input and
+#: output together) run their serial kernels (the same helpers: the same bits). These are memory
+#: bound, ~0.3-1 ns per element: below ~32k elements waking the pool costs more than it saves
+POOL_SMALL = 1 << 15
 
 # ----------------------------------------------------------------------------- batch normalisation
 #: batch normalisation: values per row block (``max(1, BN_BLOCK // C)`` rows), one parallel
