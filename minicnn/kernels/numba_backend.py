@@ -7,7 +7,7 @@ implementation lives in the package :mod:`minicnn.kernels.numba`, one module per
 docstring has the map, the contract and the determinism guarantees): conv2d in ``conv``, dense in
 ``dense``, max pooling in ``pool``, relu in ``elementwise``, Adam in ``optim``, batch normalisation in
 ``batchnorm``, depthwise conv2d in ``depthwise``, the zoo's activations (tanh ... PReLU, on the
-vectorisable exp/expm1/log1p/tanh of ``vmath``) in ``activations``, average and global pooling
+vectorisable exp/expm1/log1p of ``vmath``) in ``activations``, average and global pooling
 and zero padding in ``avgpool``; the process settings and tunables, among them the
 ``MINICNN_NUMBA_TILES`` switch, in ``config``.
 

@@ -15,7 +15,7 @@
 ``depthwise``   depthwise conv2d: direct loops over the taps
 ``elementwise`` relu, and the ordered sum of per-group partial results
 ``activations`` the zoo's activations, tanh ... PReLU, forward and backward (one fused pass each)
-``vmath``       exp, expm1, log1p, tanh in plain arithmetic (vectorisable), an ``llvm.fma`` intrinsic
+``vmath``       exp, expm1, log1p in plain arithmetic (vectorisable), an ``llvm.fma`` intrinsic
 ``optim``       the fused Adam update
 ``info``        ``threading_info()``: what is active in this process
 ``checks``      the public functions' shape checks (the kernels index raw memory)

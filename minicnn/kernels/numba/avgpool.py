@@ -18,11 +18,12 @@ cells, TensorFlow's tie rule of the global max gradient: documented there). Ever
 * **Global max pooling**: per (image, channel) the maximum (a NaN wins, as in numpy's reduction);
   the backward counts each channel's cells equal to its maximum and gives each ``(1 / count) *
   dy`` (0 elsewhere, NaN for a NaN channel: numpy's 0 / 0).
-* **Zero padding** and its adjoint, the crop: copies, parallel over rows.
+* **Zero padding** and its adjoint, the crop: copies of whole rows (W*C contiguous values),
+  parallel over images.
 
 Tiers: serial ``@njit`` helpers per output row or image, the parallel kernels (``prange`` over
-rows or images), their serial twins for inputs below ``config.POOL_SMALL`` elements (the same
-helpers: the same bits), then the public functions (shape checks, any layout, non-float dtypes to
+rows or images), their serial twins for inputs below ``config.POOL_SMALL`` (average pooling)
+or ``config.COPY_SMALL`` elements (the memory-bound rest; the same helpers: the same bits), then the public functions (shape checks, any layout, non-float dtypes to
 the numpy kernels). Nothing here does arithmetic on denormals often enough to flush them.
 """
 
@@ -126,30 +127,57 @@ def _avg_bwd_serial(dy, ph, pw, sh, sw, top, left, cnt, dx):
 
 # ----------------------------------------------------------------------------- global pooling
 @njit(cache=True, error_model="numpy")
-def _pairwise(a, lo, n, zero):
-    """numpy's pairwise sum of ``a[lo:lo + n]`` (its ``pairwise_sum``: below 8 values in order onto
-    0, up to 128 values eight running sums combined as ((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7)) then the
-    rest in order, above that the two halves, the first a multiple of 8 long)."""
+def _pairwise_leaf(a, lo, n, zero):
+    """numpy's ``pairwise_sum`` of ``a[lo:lo + n]`` for n <= 128: below 8 values in order onto 0,
+    else eight running sums combined as ((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7)), then the rest in order."""
     if n < 8:
         res = zero
         for k in range(n):
             res += a[lo + k]
         return res
+    r = a[lo:lo + 8].copy()
+    k = 8
+    while k < n - n % 8:
+        for m in range(8):
+            r[m] += a[lo + k + m]
+        k += 8
+    res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    while k < n:
+        res += a[lo + k]
+        k += 1
+    return res
+
+
+@njit(cache=True, error_model="numpy")
+def _pairwise(a, n, zero):
+    """numpy's pairwise sum of ``a[:n]``: above 128 values the sum of the two halves' (the first a
+    multiple of 8 long), evaluated with an explicit stack (numba's cache cannot hold a recursive
+    function: a cached one crashed here)."""
     if n <= 128:
-        r = a[lo:lo + 8].copy()
-        k = 8
-        while k < n - n % 8:
-            for m in range(8):
-                r[m] += a[lo + k + m]
-            k += 8
-        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
-        while k < n:
-            res += a[lo + k]
-            k += 1
-        return res
-    n2 = n // 2
-    n2 -= n2 % 8
-    return _pairwise(a, lo, n2, zero) + _pairwise(a, lo + n2, n - n2, zero)
+        return _pairwise_leaf(a, 0, n, zero)
+    los = np.empty(192, dtype=np.int64)
+    ns = np.empty(192, dtype=np.int64)
+    done = np.empty(192, dtype=np.int64)
+    vals = np.empty(192, dtype=a.dtype)
+    sp, vp = 1, 0
+    los[0], ns[0], done[0] = 0, n, 0
+    while sp > 0:
+        sp -= 1
+        lo, m, d = los[sp], ns[sp], done[sp]
+        if m <= 128:
+            vals[vp] = _pairwise_leaf(a, lo, m, zero)
+            vp += 1
+        elif d == 0:
+            n2 = m // 2
+            n2 -= n2 % 8
+            los[sp], ns[sp], done[sp] = lo, m, 1  # revisited after both halves
+            los[sp + 1], ns[sp + 1], done[sp + 1] = lo + n2, m - n2, 0
+            los[sp + 2], ns[sp + 2], done[sp + 2] = lo, n2, 0  # popped first: the first half
+            sp += 3
+        else:
+            vals[vp - 2] = vals[vp - 2] + vals[vp - 1]
+            vp -= 1
+    return vals[0]
 
 
 @njit(cache=True, error_model="numpy")
@@ -158,7 +186,7 @@ def _gavg_image(xi, yi):
     m, c = xi.shape
     if c == 1:
         zero = np.zeros(1, dtype=yi.dtype)[0]
-        s = zero + _pairwise(xi[:, 0], 0, m, zero)
+        s = zero + _pairwise(xi[:, 0], m, zero)
         yi[0] = np.float64(s) / m
         return
     acc = np.zeros(c, dtype=yi.dtype)
@@ -187,10 +215,13 @@ def _gavg_fwd_serial(x3, y):
 def _broadcast_image(dyi, q, dxi):
     """dxi (H*W, C) = dyi (C,) / q at every row (``q``: H*W in the dtype)."""
     c = dyi.shape[0]
-    for r in range(dxi.shape[0]):
+    g = dxi[0]
+    for ch in range(c):
+        g[ch] = dyi[ch] / q
+    for r in range(1, dxi.shape[0]):
         dr = dxi[r]
         for ch in range(c):
-            dr[ch] = dyi[ch] / q
+            dr[ch] = g[ch]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -266,67 +297,74 @@ def _gmax_bwd_serial(dy, x3, y, dx3):
 
 # ----------------------------------------------------------------------------- zero padding
 @njit(cache=True)
-def _pad_row(x, n, rp, top, left, yr):
-    """Padded row (n, rp): ``yr`` (Wp, C) = zeros around input row ``rp - top`` (or all zeros)."""
-    h, w, c = x.shape[1], x.shape[2], x.shape[3]
-    r = rp - top
-    if r < 0 or r >= h:
-        for s in range(yr.shape[0]):
-            for ch in range(c):
-                yr[s, ch] = 0
-        return
-    for s in range(left):
-        for ch in range(c):
-            yr[s, ch] = 0
-    xr = x[n, r]
-    for s in range(w):
-        for ch in range(c):
-            yr[left + s, ch] = xr[s, ch]
-    for s in range(left + w, yr.shape[0]):
-        for ch in range(c):
-            yr[s, ch] = 0
+def _pad_image(xi, top, left, yi):
+    """One image, rows flattened: ``yi`` (Hp, Wp*C) = zeros around ``xi`` (H, W*C), which starts
+    at row ``top``, element ``left`` (= left * C)."""
+    h, wc = xi.shape
+    hp, wpc = yi.shape
+    for rp in range(hp):
+        yr = yi[rp]
+        r = rp - top
+        if r < 0 or r >= h:
+            for k in range(wpc):
+                yr[k] = 0
+            continue
+        for k in range(left):
+            yr[k] = 0
+        xr = xi[r]
+        out = yr[left:left + wc]
+        for k in range(wc):
+            out[k] = xr[k]
+        for k in range(left + wc, wpc):
+            yr[k] = 0
 
 
 @njit(parallel=True, cache=True)
-def _pad(x, top, left, y):
-    """y (N, Hp, Wp, C) = x zero-padded, parallel over the N*Hp rows."""
-    hp = y.shape[1]
-    for t in prange(y.shape[0] * hp):
-        n = t // hp
-        _pad_row(x, n, t - n * hp, top, left, y[n, t - n * hp])
+def _pad(x3, top, left, y3):
+    """y3 (N, Hp, Wp*C) = x3 (N, H, W*C) zero-padded (``left`` in elements), parallel over images."""
+    for n in prange(x3.shape[0]):
+        _pad_image(x3[n], top, left, y3[n])
 
 
 @njit(cache=True)
-def _pad_serial(x, top, left, y):
-    hp = y.shape[1]
-    for t in range(y.shape[0] * hp):
-        n = t // hp
-        _pad_row(x, n, t - n * hp, top, left, y[n, t - n * hp])
+def _pad_serial(x3, top, left, y3):
+    for n in range(x3.shape[0]):
+        _pad_image(x3[n], top, left, y3[n])
+
+
+@njit(cache=True)
+def _crop_image(dyi, top, left, dxi):
+    """dxi (H, W*C) = the interior of dyi (Hp, Wp*C) from row ``top``, element ``left``."""
+    h, wc = dxi.shape
+    for r in range(h):
+        src = dyi[r + top, left:left + wc]
+        dst = dxi[r]
+        for k in range(wc):
+            dst[k] = src[k]
 
 
 @njit(parallel=True, cache=True)
-def _crop(dy, top, left, dx):
-    """dx (N, H, W, C) = the interior of dy (N, Hp, Wp, C), parallel over the N*H rows."""
-    h, w = dx.shape[1], dx.shape[2]
-    for t in prange(dx.shape[0] * h):
-        n = t // h
-        r = t - n * h
-        dx[n, r] = dy[n, r + top, left:left + w]
+def _crop(dy3, top, left, dx3):
+    """dx3 (N, H, W*C) = the interior of dy3 (N, Hp, Wp*C), parallel over images."""
+    for n in prange(dx3.shape[0]):
+        _crop_image(dy3[n], top, left, dx3[n])
 
 
 @njit(cache=True)
-def _crop_serial(dy, top, left, dx):
-    h, w = dx.shape[1], dx.shape[2]
-    for t in range(dx.shape[0] * h):
-        n = t // h
-        r = t - n * h
-        dx[n, r] = dy[n, r + top, left:left + w]
+def _crop_serial(dy3, top, left, dx3):
+    for n in range(dx3.shape[0]):
+        _crop_image(dy3[n], top, left, dx3[n])
 
 
 # ----------------------------------------------------------------------------- public functions
 def _small(*arrays):
-    """The serial kernels below ``config.POOL_SMALL`` elements read and written in all."""
+    """Average pooling's serial kernels below ``config.POOL_SMALL`` elements read and written."""
     return sum(a.size for a in arrays) < config.POOL_SMALL
+
+
+def _small_copy(*arrays):
+    """Global pooling's and zero padding's serial kernels below ``config.COPY_SMALL`` elements."""
+    return sum(a.size for a in arrays) < config.COPY_SMALL
 
 
 def _nhwc(where, a, name="x"):
@@ -369,7 +407,7 @@ def global_avgpool2d_forward(x):
     if x.dtype not in FLOATS or x.size == 0:
         return _ref.global_avgpool2d_forward(x)
     y = np.empty((n, c), dtype=x.dtype)
-    (_gavg_fwd_serial if _small(x) else _gavg_fwd)(x.reshape(n, h * w, c), y)
+    (_gavg_fwd_serial if _small_copy(x) else _gavg_fwd)(x.reshape(n, h * w, c), y)
     return y
 
 
@@ -384,7 +422,7 @@ def global_avgpool2d_backward(dy, x_shape):
     if dy.dtype not in FLOATS or n * h * w * c == 0:
         return _ref.global_avgpool2d_backward(dy, x_shape)
     dx = np.empty(x_shape, dtype=dy.dtype)
-    (_gavg_bwd_serial if _small(dx) else _gavg_bwd)(dy, dy.dtype.type(h * w), dx.reshape(n, h * w, c))
+    (_gavg_bwd_serial if _small_copy(dx) else _gavg_bwd)(dy, dy.dtype.type(h * w), dx.reshape(n, h * w, c))
     return dx
 
 
@@ -396,7 +434,7 @@ def global_maxpool2d_forward(x):
     if x.dtype not in FLOATS or x.size == 0:
         return _ref.global_maxpool2d_forward(x)
     y = np.empty((n, c), dtype=x.dtype)
-    (_gmax_fwd_serial if _small(x) else _gmax_fwd)(x.reshape(n, h * w, c), y)
+    (_gmax_fwd_serial if _small_copy(x) else _gmax_fwd)(x.reshape(n, h * w, c), y)
     return y
 
 
@@ -413,7 +451,7 @@ def global_maxpool2d_backward(dy, x, y):
         return _ref.global_maxpool2d_backward(dy, np.asarray(x), np.asarray(y))
     x3 = np.ascontiguousarray(x).reshape(n, h * w, c)
     dx = np.empty((n, h, w, c), dtype=dt)
-    (_gmax_bwd_serial if _small(dx) else _gmax_bwd)(dy, x3, np.ascontiguousarray(y), dx.reshape(x3.shape))
+    (_gmax_bwd_serial if _small_copy(dx) else _gmax_bwd)(dy, x3, np.ascontiguousarray(y), dx.reshape(x3.shape))
     return dx
 
 
@@ -428,7 +466,7 @@ def zeropad2d_forward(x, pads):
     if x.dtype not in FLOATS or x.size == 0:
         return _ref.zeropad2d_forward(x, pads)
     y = np.empty((n, h + top + bottom, w + left + right, c), dtype=x.dtype)
-    (_pad_serial if _small(x, y) else _pad)(x, top, left, y)
+    (_pad_serial if _small_copy(x, y) else _pad)(x.reshape(n, h, w * c), top, left * c, y.reshape(n, y.shape[1], -1))
     return y
 
 
@@ -444,5 +482,5 @@ def zeropad2d_backward(dy, pads):
     if dy.dtype not in FLOATS or n * h * w * c == 0:
         return _ref.zeropad2d_backward(dy, pads)
     dx = np.empty((n, h, w, c), dtype=dy.dtype)
-    (_crop_serial if _small(dx) else _crop)(dy, top, left, dx)
+    (_crop_serial if _small_copy(dx) else _crop)(dy.reshape(n, hp, wp * c), top, left * c, dx.reshape(n, h, w * c))
     return dx
