@@ -7,9 +7,10 @@ cells, TensorFlow's tie rule of the global max gradient: documented there). Ever
 * **Average pooling** forward: parallel over the N*OH output rows; each window's real cells are
   added in (di, dj) order onto 0 (numpy adds the padded copy's zeros too: ``acc + 0`` is ``acc``,
   the sum never being -0), then divided by the window's count (:func:`~minicnn.kernels.
-  numpy_pooling.avgpool2d_counts`, in the dtype). Backward: a gather, parallel over the N*H input
-  rows: each cell adds ``dy / count`` of the windows covering it in (di, dj) order onto 0, the
-  order of numpy's scatter-adds.
+  numpy_pooling.avgpool2d_counts`, in the dtype). Backward: ``share = dy / count`` (numpy's
+  expression, once per window), then a gather, parallel over the N*H input rows: each cell adds
+  the shares of the windows covering it in (di, dj) order onto 0, the order of numpy's
+  scatter-adds (which window offset (di, dj) of a cell belongs to: small index tables, computed once).
 * **Global average pooling**: per (image, channel) the H*W values added in (h, w) order onto 0,
   which is what numpy's ``mean`` does when C > 1 (its reduction runs along the channels); for
   C = 1 numpy sums each image's contiguous H*W values pairwise (8 accumulators, halves above 128
@@ -84,45 +85,52 @@ def _avg_fwd_serial(x, ph, pw, sh, sw, top, left, cnt, y):
 
 
 @njit(cache=True, error_model="numpy")
-def _avg_grad_row(dy, n, r, ph, pw, sh, sw, top, left, cnt, dxr):
-    """Input row (n, r): ``dxr`` (W, C) = sum of ``dy / cnt`` over the windows covering each cell,
-    in (di, dj) order."""
-    oh, ow, c = dy.shape[1], dy.shape[2], dy.shape[3]
+def _avg_grad_row(share, n, r, rows, cols, dxr):
+    """Input row (n, r): ``dxr`` (W, C) = the sum over the windows covering each cell of their
+    ``share`` (N, OH, OW, C) (``dy / count``), in (di, dj) order onto 0. ``rows`` (H, PH) and
+    ``cols`` (W, PW) hold the window row i / column j that offset di / dj of a cell belongs to, or -1."""
+    ph, pw = rows.shape[1], cols.shape[1]
+    c = dxr.shape[1]
     for s in range(dxr.shape[0]):
         acc = dxr[s]
         for ch in range(c):
             acc[ch] = 0
         for di in range(ph):
-            ii = r + top - di
-            if ii < 0 or ii % sh != 0 or ii // sh >= oh:
+            i = rows[r, di]
+            if i < 0:
                 continue
-            i = ii // sh
             for dj in range(pw):
-                jj = s + left - dj
-                if jj < 0 or jj % sw != 0 or jj // sw >= ow:
+                j = cols[s, dj]
+                if j < 0:
                     continue
-                j = jj // sw
-                q = cnt[i, j]
-                g = dy[n, i, j]
+                g = share[n, i, j]
                 for ch in range(c):
-                    acc[ch] += g[ch] / q
+                    acc[ch] += g[ch]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _avg_bwd(dy, ph, pw, sh, sw, top, left, cnt, dx):
-    """dx (N, H, W, C) from dy (N, OH, OW, C), parallel over the N*H input rows."""
+def _avg_bwd(share, rows, cols, dx):
+    """dx (N, H, W, C) from the windows' shares (N, OH, OW, C), parallel over the N*H input rows."""
     h = dx.shape[1]
     for t in prange(dx.shape[0] * h):
         n = t // h
-        _avg_grad_row(dy, n, t - n * h, ph, pw, sh, sw, top, left, cnt, dx[n, t - n * h])
+        _avg_grad_row(share, n, t - n * h, rows, cols, dx[n, t - n * h])
 
 
 @njit(cache=True, error_model="numpy")
-def _avg_bwd_serial(dy, ph, pw, sh, sw, top, left, cnt, dx):
+def _avg_bwd_serial(share, rows, cols, dx):
     h = dx.shape[1]
     for t in range(dx.shape[0] * h):
         n = t // h
-        _avg_grad_row(dy, n, t - n * h, ph, pw, sh, sw, top, left, cnt, dx[n, t - n * h])
+        _avg_grad_row(share, n, t - n * h, rows, cols, dx[n, t - n * h])
+
+
+def _window_of(n, k, s, before, out):
+    """(n, k) int64: the window index o with ``o * s + d - before`` = the cell, for each cell and
+    offset d, or -1 (no such window: the cell is not at offset d of any window)."""
+    pos = np.arange(n)[:, None] + before - np.arange(k)[None, :]
+    o = pos // s
+    return np.where((pos >= 0) & (pos % s == 0) & (o < out), o, -1).astype(np.int64)
 
 
 # ----------------------------------------------------------------------------- global pooling
@@ -393,9 +401,12 @@ def avgpool2d_backward(dy, x_shape, pool_size, strides, pads):
     if dy.dtype not in FLOATS or dy.size == 0:
         return _ref.avgpool2d_backward(dy, x_shape, pool_size, strides, pads)
     cnt = _ref.avgpool2d_counts(x_shape, pool_size, strides, pads).astype(dy.dtype)
+    share = dy / cnt[None, :, :, None]  # numpy's own expression: one division per window and channel
+    oh, ow = dy.shape[1:3]
+    rows = _window_of(x_shape[1], pool_size[0], strides[0], pads[0], oh)
+    cols = _window_of(x_shape[2], pool_size[1], strides[1], pads[2], ow)
     dx = np.empty(x_shape, dtype=dy.dtype)
-    kernel = _avg_bwd_serial if _small(dy, dx) else _avg_bwd
-    kernel(dy, pool_size[0], pool_size[1], strides[0], strides[1], pads[0], pads[2], cnt, dx)
+    (_avg_bwd_serial if _small(dy, dx) else _avg_bwd)(share, rows, cols, dx)
     return dx
 
 
