@@ -55,10 +55,21 @@ _CONSTS = (0.0, 1.0, 0.5, _ref.SELU_SCALE, _ref.SELU_SCALE_ALPHA, -_ref._PDF_CUT
            _ref._INV_SQRT_PI)
 
 
+_SCALARS = {}
+
+
 def _scalars(dt, *params):
-    s = np.zeros(_P + len(_CONSTS), dtype=dt)
-    s[:len(params)] = params
-    s[_P:] = _CONSTS
+    """The scalar vector for ``params`` in ``dt`` (kept: a layer calls with the same few scalars every
+    step, and building the vector costs as much as a small activation; the kernels never write it)."""
+    key = (dt, *(float(p) for p in params))
+    s = _SCALARS.get(key)
+    if s is None:
+        s = np.zeros(_P + len(_CONSTS), dtype=dt)
+        s[:len(params)] = params
+        s[_P:] = _CONSTS
+        if len(_SCALARS) > 256:
+            _SCALARS.clear()
+        _SCALARS[key] = s
     return s
 
 
@@ -304,7 +315,8 @@ def _unary(op, name, z, *params):
 def _binary(op, name, dy, other, what, *params):
     """A backward from ``dy`` and the forward's y or z (``what``), cast to dy's dtype."""
     dy = np.ascontiguousarray(dy)
-    checks.same_shape(name, ("dy", what), dy, other)
+    if getattr(other, "shape", None) != dy.shape:  # (the common case compared directly: microseconds)
+        checks.same_shape(name, ("dy", what), dy, other)
     dt = dy.dtype
     if dt not in FLOATS:
         return getattr(_ref, name)(dy, np.asarray(other, dtype=dt), *params)

@@ -304,40 +304,36 @@ def _gmax_bwd_serial(dy, x3, y, dx3):
 
 
 # ----------------------------------------------------------------------------- zero padding
-@njit(cache=True)
-def _pad_image(xi, top, left, yi):
-    """One image, rows flattened: ``yi`` (Hp, Wp*C) = zeros around ``xi`` (H, W*C), which starts
-    at row ``top``, element ``left`` (= left * C)."""
-    h, wc = xi.shape
-    hp, wpc = yi.shape
-    for rp in range(hp):
-        yr = yi[rp]
-        r = rp - top
-        if r < 0 or r >= h:
-            for k in range(wpc):
-                yr[k] = 0
-            continue
-        for k in range(left):
-            yr[k] = 0
-        xr = xi[r]
-        out = yr[left:left + wc]
-        for k in range(wc):
-            out[k] = xr[k]
-        for k in range(left + wc, wpc):
-            yr[k] = 0
-
-
 @njit(parallel=True, cache=True)
 def _pad(x3, top, left, y3):
-    """y3 (N, Hp, Wp*C) = x3 (N, H, W*C) zero-padded (``left`` in elements), parallel over images."""
-    for n in prange(x3.shape[0]):
-        _pad_image(x3[n], top, left, y3[n])
+    """y3 (N, Hp, Wp*C) = x3 (N, H, W*C) zero-padded (``left`` in elements), parallel over images.
+    Each image is zeroed whole, then its rows copied: long loops (measured on (100, 28, 28, 1):
+    15 us, against 26 for zeroing only the border row by row and 23 with the image's work in a
+    helper function; numpy 23). The body is repeated in :func:`_pad_serial` for that reason."""
+    h, wc = x3.shape[1], x3.shape[2]
+    for i in prange(x3.shape[0]):
+        yf = y3[i].reshape(-1)
+        for k in range(yf.size):
+            yf[k] = 0
+        for r in range(h):
+            dst = y3[i, r + top, left:left + wc]
+            src = x3[i, r]
+            for k in range(wc):
+                dst[k] = src[k]
 
 
 @njit(cache=True)
 def _pad_serial(x3, top, left, y3):
-    for n in range(x3.shape[0]):
-        _pad_image(x3[n], top, left, y3[n])
+    h, wc = x3.shape[1], x3.shape[2]
+    for i in range(x3.shape[0]):
+        yf = y3[i].reshape(-1)
+        for k in range(yf.size):
+            yf[k] = 0
+        for r in range(h):
+            dst = y3[i, r + top, left:left + wc]
+            src = x3[i, r]
+            for k in range(wc):
+                dst[k] = src[k]
 
 
 @njit(cache=True)
