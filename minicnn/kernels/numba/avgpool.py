@@ -336,28 +336,28 @@ def _pad_serial(x3, top, left, y3):
                 dst[k] = src[k]
 
 
-@njit(cache=True)
-def _crop_image(dyi, top, left, dxi):
-    """dxi (H, W*C) = the interior of dyi (Hp, Wp*C) from row ``top``, element ``left``."""
-    h, wc = dxi.shape
-    for r in range(h):
-        src = dyi[r + top, left:left + wc]
-        dst = dxi[r]
-        for k in range(wc):
-            dst[k] = src[k]
-
-
 @njit(parallel=True, cache=True)
 def _crop(dy3, top, left, dx3):
-    """dx3 (N, H, W*C) = the interior of dy3 (N, Hp, Wp*C), parallel over images."""
-    for n in prange(dx3.shape[0]):
-        _crop_image(dy3[n], top, left, dx3[n])
+    """dx3 (N, H, W*C) = the interior of dy3 (N, Hp, Wp*C) from row ``top``, element ``left``,
+    parallel over images (the loops inline, as in :func:`_pad`)."""
+    h, wc = dx3.shape[1], dx3.shape[2]
+    for i in prange(dx3.shape[0]):
+        for r in range(h):
+            src = dy3[i, r + top, left:left + wc]
+            dst = dx3[i, r]
+            for k in range(wc):
+                dst[k] = src[k]
 
 
 @njit(cache=True)
 def _crop_serial(dy3, top, left, dx3):
-    for n in range(dx3.shape[0]):
-        _crop_image(dy3[n], top, left, dx3[n])
+    h, wc = dx3.shape[1], dx3.shape[2]
+    for i in range(dx3.shape[0]):
+        for r in range(h):
+            src = dy3[i, r + top, left:left + wc]
+            dst = dx3[i, r]
+            for k in range(wc):
+                dst[k] = src[k]
 
 
 # ----------------------------------------------------------------------------- public functions
