@@ -113,11 +113,14 @@ def _block(op, a, b, out, s, f0, f1):
         for i in range(n):
             y = b[i]
             out[i] = a[i] * (y * (one - y))
-    elif op == SOFTPLUS_F:
+    elif op == SOFTPLUS_F:  # two loops: fused, LLVM left the loop scalar (8 ms against 2 on 2.5M float32)
+        for i in range(n):
+            z = a[i]
+            out[i] = vexp(-z if z > zero else z)
         for i in range(n):
             z = a[i]
             m = zero if z < zero else z  # np.maximum(z, 0): NaN passes
-            out[i] = m + vlog1p(vexp(-z if z > zero else z))
+            out[i] = m + vlog1p(out[i])
     elif op == SOFTPLUS_B:
         for i in range(n):
             out[i] = a[i] * _sigmoid(b[i], zero, one)
