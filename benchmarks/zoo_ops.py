@@ -88,7 +88,8 @@ def cases(dtypes):
             dy = rng.standard_normal(y.shape).astype(dt)
             args = ((2, 2), (2, 2), pads)
             out.append((f"avgpool2d_forward[{padding}]", x.shape, dt,
-                        lambda a=args, x=x: ref.avgpool2d_forward(x, *a), lambda a=args, x=x: nb.avgpool2d_forward(x, *a)))
+                        lambda a=args, x=x: ref.avgpool2d_forward(x, *a),
+                        lambda a=args, x=x: nb.avgpool2d_forward(x, *a)))
             out.append((f"avgpool2d_backward[{padding}]", x.shape, dt,
                         lambda a=args, dy=dy, x=x: ref.avgpool2d_backward(dy, x.shape, *a),
                         lambda a=args, dy=dy, x=x: nb.avgpool2d_backward(dy, x.shape, *a)))

@@ -120,7 +120,8 @@ def test_global_pooling_is_numpys_bit_for_bit(case):
     dy = make(rng, (shape[0], shape[3]), dt, "normal")
     with pool_path(case["path"]), np.errstate(all="ignore"):
         bitwise(nb.global_avgpool2d_forward(x_in), ref.global_avgpool2d_forward(x), "global avg forward")
-        bitwise(nb.global_avgpool2d_backward(dy, shape), ref.global_avgpool2d_backward(dy, shape), "global avg backward")
+        bitwise(nb.global_avgpool2d_backward(dy, shape), ref.global_avgpool2d_backward(dy, shape),
+                "global avg backward")
         y = nb.global_maxpool2d_forward(x_in)
         y_r = ref.global_maxpool2d_forward(x)
         assert np.array_equal(np.isnan(y), np.isnan(y_r)) and np.array_equal(y, y_r, equal_nan=True)
