@@ -25,7 +25,8 @@ cells, TensorFlow's tie rule of the global max gradient: documented there). Ever
 Tiers: serial ``@njit`` helpers per output row or image, the parallel kernels (``prange`` over
 rows or images), their serial twins for inputs below ``config.POOL_SMALL`` (average pooling)
 or ``config.COPY_SMALL`` elements (the memory-bound rest; the same helpers: the same bits),
-then the public functions (shape checks, any layout, non-float dtypes to the numpy kernels). Nothing here does arithmetic on denormals often enough to flush them.
+then the public functions (shape checks, any layout, non-float dtypes to the numpy kernels).
+Nothing here does arithmetic on denormals often enough to flush them.
 """
 
 from __future__ import annotations

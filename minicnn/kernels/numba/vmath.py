@@ -3,9 +3,10 @@
 numba lowers ``np.exp`` & co. to scalar libm calls, which LLVM cannot vectorise (no vector math
 library without Intel's SVML): measured on (100, 28, 28, 32) float32, ``np.tanh`` in a parallel
 numba loop took 65 ms, ``np.exp`` 8 ms, numpy's SIMD ufuncs 0.8 and 2.5 ms; the ``vexp`` below
-1.0 ms. These are written in plain arithmetic instead (Cody-Waite range reduction, Taylor polynomials, the power of two built from its bits), so the
-element loops that call them vectorise, in the argument's own dtype (float32 stays float32: every
-constant is a scalar of that dtype).
+1.0 ms. These are written in plain arithmetic instead (Cody-Waite range reduction, Taylor
+polynomials, the power of two built from its bits), so the element loops that call them
+vectorise, in the argument's own dtype (float32 stays float32: every constant is a scalar of
+that dtype).
 
 Domains are what the activations need, as the numpy kernels arrange it: exponentials only ever
 see non-positive arguments (``vexp(x)``, ``vexpm1(x)`` for x <= 0, NaN passing through), and
