@@ -25,6 +25,10 @@ Results never depend on anything but the argument: bitwise the same on every pat
 
 No ``fastmath`` (it would let LLVM re-associate the polynomials): the rounding steps are exactly
 the ones written.
+
+numba's on-disk cache keys a kernel on its own source file only: after editing this module,
+delete the cached ``activations`` kernels (``minicnn/kernels/numba/__pycache__/activations.*.nb*``),
+or they keep the old code.
 """
 
 from __future__ import annotations
