@@ -41,7 +41,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload, register_jitable
 
-__all__ = ["fma", "scale2", "vexp", "vexpm1", "vlog1p"]
+__all__ = ["fma", "scale2", "vexp", "vexpm1", "vlog1p", "erfc_for"]
 
 
 @intrinsic
@@ -216,3 +216,40 @@ def _pick(i):
 
 for _i, _stub in enumerate((vexp, vexpm1, vlog1p)):
     overload(_stub)(_pick(_i))
+
+
+# ----------------------------------------------------------------------------- erfc for float32 results
+def erfc_for(like, u):  # pragma: no cover - typed by the overload below
+    """erfc(u) of a float64 ``u``, as a float64, for a result to be rounded to ``like``'s dtype."""
+    raise NotImplementedError("erfc_for is for numba code")
+
+
+#: Numerical Recipes' ``erfcc`` (Chebyshev fit, Press et al. 1992, 6.2): erfc(x) = t exp(-x^2 +
+#: P(t)), t = 1 / (1 + x/2), x >= 0, relative error below 1.2e-7 everywhere (measured against
+#: ``math.erfc``: 1.04e-7): 1.75 float32 ulps at most before the final rounding
+_NR_ERFC = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398,
+            1.48851587, -0.82215223, 0.17087277)
+
+
+@register_jitable
+def _erfc_nr(u):
+    """erfc(u) in float64 arithmetic to ~1e-7 relative (vectorises: one division, vexp)."""
+    c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 = _NR_ERFC
+    x = -u if u < 0.0 else u
+    t = 1.0 / (1.0 + 0.5 * x)
+    p = fma(fma(fma(fma(fma(fma(fma(fma(fma(c9, t, c8), t, c7), t, c6), t, c5), t, c4), t, c3), t, c2), t, c1),
+            t, c0)
+    e = t * vexp(p - x * x)
+    return 2.0 - e if u < 0.0 else e
+
+
+@overload(erfc_for)
+def _erfc_for(like, u):
+    """float32 results: :func:`_erfc_nr` (vectorised, within 2.3 float32 ulps after rounding; the
+    C library's erfc, scalar, costs 20 ns an element); float64 results: ``math.erfc`` (the C
+    library's, CPython's too: the numpy kernel's bits)."""
+    if like == types.float32:
+        return lambda like, u: _erfc_nr(u)
+    if like == types.float64:
+        return lambda like, u: math.erfc(u)
+    return None
