@@ -5,8 +5,11 @@ exports the same public names, with the same signatures and return conventions, 
 :mod:`minicnn.kernels.numpy_backend` (the contract), plus :func:`threading_info`. The
 implementation lives in the package :mod:`minicnn.kernels.numba`, one module per seam (its
 docstring has the map, the contract and the determinism guarantees): conv2d in ``conv``, dense in
-``dense``, max pooling in ``pool``, relu in ``elementwise``, Adam in ``optim``; the process
-settings and tunables, among them the ``MINICNN_NUMBA_TILES`` switch, in ``config``.
+``dense``, max pooling in ``pool``, relu in ``elementwise``, Adam in ``optim``, batch normalisation in
+``batchnorm``, depthwise conv2d in ``depthwise``, the zoo's activations (tanh ... PReLU, on the
+vectorisable exp/expm1/log1p of ``vmath``) in ``activations``, average and global pooling
+and zero padding in ``avgpool``; the process settings and tunables, among them the
+``MINICNN_NUMBA_TILES`` switch, in ``config``.
 
 The layout helpers ``pad_nhwc``, ``windows``, ``im2col``, ``col2im`` and ``all_finite`` are the
 numpy backend's own (nothing in them to speed up).
@@ -18,6 +21,11 @@ import sys
 import types
 
 from .numba import config as _config
+from .numba import activations as _activations
+from .numba.activations import *  # noqa: F401,F403  (its __all__: the element-wise activations)
+from .numba.avgpool import (avgpool2d_backward, avgpool2d_forward, global_avgpool2d_backward,
+                            global_avgpool2d_forward, global_maxpool2d_backward, global_maxpool2d_forward,
+                            zeropad2d_backward, zeropad2d_forward)
 from .numba.batchnorm import (batchnorm_backward, batchnorm_forward, batchnorm_train_forward,
                               batchnorm_update_moving)
 from .numba.conv import conv2d_backward, conv2d_forward
@@ -29,13 +37,6 @@ from .numba.optim import adam_update
 from .numba.pool import maxpool2d_backward, maxpool2d_forward
 from .numpy_backend import all_finite, col2im, im2col, pad_nhwc, windows
 
-# --- the zoo's kernels without a numba twin yet: the numpy kernels, named as such -------------
-from . import numpy_activations as _activations
-from .numpy_activations import *  # noqa: F401,F403  (its __all__: the element-wise activations)
-from .numpy_pooling import (avgpool2d_backward, avgpool2d_forward, global_avgpool2d_backward,  # noqa: F401
-                            global_avgpool2d_forward, global_maxpool2d_backward, global_maxpool2d_forward,
-                            zeropad2d_backward, zeropad2d_forward)
-
 NAME = "numba"
 
 __all__ = ["NAME", "pad_nhwc", "windows", "im2col", "col2im", "conv2d_forward", "conv2d_backward",
@@ -43,7 +44,6 @@ __all__ = ["NAME", "pad_nhwc", "windows", "im2col", "col2im", "conv2d_forward", 
            "dense_backward", "all_finite", "adam_update", "threading_info",
            "depthwise_conv2d_backward", "depthwise_conv2d_forward",
            "batchnorm_backward", "batchnorm_forward", "batchnorm_train_forward", "batchnorm_update_moving",
-           # numpy kernels until their numba twins exist
            "avgpool2d_backward", "avgpool2d_forward",
            "global_avgpool2d_backward", "global_avgpool2d_forward", "global_maxpool2d_backward",
            "global_maxpool2d_forward", "zeropad2d_backward", "zeropad2d_forward", *_activations.__all__]

@@ -1,7 +1,7 @@
 """The pooling zoo's reference kernels: average pooling, global average/max pooling, zero padding.
 
 Same conventions as :mod:`minicnn.kernels.numpy_backend`, which re-exports every function here
-(and so does ``numba_backend`` until its numba twins exist): activations NHWC, ``pads`` always
+(the numba twins: ``minicnn.kernels.numba.avgpool``, bitwise equal): activations NHWC, ``pads`` always
 ``(top, bottom, left, right)`` as chosen by :mod:`minicnn.kernels.shapes`, outputs allocated with
 the input's dtype, inputs never written.
 

@@ -10,7 +10,12 @@
 ``conv``        conv2d: tiles, or im2col + GEMM
 ``dense``       dense: tiles, or GEMMs in fixed slices/blocks
 ``pool``        max pooling
+``avgpool``     average pooling, global average/max pooling, zero padding (bitwise numpy's)
+``batchnorm``   batch normalisation (float64 statistics in fixed row blocks)
+``depthwise``   depthwise conv2d: direct loops over the taps
 ``elementwise`` relu, and the ordered sum of per-group partial results
+``activations`` the zoo's activations, tanh ... PReLU, forward and backward (one fused pass each)
+``vmath``       exp, expm1, log1p in plain arithmetic (vectorisable), an ``llvm.fma`` intrinsic
 ``optim``       the fused Adam update
 ``info``        ``threading_info()``: what is active in this process
 ``checks``      the public functions' shape checks (the kernels index raw memory)

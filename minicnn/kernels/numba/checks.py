@@ -13,7 +13,7 @@ import numpy as np
 
 from ..shapes import padded_output_hw
 
-__all__ = ["conv_args", "conv_grad_args", "dense_args", "dense_grad_args", "pool_args", "pool_grad_args",
+__all__ = ["conv_args", "conv_grad_args", "dense_args", "dense_grad_args", "pool_args", "pool_grad_args", "pool_dy_args",
            "same_shape"]
 
 
@@ -84,6 +84,11 @@ def pool_grad_args(where, dy, argmax, x_shape, pool_size, strides, pads):
     want = (x_shape[0], max(oh, 0), max(ow, 0), x_shape[3])
     if np.shape(dy) != want or np.shape(argmax) != want:
         _fail(where, f"dy {np.shape(dy)} and argmax {np.shape(argmax)} must have the forward's output shape {want}")
+
+
+def pool_dy_args(where, dy, x_shape, pool_size, strides, pads):
+    """dy (N, OH, OW, C) of the forward's output shape for an input of ``x_shape`` (no argmax)."""
+    pool_grad_args(where, dy, dy, x_shape, pool_size, strides, pads)
 
 
 def same_shape(where, names, *arrays):

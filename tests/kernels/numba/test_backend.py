@@ -152,6 +152,18 @@ def test_boundscheck_smoke(tmp_path):
             nb.relu_backward(dy, nb.relu_forward(y))
             w3 = rng.standard_normal((x[0].size, 16 if t % 4 == 0 else 3)).astype(dt)  # 16: dense tiles (float32)
             nb.dense_backward(nb.dense_forward(x.reshape(n, -1), w3, None), x.reshape(n, -1), w3, check_finite=True)
+            # the zoo (activations, average/global pooling, zero padding), serial and parallel kernels
+            from minicnn.kernels.numba import config as cfg
+            cfg.ACT_SMALL = cfg.POOL_SMALL = cfg.COPY_SMALL = [0, 1 << 40][t % 2]
+            a = nb.avgpool2d_forward(x, (kh, kw), s, pads)
+            nb.avgpool2d_backward(a, x.shape, (kh, kw), s, pads)
+            g = nb.global_maxpool2d_forward(x)
+            nb.global_maxpool2d_backward(g, x, g)
+            nb.global_avgpool2d_backward(nb.global_avgpool2d_forward(x), x.shape)
+            nb.zeropad2d_backward(nb.zeropad2d_forward(x, (1, 0, 2, 1)), (1, 0, 2, 1))
+            nb.silu_backward(x, nb.softplus_forward(x))
+            nb.gelu_backward(x, nb.gelu_forward(x, dt(0.7)), dt(0.7))
+            nb.prelu_backward(x, x, nb.prelu_forward(x, x[0] * 0 + dt(0.25))[0])
         print("ok")
     """)
     env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "numba_cache")}

@@ -1,0 +1,494 @@
+"""The pooling zoo on numba: average pooling, global average/max pooling, zero padding.
+
+The twins of :mod:`minicnn.kernels.numpy_pooling` (layouts, 'same' padding counting only real
+cells, TensorFlow's tie rule of the global max gradient: documented there). Every result is
+**bitwise** the numpy kernel's: the same operations in the same order.
+
+* **Average pooling** forward: parallel over the N*OH output rows; each window's real cells are
+  added in (di, dj) order onto 0 (numpy adds the padded copy's zeros too: ``acc + 0`` is ``acc``,
+  the sum never being -0), then divided by the window's count (:func:`~minicnn.kernels.
+  numpy_pooling.avgpool2d_counts`, in the dtype). Backward: ``share = dy / count`` (numpy's
+  expression, once per window), then a gather, parallel over the N*H input rows: each cell adds
+  the shares of the windows covering it in (di, dj) order onto 0, the order of numpy's
+  scatter-adds (which window offset (di, dj) of a cell belongs to: small index tables, computed once).
+* **Global average pooling**: per (image, channel) the H*W values added in (h, w) order onto 0,
+  which is what numpy's ``mean`` does when C > 1 (its reduction runs along the channels); for
+  C = 1 numpy sums each image's contiguous H*W values pairwise (8 accumulators, halves above 128
+  values), reproduced by :func:`_pairwise`. The sum is divided by H*W in float64 and rounded once,
+  as numpy's ``true_divide`` by an integer count does. The backward is ``dy / (H*W)`` broadcast.
+* **Global max pooling**: per (image, channel) the maximum (a NaN wins, as in numpy's reduction);
+  the backward counts each channel's cells equal to its maximum and gives each ``(1 / count) *
+  dy`` (0 elsewhere, NaN for a NaN channel: numpy's 0 / 0).
+* **Zero padding** and its adjoint, the crop: copies of whole rows (W*C contiguous values),
+  parallel over images.
+
+Tiers: serial ``@njit`` helpers per output row or image, the parallel kernels (``prange`` over
+rows or images), their serial twins for inputs below ``config.POOL_SMALL`` (average pooling)
+or ``config.COPY_SMALL`` elements (the memory-bound rest; the same helpers: the same bits),
+then the public functions (shape checks, any layout, non-float dtypes to the numpy kernels).
+Nothing here does arithmetic on denormals often enough to flush them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .. import numpy_pooling as _ref
+from . import checks, config
+from .arrays import FLOATS
+
+__all__ = ["avgpool2d_forward", "avgpool2d_backward", "global_avgpool2d_forward", "global_avgpool2d_backward",
+           "global_maxpool2d_forward", "global_maxpool2d_backward", "zeropad2d_forward", "zeropad2d_backward"]
+
+
+# ----------------------------------------------------------------------------- average pooling
+@njit(cache=True, error_model="numpy")
+def _avg_row(x, n, i, ph, pw, sh, sw, top, left, cnt, yr):
+    """Output row (n, i): ``yr`` (OW, C) = window sums of ``x`` (N, H, W, C) / ``cnt`` (OH, OW)."""
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    ow = yr.shape[0]
+    for j in range(ow):
+        acc = yr[j]
+        for ch in range(c):
+            acc[ch] = 0
+        for di in range(ph):
+            r = i * sh + di - top
+            if r < 0 or r >= h:
+                continue
+            for dj in range(pw):
+                s = j * sw + dj - left
+                if s < 0 or s >= w:
+                    continue
+                xr = x[n, r, s]
+                for ch in range(c):
+                    acc[ch] += xr[ch]
+        q = cnt[i, j]
+        for ch in range(c):
+            acc[ch] = acc[ch] / q
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _avg_fwd(x, ph, pw, sh, sw, top, left, cnt, y):
+    """y (N, OH, OW, C) = average pooling of x, parallel over the N*OH output rows."""
+    oh = y.shape[1]
+    for t in prange(y.shape[0] * oh):
+        n = t // oh
+        _avg_row(x, n, t - n * oh, ph, pw, sh, sw, top, left, cnt, y[n, t - n * oh])
+
+
+@njit(cache=True, error_model="numpy")
+def _avg_fwd_serial(x, ph, pw, sh, sw, top, left, cnt, y):
+    oh = y.shape[1]
+    for t in range(y.shape[0] * oh):
+        n = t // oh
+        _avg_row(x, n, t - n * oh, ph, pw, sh, sw, top, left, cnt, y[n, t - n * oh])
+
+
+@njit(cache=True, error_model="numpy")
+def _avg_grad_row(share, n, r, rows, cols, dxr):
+    """Input row (n, r): ``dxr`` (W, C) = the sum over the windows covering each cell of their
+    ``share`` (N, OH, OW, C) (``dy / count``), in (di, dj) order onto 0. ``rows`` (H, PH) and
+    ``cols`` (W, PW) hold the window row i / column j that offset di / dj of a cell belongs to, or -1."""
+    ph, pw = rows.shape[1], cols.shape[1]
+    c = dxr.shape[1]
+    for s in range(dxr.shape[0]):
+        acc = dxr[s]
+        for ch in range(c):
+            acc[ch] = 0
+        for di in range(ph):
+            i = rows[r, di]
+            if i < 0:
+                continue
+            for dj in range(pw):
+                j = cols[s, dj]
+                if j < 0:
+                    continue
+                g = share[n, i, j]
+                for ch in range(c):
+                    acc[ch] += g[ch]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _avg_bwd(share, rows, cols, dx):
+    """dx (N, H, W, C) from the windows' shares (N, OH, OW, C), parallel over the N*H input rows."""
+    h = dx.shape[1]
+    for t in prange(dx.shape[0] * h):
+        n = t // h
+        _avg_grad_row(share, n, t - n * h, rows, cols, dx[n, t - n * h])
+
+
+@njit(cache=True, error_model="numpy")
+def _avg_bwd_serial(share, rows, cols, dx):
+    h = dx.shape[1]
+    for t in range(dx.shape[0] * h):
+        n = t // h
+        _avg_grad_row(share, n, t - n * h, rows, cols, dx[n, t - n * h])
+
+
+def _window_of(n, k, s, before, out):
+    """(n, k) int64: the window index o with ``o * s + d - before`` = the cell, for each cell and
+    offset d, or -1 (no such window: the cell is not at offset d of any window)."""
+    pos = np.arange(n)[:, None] + before - np.arange(k)[None, :]
+    o = pos // s
+    return np.where((pos >= 0) & (pos % s == 0) & (o < out), o, -1).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- global pooling
+@njit(cache=True, error_model="numpy")
+def _pairwise_leaf(a, lo, n, zero):
+    """numpy's ``pairwise_sum`` of ``a[lo:lo + n]`` for n <= 128: below 8 values in order onto 0,
+    else eight running sums combined as ((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7)), then the rest in order."""
+    if n < 8:
+        res = zero
+        for k in range(n):
+            res += a[lo + k]
+        return res
+    r = a[lo:lo + 8].copy()
+    k = 8
+    while k < n - n % 8:
+        for m in range(8):
+            r[m] += a[lo + k + m]
+        k += 8
+    res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    while k < n:
+        res += a[lo + k]
+        k += 1
+    return res
+
+
+@njit(cache=True, error_model="numpy")
+def _pairwise(a, n, zero):
+    """numpy's pairwise sum of ``a[:n]``: above 128 values the sum of the two halves' (the first a
+    multiple of 8 long), evaluated with an explicit stack (numba's cache cannot hold a recursive
+    function: a cached one crashed here)."""
+    if n <= 128:
+        return _pairwise_leaf(a, 0, n, zero)
+    los = np.empty(192, dtype=np.int64)
+    ns = np.empty(192, dtype=np.int64)
+    done = np.empty(192, dtype=np.int64)
+    vals = np.empty(192, dtype=a.dtype)
+    sp, vp = 1, 0
+    los[0], ns[0], done[0] = 0, n, 0
+    while sp > 0:
+        sp -= 1
+        lo, m, d = los[sp], ns[sp], done[sp]
+        if m <= 128:
+            vals[vp] = _pairwise_leaf(a, lo, m, zero)
+            vp += 1
+        elif d == 0:
+            n2 = m // 2
+            n2 -= n2 % 8
+            los[sp], ns[sp], done[sp] = lo, m, 1  # revisited after both halves
+            los[sp + 1], ns[sp + 1], done[sp + 1] = lo + n2, m - n2, 0
+            los[sp + 2], ns[sp + 2], done[sp + 2] = lo, n2, 0  # popped first: the first half
+            sp += 3
+        else:
+            vals[vp - 2] = vals[vp - 2] + vals[vp - 1]
+            vp -= 1
+    return vals[0]
+
+
+@njit(cache=True, error_model="numpy")
+def _gavg_image(xi, yi):
+    """yi (C,) = mean of xi (H*W, C) over its rows, numpy's order (see the module docstring)."""
+    m, c = xi.shape
+    if c == 1:
+        zero = np.zeros(1, dtype=yi.dtype)[0]
+        s = zero + _pairwise(xi[:, 0], m, zero)
+        yi[0] = np.float64(s) / m
+        return
+    acc = np.zeros(c, dtype=yi.dtype)
+    for r in range(m):
+        xr = xi[r]
+        for ch in range(c):
+            acc[ch] += xr[ch]
+    for ch in range(c):
+        yi[ch] = np.float64(acc[ch]) / m
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _gavg_fwd(x3, y):
+    """y (N, C) = means of x3 (N, H*W, C), parallel over images."""
+    for n in prange(x3.shape[0]):
+        _gavg_image(x3[n], y[n])
+
+
+@njit(cache=True, error_model="numpy")
+def _gavg_fwd_serial(x3, y):
+    for n in range(x3.shape[0]):
+        _gavg_image(x3[n], y[n])
+
+
+@njit(cache=True, error_model="numpy")
+def _broadcast_image(dyi, q, dxi):
+    """dxi (H*W, C) = dyi (C,) / q at every row (``q``: H*W in the dtype)."""
+    c = dyi.shape[0]
+    g = dxi[0]
+    for ch in range(c):
+        g[ch] = dyi[ch] / q
+    for r in range(1, dxi.shape[0]):
+        dr = dxi[r]
+        for ch in range(c):
+            dr[ch] = g[ch]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _gavg_bwd(dy, q, dx3):
+    for n in prange(dx3.shape[0]):
+        _broadcast_image(dy[n], q, dx3[n])
+
+
+@njit(cache=True, error_model="numpy")
+def _gavg_bwd_serial(dy, q, dx3):
+    for n in range(dx3.shape[0]):
+        _broadcast_image(dy[n], q, dx3[n])
+
+
+@njit(cache=True, error_model="numpy")
+def _gmax_image(xi, yi):
+    """yi (C,) = max of xi (H*W, C) over its rows, a NaN winning (H*W >= 1)."""
+    m, c = xi.shape
+    for ch in range(c):
+        yi[ch] = xi[0, ch]
+    for r in range(1, m):
+        xr = xi[r]
+        for ch in range(c):
+            v, best = xr[ch], yi[ch]
+            yi[ch] = v if (v > best or v != v) and best == best else best
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _gmax_fwd(x3, y):
+    for n in prange(x3.shape[0]):
+        _gmax_image(x3[n], y[n])
+
+
+@njit(cache=True, error_model="numpy")
+def _gmax_fwd_serial(x3, y):
+    for n in range(x3.shape[0]):
+        _gmax_image(x3[n], y[n])
+
+
+@njit(cache=True, error_model="numpy")
+def _gmax_grad_image(dyi, xi, yi, dxi):
+    """dxi (H*W, C): ``(hit / ties) * dy`` per cell, hit = (x == y) as 1 or 0, ties = the
+    channel's number of hits (numpy's roundings: the quotient in the dtype, then the product)."""
+    m, c = xi.shape
+    ties = np.zeros(c, dtype=dxi.dtype)
+    for r in range(m):
+        xr = xi[r]
+        for ch in range(c):
+            if xr[ch] == yi[ch]:
+                ties[ch] += 1
+    one_q = np.empty(c, dtype=dxi.dtype)
+    zero_q = np.empty(c, dtype=dxi.dtype)
+    for ch in range(c):
+        one_q[ch] = 1 / ties[ch]  # float64 quotient rounded once on the store: the dtype's quotient
+        zero_q[ch] = 0 / ties[ch]  # 0, or NaN for a channel without a hit (its maximum is NaN)
+    for r in range(m):
+        xr, dr = xi[r], dxi[r]
+        for ch in range(c):
+            dr[ch] = (one_q[ch] if xr[ch] == yi[ch] else zero_q[ch]) * dyi[ch]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _gmax_bwd(dy, x3, y, dx3):
+    for n in prange(x3.shape[0]):
+        _gmax_grad_image(dy[n], x3[n], y[n], dx3[n])
+
+
+@njit(cache=True, error_model="numpy")
+def _gmax_bwd_serial(dy, x3, y, dx3):
+    for n in range(x3.shape[0]):
+        _gmax_grad_image(dy[n], x3[n], y[n], dx3[n])
+
+
+# ----------------------------------------------------------------------------- zero padding
+@njit(parallel=True, cache=True)
+def _pad(x3, top, left, y3):
+    """y3 (N, Hp, Wp*C) = x3 (N, H, W*C) zero-padded (``left`` in elements), parallel over images.
+    Each image is zeroed whole, then its rows copied: long loops (measured on (100, 28, 28, 1):
+    15 us, against 26 for zeroing only the border row by row and 23 with the image's work in a
+    helper function; numpy 23). The body is repeated in :func:`_pad_serial` for that reason."""
+    h, wc = x3.shape[1], x3.shape[2]
+    for i in prange(x3.shape[0]):
+        yf = y3[i].reshape(-1)
+        for k in range(yf.size):
+            yf[k] = 0
+        for r in range(h):
+            dst = y3[i, r + top, left:left + wc]
+            src = x3[i, r]
+            for k in range(wc):
+                dst[k] = src[k]
+
+
+@njit(cache=True)
+def _pad_serial(x3, top, left, y3):
+    h, wc = x3.shape[1], x3.shape[2]
+    for i in range(x3.shape[0]):
+        yf = y3[i].reshape(-1)
+        for k in range(yf.size):
+            yf[k] = 0
+        for r in range(h):
+            dst = y3[i, r + top, left:left + wc]
+            src = x3[i, r]
+            for k in range(wc):
+                dst[k] = src[k]
+
+
+@njit(parallel=True, cache=True)
+def _crop(dy3, top, left, dx3):
+    """dx3 (N, H, W*C) = the interior of dy3 (N, Hp, Wp*C) from row ``top``, element ``left``,
+    parallel over images (the loops inline, as in :func:`_pad`)."""
+    h, wc = dx3.shape[1], dx3.shape[2]
+    for i in prange(dx3.shape[0]):
+        for r in range(h):
+            src = dy3[i, r + top, left:left + wc]
+            dst = dx3[i, r]
+            for k in range(wc):
+                dst[k] = src[k]
+
+
+@njit(cache=True)
+def _crop_serial(dy3, top, left, dx3):
+    h, wc = dx3.shape[1], dx3.shape[2]
+    for i in range(dx3.shape[0]):
+        for r in range(h):
+            src = dy3[i, r + top, left:left + wc]
+            dst = dx3[i, r]
+            for k in range(wc):
+                dst[k] = src[k]
+
+
+# ----------------------------------------------------------------------------- public functions
+def _small(*arrays):
+    """Average pooling's serial kernels below ``config.POOL_SMALL`` elements read and written."""
+    return sum(a.size for a in arrays) < config.POOL_SMALL
+
+
+def _small_copy(*arrays):
+    """Global pooling's and zero padding's serial kernels below ``config.COPY_SMALL`` elements."""
+    return sum(a.size for a in arrays) < config.COPY_SMALL
+
+
+def _nhwc(where, a, name="x"):
+    if np.ndim(a) != 4:
+        raise ValueError(f"{where}: {name} must be (N, H, W, C), got {np.shape(a)}")
+
+
+def avgpool2d_forward(x, pool_size, strides, pads):
+    """As :func:`minicnn.kernels.numpy_pooling.avgpool2d_forward` (numba; the same bits)."""
+    x = np.ascontiguousarray(x)
+    oh, ow = checks.pool_args("avgpool2d_forward", x, pool_size, strides, pads)
+    if x.dtype not in FLOATS or min(oh, ow) < 1 or x.shape[0] == 0 or x.shape[3] == 0:
+        return _ref.avgpool2d_forward(x, pool_size, strides, pads)
+    cnt = _ref.avgpool2d_counts(x.shape, pool_size, strides, pads).astype(x.dtype)
+    y = np.empty((x.shape[0], oh, ow, x.shape[3]), dtype=x.dtype)
+    kernel = _avg_fwd_serial if _small(x, y) else _avg_fwd
+    kernel(x, pool_size[0], pool_size[1], strides[0], strides[1], pads[0], pads[2], cnt, y)
+    return y
+
+
+def avgpool2d_backward(dy, x_shape, pool_size, strides, pads):
+    """As :func:`minicnn.kernels.numpy_pooling.avgpool2d_backward` (numba; the same bits)."""
+    dy = np.ascontiguousarray(dy)
+    x_shape = tuple(int(v) for v in x_shape)
+    checks.pool_dy_args("avgpool2d_backward", dy, x_shape, pool_size, strides, pads)
+    if dy.dtype not in FLOATS or dy.size == 0:
+        return _ref.avgpool2d_backward(dy, x_shape, pool_size, strides, pads)
+    cnt = _ref.avgpool2d_counts(x_shape, pool_size, strides, pads).astype(dy.dtype)
+    share = dy / cnt[None, :, :, None]  # numpy's own expression: one division per window and channel
+    oh, ow = dy.shape[1:3]
+    rows = _window_of(x_shape[1], pool_size[0], strides[0], pads[0], oh)
+    cols = _window_of(x_shape[2], pool_size[1], strides[1], pads[2], ow)
+    dx = np.empty(x_shape, dtype=dy.dtype)
+    (_avg_bwd_serial if _small(dy, dx) else _avg_bwd)(share, rows, cols, dx)
+    return dx
+
+
+def global_avgpool2d_forward(x):
+    """Mean over H and W, (N, H, W, C) -> (N, C): numpy's ``mean``, bit for bit."""
+    x = np.ascontiguousarray(x)
+    _nhwc("global_avgpool2d_forward", x)
+    n, h, w, c = x.shape
+    if x.dtype not in FLOATS or x.size == 0:
+        return _ref.global_avgpool2d_forward(x)
+    y = np.empty((n, c), dtype=x.dtype)
+    (_gavg_fwd_serial if _small_copy(x) else _gavg_fwd)(x.reshape(n, h * w, c), y)
+    return y
+
+
+def global_avgpool2d_backward(dy, x_shape):
+    """dy (N, C) / (H*W) at every cell: (N, H, W, C), dy's dtype."""
+    dy = np.ascontiguousarray(dy)
+    x_shape = tuple(int(v) for v in x_shape)
+    if len(x_shape) != 4 or dy.shape != (x_shape[0], x_shape[3]):
+        raise ValueError(f"global_avgpool2d_backward: dy must be (N, C) of x_shape (N, H, W, C), got "
+                         f"{dy.shape} and {x_shape}")
+    n, h, w, c = x_shape
+    if dy.dtype not in FLOATS or n * h * w * c == 0:
+        return _ref.global_avgpool2d_backward(dy, x_shape)
+    dx = np.empty(x_shape, dtype=dy.dtype)
+    (_gavg_bwd_serial if _small_copy(dx) else _gavg_bwd)(dy, dy.dtype.type(h * w), dx.reshape(n, h * w, c))
+    return dx
+
+
+def global_maxpool2d_forward(x):
+    """Max over H and W, (N, H, W, C) -> (N, C) (NaN propagates): numpy's, bit for bit."""
+    x = np.ascontiguousarray(x)
+    _nhwc("global_maxpool2d_forward", x)
+    n, h, w, c = x.shape
+    if x.dtype not in FLOATS or x.size == 0:
+        return _ref.global_maxpool2d_forward(x)
+    y = np.empty((n, c), dtype=x.dtype)
+    (_gmax_fwd_serial if _small_copy(x) else _gmax_fwd)(x.reshape(n, h * w, c), y)
+    return y
+
+
+def global_maxpool2d_backward(dy, x, y):
+    """TensorFlow's reduce_max gradient (ties share dy): the numpy kernel's, bit for bit."""
+    dy = np.ascontiguousarray(dy)
+    _nhwc("global_maxpool2d_backward", x)
+    n, h, w, c = np.shape(x)
+    if dy.shape != (n, c) or np.shape(y) != (n, c):
+        raise ValueError(f"global_maxpool2d_backward: dy {dy.shape} and y {np.shape(y)} must be (N, C) of x "
+                         f"{np.shape(x)}")
+    dt = dy.dtype
+    if dt not in FLOATS or n * h * w * c == 0 or np.asarray(x).dtype != dt or np.asarray(y).dtype != dt:
+        return _ref.global_maxpool2d_backward(dy, np.asarray(x), np.asarray(y))
+    x3 = np.ascontiguousarray(x).reshape(n, h * w, c)
+    dx = np.empty((n, h, w, c), dtype=dt)
+    (_gmax_bwd_serial if _small_copy(dx) else _gmax_bwd)(dy, x3, np.ascontiguousarray(y), dx.reshape(x3.shape))
+    return dx
+
+
+def zeropad2d_forward(x, pads):
+    """(N, H, W, C) -> (N, H+top+bottom, W+left+right, C) with zeros around: a new array."""
+    x = np.ascontiguousarray(x)
+    _nhwc("zeropad2d_forward", x)
+    top, bottom, left, right = pads
+    if min(pads) < 0:
+        raise ValueError(f"zeropad2d_forward: pads {tuple(pads)} must be non-negative")
+    n, h, w, c = x.shape
+    if x.dtype not in FLOATS or x.size == 0:
+        return _ref.zeropad2d_forward(x, pads)
+    y = np.empty((n, h + top + bottom, w + left + right, c), dtype=x.dtype)
+    (_pad_serial if _small_copy(x, y) else _pad)(x.reshape(n, h, w * c), top, left * c, y.reshape(n, y.shape[1], -1))
+    return y
+
+
+def zeropad2d_backward(dy, pads):
+    """The crop, (N, Hp, Wp, C) -> (N, Hp-top-bottom, Wp-left-right, C): a new contiguous array."""
+    dy = np.ascontiguousarray(dy)
+    _nhwc("zeropad2d_backward", dy, "dy")
+    top, bottom, left, right = pads
+    n, hp, wp, c = dy.shape
+    h, w = hp - top - bottom, wp - left - right
+    if min(pads) < 0 or h < 0 or w < 0:
+        raise ValueError(f"zeropad2d_backward: pads {tuple(pads)} do not fit dy {dy.shape}")
+    if dy.dtype not in FLOATS or n * h * w * c == 0:
+        return _ref.zeropad2d_backward(dy, pads)
+    dx = np.empty((n, h, w, c), dtype=dy.dtype)
+    (_crop_serial if _small_copy(dx) else _crop)(dy.reshape(n, hp, wp * c), top, left * c, dx.reshape(n, h, w * c))
+    return dx
