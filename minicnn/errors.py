@@ -23,3 +23,10 @@ class NonFiniteError(MiniCNNError, FloatingPointError):
 
 class KerasConfigError(ValueError):
     """A Keras architecture uses a layer or an option minicnn does not have (names which)."""
+
+
+class KerasUnsupportedError(MiniCNNError, NotImplementedError, ImportError):
+    """Keras code asked for something Keras has and minicnn does not (names what, and what to use).
+
+    Also an ImportError, so that ``from minicnn.keras.layers import LSTM`` fails with this
+    message and ``try: ... except ImportError`` feature checks keep working."""

@@ -42,6 +42,9 @@ class Network:
     seed : seeds weight initialisation and the training RNG (shuffling, dropout).
     """
 
+    #: summary() names layer types as Keras does (MaxPooling2D for MaxPool2D): minicnn.keras's models
+    summary_uses_keras_names = False
+
     def __init__(self, layers=None, name="sequential", input_shape=None, dtype="float32", seed=None):
         self.name = name
         self.layers: list[Layer] = []
@@ -181,7 +184,7 @@ class Network:
         """Keras 3's summary table; returns the text and passes it to ``print_fn`` (None: don't print)."""
         if not self.built:
             self.build()
-        rows = [(f"{l.name} ({type(l).__name__})", "(None, " + ", ".join(map(str, l.output_shape)) + ")",
+        rows = [(f"{l.name} ({l.keras_class_name() if self.summary_uses_keras_names else type(l).__name__})", "(None, " + ", ".join(map(str, l.output_shape)) + ")",
                  f"{l.count_params():,}") for l in self.layers]
         w = [max(31, *(len(r[0]) for r in rows)), max(22, *(len(r[1]) for r in rows)),
              max(13, *(len(r[2]) for r in rows))]

@@ -2,9 +2,9 @@
 
 Layering (lower never imports higher; ``reference/`` and ``benchmarks/`` sit outside)::
 
-    errors  <-  kernels, fileio  <-  activations, initializers, regularizers, arrays, callbacks, datasets
-      <-  layers, losses, optimizers  <-  model, gradcheck  <-  io  <-  training
-      <-  sequential  <-  presets  <-  study  <-  cli  <-  minicnn/__init__
+    errors  <-  kernels, fileio  <-  activations, initializers, regularizers, arrays, callbacks, datasets,
+      schedules  <-  layers, losses, optimizers  <-  model, gradcheck  <-  io  <-  training
+      <-  sequential  <-  presets  <-  keras, study  <-  cli  <-  minicnn/__init__
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "minicnn"
 RANK = {"errors": 0, "kernels": 1, "fileio": 1,
         "activations": 2, "initializers": 2, "regularizers": 2, "arrays": 2, "callbacks": 2, "datasets": 2,
+        "schedules": 2,
         "layers": 3, "losses": 3, "optimizers": 3,
         "model": 4, "gradcheck": 4,
-        "io": 5, "training": 6, "sequential": 7, "presets": 8, "study": 9, "cli": 10,
+        "io": 5, "training": 6, "sequential": 7, "presets": 8, "keras": 9, "study": 9, "cli": 10,
         "__init__": 11, "__main__": 11}
 #: modules allowed to exceed MAX_LINES, and why
 LONG_MODULES = {"kernels/numba/tiles.py": "the LLVM-IR tile emitter reads best whole"}

@@ -44,8 +44,8 @@ from .config import (
            layer_from_keras,
            model_from_keras_config,
 )
-from .files import load, save
+from .files import load, load_weights, save, save_weights
 
-__all__ = ["load", "save", "model_from_keras_config", "keras_config", "keras_layer_spec", "layer_from_keras",
+__all__ = ["load", "save", "load_weights", "save_weights", "model_from_keras_config", "keras_config", "keras_layer_spec", "layer_from_keras",
            "keras3_keys", "keras3_keys_of", "KerasConfigError", "ALLOCATION_ALLOWANCE", "CONFIG_NAME",
            "HDF5_MAGIC", "METADATA_NAME", "WEIGHTS_NAME", "ZIP_MAGIC"]

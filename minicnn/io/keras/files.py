@@ -21,7 +21,7 @@ from .h5read import (
     stored_values,
     str_attr,
 )
-from .write import keras3_weights_bytes, keras_zip_bytes, legacy_h5_bytes
+from .write import keras3_weights_bytes, keras_zip_bytes, legacy_h5_bytes, legacy_weights_h5_bytes
 
 
 def _weighted_layers(model):
@@ -203,3 +203,34 @@ def save(model, path) -> None:
     else:
         raise ValueError(f"{path!r}: Keras files end in .weights.h5, .keras or .h5")
     atomic_write(path, data)
+
+
+def save_weights(model, path) -> None:
+    """Write ``model``'s weights: ``.weights.h5`` (Keras 3 layout) or any other ``.h5`` (Keras 2's
+    ``save_weights`` layout; Keras 3's ``load_weights`` reads both). Written atomically."""
+    path = os.fspath(path)
+    low = path.lower()
+    if not model.built:
+        raise ValueError("build the model (or fit it) before saving its weights")
+    if low.endswith(".weights.h5"):
+        data = keras3_weights_bytes(model)
+    elif low.endswith((".h5", ".hdf5")):
+        data = legacy_weights_h5_bytes(model)
+    else:
+        raise ValueError(f"{path!r}: weights files end in .weights.h5 (Keras 3) or .h5 (Keras 2 layout)")
+    atomic_write(path, data)
+
+
+def load_weights(model, path) -> None:
+    """Overwrite a built ``model``'s weights from any Keras file (``.weights.h5``, Keras 2 ``.h5``
+    weights, legacy full-model ``.h5``, ``.keras``), cast to its dtype; nothing is assigned unless
+    every weight matches the architecture."""
+    source = load(path, architecture=model, model_class=type(model))
+    if source is model:
+        return
+    ours, theirs = list(model.named_weights()), list(source.named_weights())
+    if [p.shape for _, p in ours] != [q.shape for _, q in theirs]:
+        fail(path, f"holds weights of shapes {[q.shape for _, q in theirs]}, but model '{model.name}' "
+                   f"has {[p.shape for _, p in ours]}")
+    for (_, p), (_, q) in zip(ours, theirs):
+        p[...] = q

@@ -10,6 +10,9 @@ import zipfile
 import numpy as np
 
 from .common import CONFIG_NAME, METADATA_NAME, WEIGHTS_NAME, WRITTEN_KERAS_VERSION, h5py_module
+
+#: the Keras version written into legacy Keras 2 weights files (their layout is Keras 2's)
+LEGACY_KERAS_VERSION = "2.15.0"
 from .config import keras3_keys_of, keras_config
 
 
@@ -60,6 +63,25 @@ def legacy_h5_bytes(model) -> bytes:
                 lg.create_dataset(n, data=np.ascontiguousarray(w))
         top = g.create_group("top_level_model_weights")
         top.attrs["weight_names"] = _bytes_list([])
+    return buf.getvalue()
+
+
+def legacy_weights_h5_bytes(model) -> bytes:
+    """Keras 2's ``save_weights('w.h5')`` layout, which Keras 3's ``load_weights('w.h5')`` still
+    reads: root attributes ``layer_names``, ``backend``, ``keras_version``; one group per layer
+    (sorted by name) with attribute ``weight_names`` and datasets ``<layer>/<layer>/kernel:0``."""
+    h5py = h5py_module()
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as h5:
+        h5.attrs["layer_names"] = _bytes_list([l.name for l in model.layers])
+        h5.attrs["backend"] = b"tensorflow"
+        h5.attrs["keras_version"] = LEGACY_KERAS_VERSION.encode()
+        for layer in sorted(model.layers, key=lambda l: l.name):
+            lg = h5.create_group(layer.name)
+            names = [f"{layer.name}/{k}:0" for k in layer.weight_names if k in layer.params]
+            lg.attrs["weight_names"] = _bytes_list(names)
+            for n, w in zip(names, layer.get_weights()):
+                lg.create_dataset(n, data=np.ascontiguousarray(w))
     return buf.getvalue()
 
 
