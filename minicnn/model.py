@@ -196,7 +196,10 @@ class Network:
         out = [f'Model: "{self.name}"', line("┏", "┳", "┓", "━"),
                f"┃ {head[0]:<{w[0]}} ┃ {head[1]:<{w[1]}} ┃ {head[2]:>{w[2]}} ┃",
                line("┡", "╇", "┩", "━")]
-        out += [f"│ {a:<{w[0]}} │ {b:<{w[1]}} │ {c:>{w[2]}} │" for a, b, c in rows]
+        # Keras 3 rules a line between rows
+        body = [f"│ {a:<{w[0]}} │ {b:<{w[1]}} │ {c:>{w[2]}} │" for a, b, c in rows]
+        for i, row in enumerate(body):
+            out += [line("├", "┼", "┤", "─"), row] if i else [row]
         out.append(line("└", "┴", "┘", "─"))
         total = self.count_params()
         trainable = sum(l.count_trainable_params() for l in self.layers)

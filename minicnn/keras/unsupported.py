@@ -35,7 +35,8 @@ def check_defaults(where: str, kwargs: dict, defaults: dict) -> None:
         if key not in defaults:
             raise TypeError(f"{where} got an unexpected keyword argument {key!r}")
         ok = defaults[key]
-        if value is ok or value == ok or (isinstance(ok, tuple) and value in ok):
+        if value is ok or (not hasattr(value, "shape") and (value == ok or (isinstance(ok, tuple) and value in ok))):
             continue
-        raise KerasUnsupportedError(f"{where}({key}={value!r}) is not supported by minicnn "
+        shown = f"<array of shape {value.shape}>" if hasattr(value, "shape") else repr(value)
+        raise KerasUnsupportedError(f"{where}({key}={shown}) is not supported by minicnn "
                                     f"(only {key}={ok!r})")
