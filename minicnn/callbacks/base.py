@@ -69,8 +69,8 @@ class ProgressBar(Callback):
     """Keras 3's per-epoch line: ``600/600 ━━━━━━━━━━━━━━━━━━━━ 29s 48ms/step - accuracy: ... - loss: ...``.
 
     On a terminal the line is redrawn in place (at most every 0.1 s) with the steps done, the
-    ETA and the running metrics; elsewhere (logs, CI) only the finished line of each epoch is
-    printed. ``verbose=2`` prints one short line per epoch.
+    ETA and the running metrics, in Jupyter at most every 0.5 s; elsewhere (logs, CI) only the
+    finished line of each epoch is printed. ``verbose=2`` prints one short line per epoch.
     """
 
     width = 20
@@ -78,7 +78,11 @@ class ProgressBar(Callback):
     def __init__(self, steps: int, epochs: int, verbose: int = 1, stream=None):
         self.steps, self.epochs, self.verbose = steps, epochs, verbose
         self.stream = stream if stream is not None else sys.stdout
-        self.live = verbose == 1 and getattr(self.stream, "isatty", lambda: False)()
+        tty = getattr(self.stream, "isatty", lambda: False)()
+        # a Jupyter kernel's stdout is no terminal but its front end redraws a line on "\r"
+        jupyter = type(self.stream).__module__.startswith("ipykernel")
+        self.live = verbose == 1 and (tty or jupyter)
+        self.interval = 0.1 if tty else 0.5
 
     def _write(self, text, end="\n"):
         self.stream.write(text + end)
@@ -96,7 +100,7 @@ class ProgressBar(Callback):
         if not self.live:
             return
         now = time.perf_counter()
-        if now - self._last_draw < 0.1 and step < self.steps:
+        if now - self._last_draw < self.interval and step < self.steps:
             return
         self._last_draw = now
         per_step = (now - self.t0) / step
