@@ -2,7 +2,9 @@
 
 :mod:`.base`: the hooks, History, the Keras-style progress bar and EarlyStopping;
 :mod:`.keras_style`: the rest of Keras's callbacks minicnn has (ModelCheckpoint, CSVLogger,
-ReduceLROnPlateau, LearningRateScheduler, TerminateOnNaN, BackupAndRestore, LambdaCallback).
+ReduceLROnPlateau, LearningRateScheduler, TerminateOnNaN, BackupAndRestore, LambdaCallback);
+:mod:`.tensorboard`: TensorBoard event files with weight, gradient and activation histograms.
+Every callback's ``set_data(x, y)`` is given the training arrays when ``fit`` starts.
 
 Hooks (all optional): ``on_train_begin(logs)``, ``on_epoch_begin(epoch)``,
 ``on_batch_end(step, logs)``, ``on_epoch_end(epoch, logs)``, ``on_train_end(logs)``. Epochs are
@@ -21,7 +23,8 @@ from .keras_style import (
     ReduceLROnPlateau,
     TerminateOnNaN,
 )
+from .tensorboard import TensorBoard
 
 __all__ = ["Callback", "History", "ProgressBar", "EarlyStopping", "format_logs", "format_duration",
            "ModelCheckpoint", "CSVLogger", "ReduceLROnPlateau", "LearningRateScheduler",
-           "TerminateOnNaN", "BackupAndRestore", "LambdaCallback"]
+           "TerminateOnNaN", "BackupAndRestore", "LambdaCallback", "TensorBoard"]

@@ -18,6 +18,9 @@ class Callback:
     def set_model(self, model):
         self.model = model
 
+    def set_data(self, x, y):
+        """The training arrays of the ``fit`` about to start (not copied: keep a slice, if anything)."""
+
     def on_train_begin(self, logs=None): ...
     def on_epoch_begin(self, epoch): ...
     def on_batch_begin(self, step): ...

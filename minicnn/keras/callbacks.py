@@ -13,6 +13,7 @@ from ..callbacks import (
     LearningRateScheduler,
     ModelCheckpoint,
     ReduceLROnPlateau,
+    TensorBoard,
     TerminateOnNaN,
 )
 from .unsupported import missing_names
@@ -36,6 +37,6 @@ class Callback(_cb.Callback):
 
 
 __all__ = ["Callback", "History", "EarlyStopping", "ModelCheckpoint", "CSVLogger", "ReduceLROnPlateau",
-           "LearningRateScheduler", "TerminateOnNaN", "BackupAndRestore", "LambdaCallback"]
+           "LearningRateScheduler", "TerminateOnNaN", "BackupAndRestore", "LambdaCallback", "TensorBoard"]
 __getattr__ = missing_names(__name__, __all__, {"RemoteMonitor": "no network calls from training",
                                                 "ProgbarLogger": "fit(verbose=...) draws the progress bar"})

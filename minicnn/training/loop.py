@@ -98,6 +98,7 @@ class FitRun:
         model.history = state.history
         for cb in self.callbacks:
             cb.set_model(model)
+            cb.set_data(self.x, self.y)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save(self, where: str) -> None:
