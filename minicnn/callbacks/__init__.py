@@ -3,7 +3,8 @@
 :mod:`.base`: the hooks, History, the Keras-style progress bar and EarlyStopping;
 :mod:`.keras_style`: the rest of Keras's callbacks minicnn has (ModelCheckpoint, CSVLogger,
 ReduceLROnPlateau, LearningRateScheduler, TerminateOnNaN, BackupAndRestore, LambdaCallback);
-:mod:`.tensorboard`: TensorBoard event files with weight, gradient and activation histograms.
+:mod:`.tensorboard`: TensorBoard event files with weight, gradient and activation histograms;
+:mod:`.dynamics`: per-layer training dynamics (gradient norms, update ratios, dead ReLUs, ...).
 Every callback's ``set_data(x, y)`` is given the training arrays when ``fit`` starts.
 
 Hooks (all optional): ``on_train_begin(logs)``, ``on_epoch_begin(epoch)``,
@@ -23,8 +24,9 @@ from .keras_style import (
     ReduceLROnPlateau,
     TerminateOnNaN,
 )
+from .dynamics import TrainingDynamics
 from .tensorboard import TensorBoard
 
 __all__ = ["Callback", "History", "ProgressBar", "EarlyStopping", "format_logs", "format_duration",
            "ModelCheckpoint", "CSVLogger", "ReduceLROnPlateau", "LearningRateScheduler",
-           "TerminateOnNaN", "BackupAndRestore", "LambdaCallback", "TensorBoard"]
+           "TerminateOnNaN", "BackupAndRestore", "LambdaCallback", "TensorBoard", "TrainingDynamics"]

@@ -36,6 +36,8 @@ class History(Callback):
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
         self.params: dict = {}
+        #: per-layer training dynamics, {quantity: {layer: [per epoch]}} (TrainingDynamics fills it)
+        self.dynamics: dict[str, dict[str, list[float]]] = {}
 
     def on_epoch_end(self, epoch, logs):
         self.epoch.append(epoch)
@@ -43,8 +45,11 @@ class History(Callback):
             self.history.setdefault(k, []).append(float(v))
 
     def to_dict(self):
-        return {"epoch": list(self.epoch), "history": {k: list(v) for k, v in self.history.items()},
-                "params": dict(self.params)}
+        d = {"epoch": list(self.epoch), "history": {k: list(v) for k, v in self.history.items()},
+             "params": dict(self.params)}
+        if self.dynamics:
+            d["dynamics"] = {q: {k: list(v) for k, v in per.items()} for q, per in self.dynamics.items()}
+        return d
 
     @classmethod
     def from_dict(cls, d):
@@ -52,6 +57,7 @@ class History(Callback):
         h.epoch = list(d.get("epoch", []))
         h.history = {k: list(v) for k, v in d.get("history", {}).items()}
         h.params = dict(d.get("params", {}))
+        h.dynamics = {q: {k: list(v) for k, v in per.items()} for q, per in d.get("dynamics", {}).items()}
         return h
 
 
