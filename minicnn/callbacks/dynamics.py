@@ -11,8 +11,9 @@ Recorded per epoch and per layer into ``model.history.dynamics`` (saved with the
     ``||w_after - w_before|| / ||w_before||`` of one step, averaged over the sampled steps: the
     update-to-weight ratio (around 1e-3 is the classic healthy value).
 ``dead_relu``
-    For layers ending in ReLU: the share of output units (every position and channel) that are 0
-    for every sample of a fixed probe batch: units that no longer pass a gradient.
+    For layers ending in ReLU: the share of units (Dense units; a convolution's filters, at every
+    position) whose output is 0 for every sample of a fixed probe batch: units that pass no
+    gradient any more.
 ``maxpool_ties``
     For MaxPooling2D: the share of pooling windows whose maximum is attained more than once
     (after ReLU, mostly all-zero windows): there the gradient is routed by the tie rule alone.
@@ -42,6 +43,12 @@ def _sq(arrays) -> float:
 
 def is_relu(layer) -> bool:
     return getattr(layer, "activation", None) == "relu" or layer.kind == "re_lu"
+
+
+def dead_share(out) -> float:
+    """Share of a ReLU layer's units (a Dense unit; a convolution's filter, over all positions)
+    whose output is 0 for every sample of ``out``."""
+    return float((out <= 0).reshape(-1, out.shape[-1]).all(axis=0).mean())
 
 
 def maxpool_tie_share(layer, x) -> float:
@@ -109,7 +116,7 @@ class TrainingDynamics(Callback):
                 self._add("act_mean", layer.name, out.mean(dtype=np.float64))
                 self._add("act_std", layer.name, out.std(dtype=np.float64))
                 if is_relu(layer):
-                    self._add("dead_relu", layer.name, (out <= 0).all(axis=0).mean())
+                    self._add("dead_relu", layer.name, dead_share(out))
                 if layer.kind == "max_pooling2d":
                     self._add("maxpool_ties", layer.name, maxpool_tie_share(layer, inp))
         self.model.history.dynamics = {q: {k: list(v) for k, v in d.items()} for q, d in self.record.items() if d}
