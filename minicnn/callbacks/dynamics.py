@@ -38,7 +38,8 @@ QUANTITIES = ("grad_norm", "update_ratio", "dead_relu", "maxpool_ties", "act_mea
 
 
 def _sq(arrays) -> float:
-    return float(sum(np.dot(a.reshape(-1).astype(np.float64), a.reshape(-1).astype(np.float64)) for a in arrays))
+    """Sum of squares of every array (BLAS dot in the arrays' dtype: no copies)."""
+    return float(sum(float(np.vdot(a, a)) for a in arrays))
 
 
 def is_relu(layer) -> bool:
@@ -61,7 +62,7 @@ def maxpool_tie_share(layer, x) -> float:
 class TrainingDynamics(Callback):
     """Record per-layer training dynamics each epoch (see the module docstring)."""
 
-    def __init__(self, every: int = 20, probe_samples: int = 128):
+    def __init__(self, every: int = 50, probe_samples: int = 128):
         if not (isinstance(every, int) and every >= 1):
             raise ValueError(f"every must be a positive int, got {every!r}")
         self.every, self.probe_samples = every, int(probe_samples)
@@ -95,8 +96,9 @@ class TrainingDynamics(Callback):
             new = [layer.params[k] for k in layer.trainable_names]
             self._grad.setdefault(layer.name, []).append(math.sqrt(_sq(layer.grads[k] for k in layer.trainable_names)))
             norm = math.sqrt(_sq(old))
-            self._ratio.setdefault(layer.name, []).append(math.sqrt(_sq(n - o for n, o in zip(new, old))) / norm
-                                                          if norm > 0 else 0.0)
+            for n, o in zip(new, old):
+                np.subtract(n, o, out=o)  # the snapshot becomes the update
+            self._ratio.setdefault(layer.name, []).append(math.sqrt(_sq(old)) / norm if norm > 0 else 0.0)
         self._before = None
 
     def _add(self, quantity, layer, value):

@@ -112,7 +112,7 @@ def plot_dynamics(history: dict, quantity: str):
     per_layer = history.get("dynamics", {}).get(quantity, {})
     title, ylabel, log = DYNAMICS[quantity]
     fig = _new_figure(6.4, 3.8)
-    ax = fig.add_axes([0.13, 0.14, 0.6, 0.74])
+    ax = fig.add_axes([0.16, 0.14, 0.58, 0.74])
     for name, values in per_layer.items():
         ax.plot(range(1, len(values) + 1), values, "-o", markersize=4, label=name)
     if log and all(v > 0 for vals in per_layer.values() for v in vals):
