@@ -96,6 +96,7 @@ class FitRun:
         state.history.params = {"verbose": self.verbose, "epochs": self.epochs, "steps": self.steps,
                                 "batch_size": self.batch_size}
         model.history = state.history
+        state.history.set_model(model)  # Keras: history.model
         for cb in self.callbacks:
             cb.set_model(model)
             cb.set_data(self.x, self.y)
