@@ -24,8 +24,10 @@ def missing_names(module: str, supported, hints=None):
 
 def refuse(what: str, value=None, hint: str = "") -> None:
     """Raise the error for a Keras argument or feature minicnn does not have."""
-    shown = f"={value!r}" if value is not None else ""
-    raise KerasUnsupportedError(f"{what}{shown} is not supported by minicnn" + (f": {hint}" if hint else ""))
+    text = what + (f"={value!r}" if value is not None else "")
+    if text.count("(") > text.count(")"):  # refuse("Adam(amsgrad", True) -> "Adam(amsgrad=True)"
+        text += ")"
+    raise KerasUnsupportedError(f"{text} is not supported by minicnn" + (f": {hint}" if hint else ""))
 
 
 def check_defaults(where: str, kwargs: dict, defaults: dict) -> None:

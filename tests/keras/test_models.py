@@ -131,7 +131,9 @@ def test_unsupported_names_raise_one_clear_error():
                        (lambda: keras.layers.Conv2D(2, 3, groups=2), r"Conv2D\(groups=2\)"),
                        (lambda: keras.layers.Dense(2, kernel_constraint="max_norm"), r"kernel_constraint"),
                        (lambda: keras.layers.Dense(2, foo=1), r"Dense\(foo=...\)"),
-                       (lambda: layers.Dense(2)(keras.Input(shape=(3,))), r"functional API")]:
+                       (lambda: layers.Dense(2)(keras.Input(shape=(3,))), r"functional API"),
+                       (lambda: keras.optimizers.Adam(amsgrad=True), r"Adam\(amsgrad=True\)"),
+                       (lambda: keras.optimizers.SGD(clipnorm=1.0), r"SGD\(clipnorm=1.0\)")]:
         with pytest.raises(KerasUnsupportedError, match=match):
             get()
     with pytest.raises(ImportError, match="LSTM is not supported"):
@@ -163,6 +165,12 @@ def test_set_random_seed_repeats_runs():
     finally:
         from minicnn.keras import state
         state.default_seed = None
+
+
+def test_optimizers_take_keras_s_neutral_options():
+    opt = keras.optimizers.Adam(learning_rate=0.01, name="adam", clipnorm=None, use_ema=False, amsgrad=False)
+    assert opt.learning_rate == 0.01 and opt.get_config()["name"] == "adam"
+    assert keras.optimizers.get("adamw").weight_decay == 0.004
 
 
 def test_layer_call_on_arrays():
