@@ -136,6 +136,11 @@ class Network:
     def get_weights(self) -> list[np.ndarray]:
         return [w for layer in self.layers for w in layer.get_weights()]
 
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """Every weight array, in get_weights order (Keras's ``model.weights``)."""
+        return self.get_weights()
+
     def set_weights(self, weights) -> None:
         weights = list(weights)
         expected = sum(len(l.get_weights()) for l in self.layers)

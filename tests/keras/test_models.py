@@ -176,3 +176,13 @@ def test_optimizers_take_keras_s_neutral_options():
 def test_layer_call_on_arrays():
     d = layers.Dense(2)
     assert d(np.ones((4, 3), dtype=np.float32)).shape == (4, 2)
+
+
+def test_keras_weight_attributes():
+    m = small()
+    m.build()
+    conv = m.layers[0]
+    assert conv.kernel is conv.params["kernel"] and conv.bias.shape == (2,)
+    assert len(m.weights) == 4 and m.weights[0] is conv.kernel
+    with pytest.raises(AttributeError, match="has no kernel"):
+        m.layers[1].kernel  # noqa: B018
