@@ -74,3 +74,22 @@ def test_seed_notebook_files_load_in_keras(keras, tmp_path):
                                keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10, activation="softmax")])
     theirs.load_weights(tmp_path / "cnn_mnist_weights.h5")  # the Keras 2 layout
     np.testing.assert_allclose(theirs.predict(x, verbose=0), ours.predict(x, verbose=0), rtol=1e-4, atol=1e-6)
+
+
+def test_compiled_models_load_compiled_both_ways(keras, tmp_path):
+    ours = seed_model(mk)
+    sched = mk.optimizers.schedules.ExponentialDecay(0.01, decay_steps=10, decay_rate=0.5)
+    ours.compile(loss="categorical_crossentropy", optimizer=mk.optimizers.AdamW(learning_rate=sched), metrics=["accuracy"])
+    ours.build()
+    ours.save(tmp_path / "m.keras")
+    theirs = keras.saving.load_model(tmp_path / "m.keras")
+    assert type(theirs.optimizer).__name__ == "AdamW" and theirs.optimizer.weight_decay == pytest.approx(0.004)
+    assert type(theirs.optimizer.learning_rate).__name__ != "float"  # the schedule came along
+    x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[[1, 2, 3, 4]]
+    loss, acc = theirs.evaluate(x, y, verbose=0)  # compiled: evaluate works at once
+    np.testing.assert_allclose(loss, ours.evaluate(x, y, verbose=0)[0], rtol=1e-4)
+    theirs.save(tmp_path / "k.keras")
+    back = mk.models.load_model(tmp_path / "k.keras")
+    assert back.loss.name == "categorical_crossentropy" and back.metrics == ["accuracy"]
+    assert back.optimizer.name == "adamw" and back.optimizer.schedule is not None

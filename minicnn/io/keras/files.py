@@ -11,6 +11,7 @@ from ...errors import KerasConfigError, ModelFileError
 from ...fileio import atomic_write
 from ...model import Network
 from .common import CONFIG_NAME, HDF5_MAGIC, WEIGHTS_NAME, ZIP_MAGIC, fail, h5py_module
+from .compile import compile_from_keras
 from .config import keras3_keys_of, model_from_keras_config
 from .h5read import (
     open_h5,
@@ -111,7 +112,8 @@ def load(path, architecture=None, model_class=Network):
         return _load_h5(path, architecture, model_class)
     except ModelFileError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile, EOFError, RuntimeError) as e:
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile, EOFError, RuntimeError,
+            OverflowError) as e:  # h5py reading a damaged in-memory file can overflow
         fail(path, f"is damaged or not what it claims to be ({type(e).__name__}: {e})")
 
 
@@ -182,6 +184,8 @@ def _load_keras_zip(path, architecture, model_class):
     with open_h5(io.BytesIO(weights_bytes), path) as h5:
         model = _build(config, path, stored_values(h5), model_class)
         _assign_keras3(model, read_keras3_layers(h5, path), path)
+    if isinstance(config, dict):
+        compile_from_keras(model, config.get("compile_config"))
     return model
 
 # =============================================================================== writing

@@ -13,6 +13,7 @@ from .common import CONFIG_NAME, METADATA_NAME, WEIGHTS_NAME, WRITTEN_KERAS_VERS
 
 #: the Keras version written into legacy Keras 2 weights files (their layout is Keras 2's)
 LEGACY_KERAS_VERSION = "2.15.0"
+from .compile import compile_config
 from .config import keras3_keys_of, keras_config
 
 
@@ -37,7 +38,11 @@ def keras_zip_bytes(model) -> bytes:
             "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as z:
         z.writestr(METADATA_NAME, json.dumps(meta))
-        z.writestr(CONFIG_NAME, json.dumps(keras_config(model)))
+        config = keras_config(model)
+        compiled = compile_config(model)
+        if compiled is not None:
+            config["compile_config"] = compiled
+        z.writestr(CONFIG_NAME, json.dumps(config))
         z.writestr(WEIGHTS_NAME, keras3_weights_bytes(model))
     return buf.getvalue()
 
