@@ -46,3 +46,10 @@ class FileWriteError(MiniCNNError, OSError):
 
 class LockedError(MiniCNNError):
     """A checkpoint directory is in use by another running process (names its pid)."""
+
+
+class KerasUnsupportedError(MiniCNNError, NotImplementedError, ImportError):
+    """Keras code asked for something Keras has and minicnn does not (names what, and what to use).
+
+    Also an ImportError, so that ``from minicnn.keras.layers import LSTM`` fails with this
+    message and ``try: ... except ImportError`` feature checks keep working."""

@@ -42,6 +42,9 @@ class Network:
     seed : seeds weight initialisation and the training RNG (shuffling, dropout).
     """
 
+    #: summary() names layer types as Keras does (MaxPooling2D for MaxPool2D): minicnn.keras's models
+    summary_uses_keras_names = False
+
     def __init__(self, layers=None, name="sequential", input_shape=None, dtype="float32", seed=None):
         self.name = name
         self.layers: list[Layer] = []
@@ -133,6 +136,11 @@ class Network:
     def get_weights(self) -> list[np.ndarray]:
         return [w for layer in self.layers for w in layer.get_weights()]
 
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """Every weight array, in get_weights order (Keras's ``model.weights``)."""
+        return self.get_weights()
+
     def set_weights(self, weights) -> None:
         weights = list(weights)
         expected = sum(len(l.get_weights()) for l in self.layers)
@@ -181,7 +189,7 @@ class Network:
         """Keras 3's summary table; returns the text and passes it to ``print_fn`` (None: don't print)."""
         if not self.built:
             self.build()
-        rows = [(f"{l.name} ({type(l).__name__})", "(None, " + ", ".join(map(str, l.output_shape)) + ")",
+        rows = [(f"{l.name} ({l.keras_class_name() if self.summary_uses_keras_names else type(l).__name__})", "(None, " + ", ".join(map(str, l.output_shape)) + ")",
                  f"{l.count_params():,}") for l in self.layers]
         w = [max(31, *(len(r[0]) for r in rows)), max(22, *(len(r[1]) for r in rows)),
              max(13, *(len(r[2]) for r in rows))]
@@ -193,7 +201,10 @@ class Network:
         out = [f'Model: "{self.name}"', line("┏", "┳", "┓", "━"),
                f"┃ {head[0]:<{w[0]}} ┃ {head[1]:<{w[1]}} ┃ {head[2]:>{w[2]}} ┃",
                line("┡", "╇", "┩", "━")]
-        out += [f"│ {a:<{w[0]}} │ {b:<{w[1]}} │ {c:>{w[2]}} │" for a, b, c in rows]
+        # Keras 3 rules a line between rows
+        body = [f"│ {a:<{w[0]}} │ {b:<{w[1]}} │ {c:>{w[2]}} │" for a, b, c in rows]
+        for i, row in enumerate(body):
+            out += [line("├", "┼", "┤", "─"), row] if i else [row]
         out.append(line("└", "┴", "┘", "─"))
         total = self.count_params()
         trainable = sum(l.count_trainable_params() for l in self.layers)

@@ -27,6 +27,7 @@ import math
 
 import numpy as np
 
+from . import schedules as schedules_mod
 from .kernels import get_backend
 
 
@@ -50,9 +51,15 @@ class Optimizer:
     name = "optimizer"
     slot_names: tuple[str, ...] = ()
 
-    def __init__(self, learning_rate: float, learning_rate_dtype=None):
+    def __init__(self, learning_rate: float, weight_decay=None, learning_rate_dtype=None):
+        #: a :class:`~minicnn.schedules.LearningRateSchedule` evaluated before every step, or None
+        self.schedule = None
+        if isinstance(learning_rate, dict):
+            learning_rate = schedules_mod.deserialize(learning_rate)
+        if isinstance(learning_rate, schedules_mod.LearningRateSchedule):
+            self.schedule, learning_rate = learning_rate, learning_rate(0)
         if not (isinstance(learning_rate, (int, float)) and learning_rate > 0 and math.isfinite(learning_rate)):
-            raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
+            raise ValueError(f"learning_rate must be a positive number or a schedule, got {learning_rate!r}")
         if learning_rate_dtype is not None:
             learning_rate_dtype = np.dtype(learning_rate_dtype).name
         if learning_rate_dtype not in LEARNING_RATE_DTYPES:
@@ -61,18 +68,29 @@ class Optimizer:
         self.learning_rate = float(learning_rate)
         #: the dtype of Keras's learning-rate variable (its floatx) to match; None: the weight's
         self.learning_rate_dtype = learning_rate_dtype
+        if weight_decay is not None and not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a non-negative number or None, got {weight_decay!r}")
+        self.weight_decay = None if not weight_decay else float(weight_decay)
         self.iterations = 0
         self.slots: dict[str, dict[str, np.ndarray]] = {s: {} for s in self.slot_names}
 
     def step(self, named_params) -> None:
-        """Apply one update. ``named_params`` yields (key, param, grad) triples."""
+        """Apply one update. ``named_params`` yields (key, param, grad) triples.
+
+        A schedule is evaluated at the step count before the update (Keras); decoupled weight
+        decay (``p -= p * weight_decay * lr``) is applied before the update, as Keras does."""
         t = self.iterations + 1
+        if self.schedule is not None:
+            self.learning_rate = float(self.schedule(self.iterations))
         for key, p, g in named_params:
             state = {}
             for s in self.slot_names:
                 if key not in self.slots[s]:
                     self.slots[s][key] = np.zeros_like(p)
                 state[s] = self.slots[s][key]
+            if self.weight_decay:
+                dt = p.dtype.type
+                p -= p * keras_hyper(self.weight_decay, dt) * self.lr(dt)
             self._update(p, g, state, t)
         self.iterations = t
 
@@ -100,8 +118,11 @@ class Optimizer:
                 self.slots[s][k] = np.array(v)
 
     def get_config(self):
-        return {"name": self.name, "learning_rate": self.learning_rate,
-                "learning_rate_dtype": self.learning_rate_dtype}
+        lr = schedules_mod.serialize(self.schedule) if self.schedule is not None else self.learning_rate
+        cfg = {"name": self.name, "learning_rate": lr, "learning_rate_dtype": self.learning_rate_dtype}
+        if self.weight_decay:
+            cfg["weight_decay"] = self.weight_decay
+        return cfg
 
 
 class SGD(Optimizer):
@@ -109,8 +130,9 @@ class SGD(Optimizer):
 
     name = "sgd"
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, learning_rate_dtype=None):
-        super().__init__(learning_rate, learning_rate_dtype)
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None,
+                 learning_rate_dtype=None):
+        super().__init__(learning_rate, weight_decay, learning_rate_dtype)
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
         self.momentum = float(momentum)
@@ -150,8 +172,8 @@ class Adam(Optimizer):
     slot_names = ("m", "v")
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, epsilon_mode="keras",
-                 learning_rate_dtype=None):
-        super().__init__(learning_rate, learning_rate_dtype)
+                 weight_decay=None, learning_rate_dtype=None):
+        super().__init__(learning_rate, weight_decay, learning_rate_dtype)
         if epsilon_mode not in ("keras", "pytorch"):
             raise ValueError(f"epsilon_mode must be 'keras' or 'pytorch', got {epsilon_mode!r}")
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
@@ -188,8 +210,8 @@ class RMSprop(Optimizer):
     name = "rmsprop"
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
-                 learning_rate_dtype=None):
-        super().__init__(learning_rate, learning_rate_dtype)
+                 weight_decay=None, learning_rate_dtype=None):
+        super().__init__(learning_rate, weight_decay, learning_rate_dtype)
         self.rho, self.momentum, self.epsilon, self.centered = float(rho), float(momentum), float(epsilon), bool(centered)
         self.slot_names = ("velocity",) + (("momentum",) if self.momentum else ()) + (("average_gradient",) if self.centered else ())
         self.slots = {s: {} for s in self.slot_names}
@@ -222,7 +244,22 @@ class RMSprop(Optimizer):
                 "epsilon": self.epsilon, "centered": self.centered}
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+class AdamW(Adam):
+    """Keras AdamW: Adam with decoupled weight decay (default 0.004): ``p -= p * weight_decay * lr``
+    before each Adam update."""
+
+    name = "adamw"
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 epsilon_mode="keras", learning_rate_dtype=None):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, epsilon_mode, weight_decay=weight_decay,
+                         learning_rate_dtype=learning_rate_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "weight_decay": self.weight_decay or 0.0}
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adamw": AdamW}
 
 
 def get(opt, **overrides):

@@ -58,6 +58,21 @@ class Sequential(Network):
         in ``.keras``, ``.h5`` or ``.weights.h5``, a Keras file that Keras 3 loads."""
         io.save_model(self, path)
 
+    def save_weights(self, path) -> None:
+        """Save the weights only: ``.weights.h5`` (Keras 3 layout) or another ``.h5`` (Keras 2's
+        ``save_weights`` layout); Keras 3's ``load_weights`` reads both."""
+        io.keras.save_weights(self, path)
+
+    def load_weights(self, path) -> None:
+        """Overwrite the weights from a Keras file (``.weights.h5``, Keras 2 ``.h5`` weights, a
+        full-model ``.h5`` or ``.keras``) or a minicnn ``.npz`` model file."""
+        if not self.built:
+            self.build()
+        if io.is_keras_path(path):
+            io.keras.load_weights(self, path)
+        else:
+            self.set_weights(io.load_model(path).get_weights())
+
 
 def load_model(path, architecture=None) -> Sequential:
     """Load a model saved by :meth:`Sequential.save`, or a Keras file (weights-only Keras files

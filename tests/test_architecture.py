@@ -2,9 +2,9 @@
 
 Layering (lower never imports higher; ``reference/`` and ``benchmarks/`` sit outside)::
 
-    errors  <-  kernels, fileio  <-  activations, initializers, regularizers, arrays, callbacks, datasets
-      <-  layers, losses, optimizers  <-  model, gradcheck  <-  io  <-  training
-      <-  sequential  <-  presets  <-  study  <-  explore  <-  cli  <-  minicnn/__init__
+    errors  <-  kernels, fileio  <-  activations, initializers, regularizers, arrays, callbacks, datasets,
+      schedules  <-  layers, losses, optimizers  <-  model, gradcheck  <-  io  <-  training
+      <-  sequential  <-  presets  <-  keras, study  <-  explore  <-  cli  <-  minicnn/__init__
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "minicnn"
 RANK = {"errors": 0, "kernels": 1, "fileio": 1,
         "activations": 2, "initializers": 2, "regularizers": 2, "arrays": 2, "callbacks": 2, "datasets": 2,
+        "schedules": 2,
         "layers": 3, "losses": 3, "optimizers": 3,
         "model": 4, "gradcheck": 4,
-        "io": 5, "training": 6, "sequential": 7, "presets": 8, "study": 9, "explore": 10, "cli": 11,
-        "__init__": 12, "__main__": 12}
+        "io": 5, "training": 6, "sequential": 7, "presets": 8, "keras": 9, "study": 9, "explore": 10,
+        "cli": 11, "__init__": 12, "__main__": 12}
 #: modules allowed to exceed MAX_LINES, and why
 LONG_MODULES = {"kernels/numba/tiles.py": "the LLVM-IR tile emitter reads best whole"}
 MAX_LINES = 600

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from .. import datasets, optimizers
+from .. import callbacks, datasets, optimizers
 from ..datasets import one_hot
 from ..fileio import atomic_write
 from ..kernels import backend_name
@@ -43,6 +43,9 @@ def register(sub) -> None:
     p.add_argument("--keep-checkpoints", type=int, default=3, help="how many checkpoints to keep (default 3)")
     p.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
+    p.add_argument("--no-dynamics", action="store_true",
+                   help="do not record per-layer training dynamics (gradient norms, update ratios, dead "
+                        "ReLUs, max-pool ties, activation statistics) into the history")
     add_runtime_options(p)
     p.set_defaults(func=run_train)
 
@@ -114,7 +117,8 @@ def run_train(args) -> int:
     history = model.fit(xtr, one_hot(ytr, 10, xtr.dtype), batch_size=args.batch_size, epochs=args.epochs,
                         verbose=args.verbose, validation_split=args.validation_split, seed=args.seed,
                         checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
-                        keep_checkpoints=args.keep_checkpoints, resume=args.resume)
+                        keep_checkpoints=args.keep_checkpoints, resume=args.resume,
+                        callbacks=[] if args.no_dynamics else [callbacks.TrainingDynamics()])
     wall = time.perf_counter() - t0
     loss, acc = model.evaluate(xte, one_hot(yte, 10, xte.dtype), batch_size=1000)
     out = args.out or os.path.join("models", f"{name}-{args.dataset}.npz")

@@ -80,7 +80,7 @@ def compile_from_config(model, comp, path, what="model file") -> None:
         metrics = comp.get("metrics") or []
         if not isinstance(metrics, list):
             raise TypeError(f"metrics must be a list, got {type(metrics).__name__}")
-        model.compile(optimizer_from_config(comp["optimizer"]), losses.get(comp["loss"]), metrics)
+        model.compile(optimizer=optimizer_from_config(comp["optimizer"]), loss=losses.get(comp["loss"]), metrics=metrics)
     except CONFIG_ERRORS as e:
         raise ModelFileError(f"{what} {path!r} has invalid compile settings: {type(e).__name__}: {e}") from None
 

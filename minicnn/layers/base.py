@@ -151,6 +151,26 @@ class Layer:
     def get_weights(self) -> list[np.ndarray]:
         return [self.params[k] for k in self.weight_names if k in self.params]
 
+    # -- Keras's attribute names for the weights (the arrays themselves, not copies) -------------
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """Every weight array, in get_weights order (Keras's ``layer.weights``)."""
+        return self.get_weights()
+
+    def _named_weight(self, key):
+        if key not in self.params:
+            raise AttributeError(f"layer '{self.name}' ({type(self).__name__}) has no {key} "
+                                 f"(its weights: {', '.join(self.params) or 'none'}; build it first?)")
+        return self.params[key]
+
+    @property
+    def kernel(self) -> np.ndarray:
+        return self._named_weight("kernel")
+
+    @property
+    def bias(self) -> np.ndarray:
+        return self._named_weight("bias")
+
     def set_weights(self, weights) -> None:
         names = [k for k in self.weight_names if k in self.params]
         if len(weights) != len(names):

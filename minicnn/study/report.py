@@ -96,6 +96,40 @@ def plot_history(history: dict):
     return fig
 
 
+#: what each training-dynamics figure shows (title, y axis, log scale)
+DYNAMICS = {
+    "grad_norm": ("gradient norm per layer", "||gradient|| (mean over sampled steps)", True),
+    "update_ratio": ("update-to-weight ratio per layer", "||step update|| / ||weights||", True),
+    "dead_relu": ("dead ReLU units", "share of units 0 on every probe sample", False),
+    "maxpool_ties": ("max-pool windows with a tied maximum", "share of windows", False),
+    "act_mean": ("activation mean per layer", "mean output on the probe batch", False),
+    "act_std": ("activation standard deviation per layer", "std of the output on the probe batch", True),
+}
+
+
+def plot_dynamics(history: dict, quantity: str):
+    """One training-dynamics quantity per epoch, one line per layer (``history['dynamics']``)."""
+    per_layer = history.get("dynamics", {}).get(quantity, {})
+    title, ylabel, log = DYNAMICS[quantity]
+    fig = _new_figure(6.4, 3.8)
+    ax = fig.add_axes([0.16, 0.14, 0.58, 0.74])
+    for name, values in per_layer.items():
+        ax.plot(range(1, len(values) + 1), values, "-o", markersize=4, label=name)
+    if log and all(v > 0 for vals in per_layer.values() for v in vals):
+        ax.set_yscale("log")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("epoch", fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(labelsize=8)
+    n = max((len(v) for v in per_layer.values()), default=0)
+    if n:
+        ax.set_xticks(range(1, n + 1) if n <= 20 else range(1, n + 1, math.ceil(n / 10)))
+    ax.grid(alpha=0.3)
+    if per_layer:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return fig
+
+
 def plot_confusion(cm, labels=None):
     """The confusion matrix with the count in every non-empty cell (rows: true, columns: predicted)."""
     cm = np.asarray(cm)
@@ -197,6 +231,10 @@ def write_report(model, x_test, y_test, out_dir, history=None, labels=None, mode
         try:
             if history is not None:
                 written.append(save_figure(plot_history(history), os.path.join(out_dir, "curves.png")))
+                for q in DYNAMICS:
+                    if history.get("dynamics", {}).get(q):
+                        written.append(save_figure(plot_dynamics(history, q),
+                                                   os.path.join(out_dir, f"dynamics-{q}.png")))
             written.append(save_figure(plot_confusion(cm, labels), os.path.join(out_dir, "confusion.png")))
             written.append(save_figure(plot_errors(x_test, y_test, probs, errors, labels),
                                        os.path.join(out_dir, "errors.png")))
@@ -222,6 +260,11 @@ def write_report(model, x_test, y_test, out_dir, history=None, labels=None, mode
     names = {os.path.basename(p) for p in written}
     if "curves.png" in names:
         lines += ["", "## Training curves", "", "![loss and accuracy per epoch](curves.png)"]
+    shown = [q for q in DYNAMICS if f"dynamics-{q}.png" in names]
+    if shown:
+        lines += ["", "## Training dynamics", "", "Per layer and epoch, recorded by `minicnn train` "
+                  "(callbacks.TrainingDynamics); one figure per quantity, layers as lines.", ""]
+        lines += [f"![{DYNAMICS[q][0]}](dynamics-{q}.png)" for q in shown]
     lines += ["", "## Confusion matrix", "", "Rows: true class; columns: predicted class.", ""]
     if "confusion.png" in names:
         lines += ["![confusion matrix](confusion.png)", ""]

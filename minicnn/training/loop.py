@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import sys
 
 import numpy as np
 
 from ..arrays import as_array, check_finite_chunks, int_arg
-from ..callbacks import Callback, History, ProgressBar
+from ..callbacks import BackupAndRestore, Callback, History, ProgressBar
 from ..errors import FileWriteError, NonFiniteError
 from ..io import checkpoint as ckpt
 from .interrupts import SignalFlag, TrainingInterrupted, interrupt_message
@@ -65,8 +66,10 @@ class FitRun:
         self.state = ckpt.TrainState(epoch=0, step=0, perm=None, sums={}, history=History())
         self.saver = (ckpt.CheckpointWriter(checkpoint_dir, keep_checkpoints, stream=stream)
                       if checkpoint_dir is not None else None)
-        self.callbacks = ([ProgressBar(self.steps, epochs, verbose, stream=stream)] if verbose else []) \
-            + list(callbacks or [])
+        # Keras's order: the user's callbacks, then History (at the end of an epoch), then the bar
+        self.progress = [ProgressBar(self.steps, epochs, verbose, stream=stream)] if verbose else []
+        self.callbacks = list(callbacks or []) + self.progress
+        self.quiet_resume = False
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be minicnn Callback instances, got {type(cb).__name__}")
@@ -78,7 +81,7 @@ class FitRun:
         state.epoch = initial_epoch
         if resume:
             found = ckpt.restore_latest(self.checkpoint_dir, model, state, self.fit_info, stream=self.stream)
-            if self.verbose:
+            if self.verbose and (found or not self.quiet_resume):
                 out = self.stream if self.stream is not None else sys.stdout
                 out.write(f"Resuming from {found}: epoch {min(state.epoch + 1, self.epochs)}/{self.epochs}, "
                           f"step {state.step}/{self.steps}.\n" if found else
@@ -90,10 +93,13 @@ class FitRun:
                 raise ValueError(f"checkpoint directory {os.fspath(self.checkpoint_dir)!r} already holds "
                                  f"checkpoints of another run (newest: {os.path.basename(later[-1])}): pass "
                                  "resume=True (CLI: --resume) to continue it, or use another directory")
-        state.history.params = {"epochs": self.epochs, "steps": self.steps, "batch_size": self.batch_size}
+        state.history.params = {"verbose": self.verbose, "epochs": self.epochs, "steps": self.steps,
+                                "batch_size": self.batch_size}
         model.history = state.history
+        state.history.set_model(model)  # Keras: history.model
         for cb in self.callbacks:
             cb.set_model(model)
+            cb.set_data(self.x, self.y)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save(self, where: str) -> None:
@@ -131,7 +137,8 @@ class FitRun:
             logs["val_loss"] = val[0]
             if model.metrics:
                 logs["val_accuracy"] = val[1]
-        for cb in [state.history, *self.callbacks]:
+        user = self.callbacks[:len(self.callbacks) - len(self.progress)]
+        for cb in [*user, state.history, *self.progress]:
             cb.on_epoch_end(state.epoch, logs)
         state.epoch += 1
         state.step = 0
@@ -144,6 +151,8 @@ class FitRun:
         state, model = self.state, self.model
         idx = state.perm[state.step * self.batch_size:(state.step + 1) * self.batch_size]
         where = f" at epoch {state.epoch + 1}, step {state.step + 1} (of {self.steps})"
+        for cb in self.callbacks:
+            cb.on_batch_begin(state.step + 1)
         res = train_on_batch(model, self.x[idx], self.y[idx], where=where)
         nb = len(idx)
         state.sums["loss"] += res[0] * nb
@@ -176,6 +185,13 @@ class FitRun:
                     raise NonFiniteError(f"non-finite weights in layer '{key.split('/')[0]}' ({key}) at the "
                                          "end of training; the last update overflowed. Try a lower learning rate.")
         except NonFiniteError as e:
+            if any(getattr(cb, "stops_on_nonfinite", False) for cb in self.callbacks):
+                out = self.stream if self.stream is not None else sys.stdout
+                out.write(f"Batch {self.state.step}: Invalid loss, terminating training\n")
+                model.stop_training = True
+                for cb in self.callbacks:
+                    cb.on_train_end()
+                return self.state.history
             newest = ckpt.list_checkpoints(self.checkpoint_dir)[-1:] if self.checkpoint_dir is not None else []
             if newest:
                 raise NonFiniteError(f"{e} Newest checkpoint: {newest[0]}.") from None
@@ -198,6 +214,13 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None, validat
     batch_size = int_arg(batch_size, "batch_size", 1)
     epochs = int_arg(epochs, "epochs", 0)
     initial_epoch = int_arg(initial_epoch, "initial_epoch", 0)
+    backups = [cb for cb in callbacks or [] if isinstance(cb, BackupAndRestore)]
+    if backups:
+        if len(backups) > 1 or checkpoint_dir is not None:
+            raise ValueError("BackupAndRestore sets fit's checkpoint directory: pass one BackupAndRestore "
+                             "or checkpoint_dir, not both")
+        checkpoint_dir, resume = backups[0].backup_dir, True
+        checkpoint_every = backups[0].save_freq
     if checkpoint_dir is None and (resume or checkpoint_every is not None):
         raise ValueError("resume and checkpoint_every need checkpoint_dir")
     if checkpoint_every is not None:
@@ -209,9 +232,16 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None, validat
         model.reseed_training(seed)
     run = FitRun(model, x, y, val, batch_size, epochs, shuffle, callbacks, verbose, stream,
                  checkpoint_dir, checkpoint_every, keep_checkpoints)
+    run.quiet_resume = bool(backups)
     try:
         run.start(initial_epoch, resume)
-        return run.run()
+        history = run.run()
     finally:
         if run.saver is not None:  # releases the checkpoint directory's lock
             run.saver.close()
+    if backups and backups[0].delete_checkpoint:
+        for path in ckpt.list_checkpoints(checkpoint_dir):
+            os.remove(path)
+        if os.path.isdir(checkpoint_dir) and not os.listdir(checkpoint_dir):
+            shutil.rmtree(checkpoint_dir)
+    return history

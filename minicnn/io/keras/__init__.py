@@ -18,7 +18,9 @@ matched to the file's in order (Keras 3 keys are derived from that order exactly
 legacy files list their layers in order). Layer names are never used for matching.
 
 Writes ``.weights.h5`` (what ``keras.Model.load_weights`` reads), ``.keras`` and legacy ``.h5``
-(what ``keras.saving.load_model`` reads); all three are round-trip tested against Keras.
+(what ``keras.saving.load_model`` reads), and Keras 2's weights-only ``.h5`` layout
+(:func:`save_weights` of any other ``.h5`` name; Keras 3's ``load_weights`` reads it); all are
+round-trip tested against Keras.
 
 Only the layers and options minicnn implements are accepted (Conv2D, Dense, MaxPooling2D,
 Flatten, ReLU, Softmax, Activation, Dropout, InputLayer: see :data:`minicnn.layers.KERAS_CLASSES`). Anything else,
@@ -52,8 +54,8 @@ from .config import (
            layer_from_keras,
            model_from_keras_config,
 )
-from .files import load, save
+from .files import load, load_weights, save, save_weights
 
-__all__ = ["load", "save", "model_from_keras_config", "keras_config", "keras_layer_spec", "layer_from_keras",
+__all__ = ["load", "save", "load_weights", "save_weights", "model_from_keras_config", "keras_config", "keras_layer_spec", "layer_from_keras",
            "keras3_keys", "keras3_keys_of", "KerasConfigError", "ALLOCATION_ALLOWANCE", "CONFIG_NAME",
            "HDF5_MAGIC", "METADATA_NAME", "WEIGHTS_NAME", "ZIP_MAGIC"]

@@ -11,6 +11,7 @@ from ...errors import KerasConfigError, ModelFileError
 from ...fileio import MAX_DATA_BYTES, MAX_JSON_BYTES, atomic_write, read_bounded
 from ...model import Network
 from .common import CONFIG_NAME, HDF5_MAGIC, WEIGHTS_NAME, ZIP_MAGIC, fail, h5py_module
+from .compile import compile_from_keras
 from .config import keras3_keys_of, model_from_keras_config
 from .h5read import (
     open_h5,
@@ -21,7 +22,7 @@ from .h5read import (
     stored_values,
     str_attr,
 )
-from .write import keras3_weights_bytes, keras_zip_bytes, legacy_h5_bytes
+from .write import keras3_weights_bytes, keras_zip_bytes, legacy_h5_bytes, legacy_weights_h5_bytes
 
 
 def _weighted_layers(model):
@@ -111,7 +112,8 @@ def load(path, architecture=None, model_class=Network):
         return _load_h5(path, architecture, model_class)
     except ModelFileError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile, EOFError, RuntimeError) as e:
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile, EOFError, RuntimeError,
+            OverflowError) as e:  # h5py reading a damaged in-memory file can overflow
         fail(path, f"is damaged or not what it claims to be ({type(e).__name__}: {e})")
 
 
@@ -212,6 +214,8 @@ def _load_keras_zip(path, architecture, model_class):
         fail(path, f"is not a readable zip archive: {e}")
     with open_h5(io.BytesIO(weights_bytes), path) as h5:
         _assign_keras3(model, read_keras3_layers(h5, path), path)
+    if isinstance(config, dict):
+        compile_from_keras(model, config.get("compile_config"))
     return model
 
 # =============================================================================== writing
@@ -233,3 +237,34 @@ def save(model, path) -> None:
     else:
         raise ValueError(f"{path!r}: Keras files end in .weights.h5, .keras or .h5")
     atomic_write(path, data)
+
+
+def save_weights(model, path) -> None:
+    """Write ``model``'s weights: ``.weights.h5`` (Keras 3 layout) or any other ``.h5`` (Keras 2's
+    ``save_weights`` layout; Keras 3's ``load_weights`` reads both). Written atomically."""
+    path = os.fspath(path)
+    low = path.lower()
+    if not model.built:
+        raise ValueError("build the model (or fit it) before saving its weights")
+    if low.endswith(".weights.h5"):
+        data = keras3_weights_bytes(model)
+    elif low.endswith((".h5", ".hdf5")):
+        data = legacy_weights_h5_bytes(model)
+    else:
+        raise ValueError(f"{path!r}: weights files end in .weights.h5 (Keras 3) or .h5 (Keras 2 layout)")
+    atomic_write(path, data)
+
+
+def load_weights(model, path) -> None:
+    """Overwrite a built ``model``'s weights from any Keras file (``.weights.h5``, Keras 2 ``.h5``
+    weights, legacy full-model ``.h5``, ``.keras``), cast to its dtype; nothing is assigned unless
+    every weight matches the architecture."""
+    source = load(path, architecture=model, model_class=type(model))
+    if source is model:
+        return
+    ours, theirs = list(model.named_weights()), list(source.named_weights())
+    if [p.shape for _, p in ours] != [q.shape for _, q in theirs]:
+        fail(path, f"holds weights of shapes {[q.shape for _, q in theirs]}, but model '{model.name}' "
+                   f"has {[p.shape for _, p in ours]}")
+    for (_, p), (_, q) in zip(ours, theirs):
+        p[...] = q

@@ -10,6 +10,10 @@ import zipfile
 import numpy as np
 
 from .common import CONFIG_NAME, METADATA_NAME, WEIGHTS_NAME, WRITTEN_KERAS_VERSION, h5py_module
+
+#: the Keras version written into legacy Keras 2 weights files (their layout is Keras 2's)
+LEGACY_KERAS_VERSION = "2.15.0"
+from .compile import compile_config
 from .config import keras3_keys_of, keras_config
 
 
@@ -34,7 +38,11 @@ def keras_zip_bytes(model) -> bytes:
             "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as z:
         z.writestr(METADATA_NAME, json.dumps(meta))
-        z.writestr(CONFIG_NAME, json.dumps(keras_config(model)))
+        config = keras_config(model)
+        compiled = compile_config(model)
+        if compiled is not None:
+            config["compile_config"] = compiled
+        z.writestr(CONFIG_NAME, json.dumps(config))
         z.writestr(WEIGHTS_NAME, keras3_weights_bytes(model))
     return buf.getvalue()
 
@@ -60,6 +68,25 @@ def legacy_h5_bytes(model) -> bytes:
                 lg.create_dataset(n, data=np.ascontiguousarray(w))
         top = g.create_group("top_level_model_weights")
         top.attrs["weight_names"] = _bytes_list([])
+    return buf.getvalue()
+
+
+def legacy_weights_h5_bytes(model) -> bytes:
+    """Keras 2's ``save_weights('w.h5')`` layout, which Keras 3's ``load_weights('w.h5')`` still
+    reads: root attributes ``layer_names``, ``backend``, ``keras_version``; one group per layer
+    (sorted by name) with attribute ``weight_names`` and datasets ``<layer>/<layer>/kernel:0``."""
+    h5py = h5py_module()
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as h5:
+        h5.attrs["layer_names"] = _bytes_list([l.name for l in model.layers])
+        h5.attrs["backend"] = b"tensorflow"
+        h5.attrs["keras_version"] = LEGACY_KERAS_VERSION.encode()
+        for layer in sorted(model.layers, key=lambda l: l.name):
+            lg = h5.create_group(layer.name)
+            names = [f"{layer.name}/{k}:0" for k in layer.weight_names if k in layer.params]
+            lg.attrs["weight_names"] = _bytes_list(names)
+            for n, w in zip(names, layer.get_weights()):
+                lg.create_dataset(n, data=np.ascontiguousarray(w))
     return buf.getvalue()
 
 

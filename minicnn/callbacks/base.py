@@ -1,6 +1,7 @@
-"""Training callbacks: History, the Keras-style progress bar and EarlyStopping.
+"""The callback hooks, History, the Keras-style progress bar and EarlyStopping.
 
 Hooks (all optional): ``on_train_begin(logs)``, ``on_epoch_begin(epoch)``,
+``on_batch_begin(step)`` (``step``: 1-based number of the batch about to run),
 ``on_batch_end(step, logs)``, ``on_epoch_end(epoch, logs)``, ``on_train_end(logs)``. Epochs are
 0-based in hooks and 1-based in printed messages, as in Keras.
 """
@@ -17,8 +18,12 @@ class Callback:
     def set_model(self, model):
         self.model = model
 
+    def set_data(self, x, y):
+        """The training arrays of the ``fit`` about to start (not copied: keep a slice, if anything)."""
+
     def on_train_begin(self, logs=None): ...
     def on_epoch_begin(self, epoch): ...
+    def on_batch_begin(self, step): ...
     def on_batch_end(self, step, logs): ...
     def on_epoch_end(self, epoch, logs): ...
     def on_train_end(self, logs=None): ...
@@ -31,6 +36,8 @@ class History(Callback):
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
         self.params: dict = {}
+        #: per-layer training dynamics, {quantity: {layer: [per epoch]}} (TrainingDynamics fills it)
+        self.dynamics: dict[str, dict[str, list[float]]] = {}
 
     def on_epoch_end(self, epoch, logs):
         self.epoch.append(epoch)
@@ -38,8 +45,11 @@ class History(Callback):
             self.history.setdefault(k, []).append(float(v))
 
     def to_dict(self):
-        return {"epoch": list(self.epoch), "history": {k: list(v) for k, v in self.history.items()},
-                "params": dict(self.params)}
+        d = {"epoch": list(self.epoch), "history": {k: list(v) for k, v in self.history.items()},
+             "params": dict(self.params)}
+        if self.dynamics:
+            d["dynamics"] = {q: {k: list(v) for k, v in per.items()} for q, per in self.dynamics.items()}
+        return d
 
     @classmethod
     def from_dict(cls, d):
@@ -47,6 +57,7 @@ class History(Callback):
         h.epoch = list(d.get("epoch", []))
         h.history = {k: list(v) for k, v in d.get("history", {}).items()}
         h.params = dict(d.get("params", {}))
+        h.dynamics = {q: {k: list(v) for k, v in per.items()} for q, per in d.get("dynamics", {}).items()}
         return h
 
 
@@ -67,8 +78,8 @@ class ProgressBar(Callback):
     """Keras 3's per-epoch line: ``600/600 ━━━━━━━━━━━━━━━━━━━━ 29s 48ms/step - accuracy: ... - loss: ...``.
 
     On a terminal the line is redrawn in place (at most every 0.1 s) with the steps done, the
-    ETA and the running metrics; elsewhere (logs, CI) only the finished line of each epoch is
-    printed. ``verbose=2`` prints one short line per epoch.
+    ETA and the running metrics, in Jupyter at most every 0.5 s; elsewhere (logs, CI) only the
+    finished line of each epoch is printed. ``verbose=2`` prints one short line per epoch.
     """
 
     width = 20
@@ -76,7 +87,11 @@ class ProgressBar(Callback):
     def __init__(self, steps: int, epochs: int, verbose: int = 1, stream=None):
         self.steps, self.epochs, self.verbose = steps, epochs, verbose
         self.stream = stream if stream is not None else sys.stdout
-        self.live = verbose == 1 and getattr(self.stream, "isatty", lambda: False)()
+        tty = getattr(self.stream, "isatty", lambda: False)()
+        # a Jupyter kernel's stdout is no terminal but its front end redraws a line on "\r"
+        jupyter = type(self.stream).__module__.startswith("ipykernel")
+        self.live = verbose == 1 and (tty or jupyter)
+        self.interval = 0.1 if tty else 0.5
 
     def _write(self, text, end="\n"):
         self.stream.write(text + end)
@@ -94,7 +109,7 @@ class ProgressBar(Callback):
         if not self.live:
             return
         now = time.perf_counter()
-        if now - self._last_draw < 0.1 and step < self.steps:
+        if now - self._last_draw < self.interval and step < self.steps:
             return
         self._last_draw = now
         per_step = (now - self.t0) / step
