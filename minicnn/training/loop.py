@@ -18,6 +18,7 @@ from ..arrays import as_array, check_finite_chunks, int_arg
 from ..callbacks import BackupAndRestore, Callback, History, ProgressBar
 from ..errors import FileWriteError, NonFiniteError
 from ..io import checkpoint as ckpt
+from ..io.dirlock import LOCK_NAME
 from .interrupts import SignalFlag, TrainingInterrupted, interrupt_message
 from .step import train_on_batch
 
@@ -236,12 +237,14 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None, validat
     try:
         run.start(initial_epoch, resume)
         history = run.run()
+        if backups and backups[0].delete_checkpoint:
+            # Keras's BackupAndRestore deletes its backup when training ends; the directory goes
+            # too if nothing else is in it but our own lock file (removed while still held)
+            for path in ckpt.list_checkpoints(checkpoint_dir):
+                os.remove(path)
+            if os.path.isdir(checkpoint_dir) and set(os.listdir(checkpoint_dir)) <= {LOCK_NAME}:
+                shutil.rmtree(checkpoint_dir)
     finally:
         if run.saver is not None:  # releases the checkpoint directory's lock
             run.saver.close()
-    if backups and backups[0].delete_checkpoint:
-        for path in ckpt.list_checkpoints(checkpoint_dir):
-            os.remove(path)
-        if os.path.isdir(checkpoint_dir) and not os.listdir(checkpoint_dir):
-            shutil.rmtree(checkpoint_dir)
     return history

@@ -21,6 +21,8 @@ def compile_config(model):
         return None
     cfg = opt.get_config()
     cfg.pop("epsilon_mode", None)
+    # minicnn's choice of the learning rate's dtype is Keras's floatx, a global setting there
+    cfg.pop("learning_rate_dtype", None)
     name = cfg.pop("name")
     if opt.schedule is not None:
         cfg["learning_rate"] = {"module": "keras.optimizers.schedules",

@@ -170,10 +170,15 @@ def _assign_keras3(model, found, path, dtype_cast=False):
 
 
 def weights_limit(model) -> int:
-    """The most bytes a ``.keras`` archive's weights file may inflate to for ``model``: its weights
-    plus HDF5's overhead (groups, attributes per layer), under the hard cap."""
+    """The most bytes a ``.keras`` archive's weights file may inflate to for ``model``: its weights,
+    the optimizer state Keras saves beside them when the model was compiled (at most four slots per
+    trainable weight: Adam's m and v, AMSGrad's v-hat, an EMA copy), plus HDF5's overhead (groups
+    and attributes per layer and per optimizer variable), under the hard cap."""
     need = sum(p.nbytes for _, p in model.named_weights())
-    return min(MAX_DATA_BYTES, need + need // 8 + (1 << 20) + (64 << 10) * len(model.layers))
+    trainable = sum(p.nbytes for layer in model.layers for name, p in layer.params.items()
+                    if name in layer.trainable_names)
+    overhead = (1 << 20) + (64 << 10) * len(model.layers) * 2
+    return min(MAX_DATA_BYTES, need + 4 * trainable + (need + 4 * trainable) // 8 + overhead)
 
 
 def _member(z, name, path):
