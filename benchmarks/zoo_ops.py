@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
+
+from .machine import machine_info
 
 ACT_SHAPES = ((100, 28, 28, 32), (100, 84))
 #: (name, forward args beyond z, what the backward takes besides dy: "y" or "z", backward args)
@@ -143,11 +146,21 @@ def main(argv=None):
     ap.add_argument("--only", default="", help="comma-separated substrings of op names")
     ap.add_argument("--json", default=None, help="write the rows here")
     a = ap.parse_args(argv)
+    machine = machine_info()
+    machine.pop("flags", None)
+    load_before = os.getloadavg()
     rows = measure(a.dtype.split(","), 3 if a.quick else 9, [o for o in a.only.split(",") if o])
+    load_after = os.getloadavg()
+    blas = machine["blas"]
+    print(f"machine: {machine['cpu_model']} ({machine.get('microarchitecture') or 'unknown'}), "
+          f"{machine['usable_cpus']} CPUs; BLAS {blas.get('name')} core {blas.get('core_type')} "
+          f"(OPENBLAS_CORETYPE={machine['env'].get('OPENBLAS_CORETYPE') or 'unset'}); load average "
+          f"{load_before[0]:.2f} before, {load_after[0]:.2f} after")
     print(table(rows))
     if a.json:
         with open(a.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump({"machine": machine, "load_average": [load_before[0], load_after[0]], "rows": rows},
+                      f, indent=1)
 
 
 if __name__ == "__main__":
