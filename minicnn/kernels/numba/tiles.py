@@ -38,10 +38,11 @@ column blocks of 4 vectors, then 2, then 1; along the items the widest tile firs
 :func:`transpose16` is a 16 x 16 float32 transpose in registers (the dense backward's kernel
 blocks).
 
-**Compiling and caching.** The drivers (:func:`tile_grid`, :func:`_tile_run` and their small
-helpers) are ordinary ``@njit`` functions, not ``inline="always"``: a kernel calls them (LLVM
-may still inline them), so numba types and lowers the 15 tile calls once per dtype instead of
-copying their IR into every parallel kernel, whose parfor passes then run on a small body
+**Compiling and caching.** :func:`tile_grid` (with :func:`_tile_run` inlined into it) and the
+small helpers are ordinary ``@njit`` functions, not ``inline="always"`` into the kernels: a
+kernel calls them (LLVM may still inline them), so numba types and lowers the 15 tile calls once
+per dtype instead of copying their IR into every parallel kernel, whose parfor passes then run on
+a small body
 (measured, seed model, cold cache: ``_dense_fwd_tiles`` 32 s -> 20 s, the first train step
 62 s -> 47 s on a loaded 2-core machine; the tiles' arithmetic is unchanged, so are the bits).
 numba's on-disk cache keys a kernel on its own source file only, and a cached kernel carries
@@ -289,7 +290,7 @@ def _out_cols(out, offset):
     return TileOut(out.addr + offset, out.item, out.bias + offset, out.relu, out.accumulate, out.flag)
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
 def _tile_run(carrier, v, count, a, b, loops, out):
     """``count`` items of ``v`` vectors (4, 2 or 1): the widest tile first, then 4, 2, 1 for the
     rest (arguments as in :func:`tile_grid`)."""
