@@ -42,15 +42,15 @@ def register(sub) -> None:
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--validation-split", type=float, default=0.0)
     p.add_argument("--limit", type=int, default=None, help="train on the first N training images only")
+    p.add_argument("--no-warmup", action="store_true",
+                   help="do not compile the kernels in the background while the data loads (they then "
+                        "compile in the first training step)")
     p.add_argument("--out", default=None, help="model file to write (default: models/<preset>-<dataset>.npz)")
     p.add_argument("--checkpoint-dir", default=None, help="write a checkpoint after every epoch here")
     p.add_argument("--checkpoint-every", type=int, default=None, help="also checkpoint every N steps")
     p.add_argument("--keep-checkpoints", type=int, default=3, help="how many checkpoints to keep (default 3)")
     p.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
-    p.add_argument("--no-warmup", action="store_true",
-                   help="do not compile the kernels in the background while the data loads (they then "
-                        "compile in the first training step)")
     add_runtime_options(p)
     p.set_defaults(func=run_train)
 
