@@ -14,9 +14,15 @@ from ..fileio import atomic_write
 from ..kernels import backend_name
 from ..presets import PRESETS, build_preset
 from ..sequential import Sequential, load_model
+from ..training.warmup import Warmup, needs_warmup
 from .runtime import add_runtime_options
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
+#: the datasets' image shapes (NHWC), known before they are read: the model is built first, so its
+#: kernels compile in a background thread while the data loads
+INPUT_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
+#: ``minicnn train``'s evaluation batch size (the warm-up predicts one such batch)
+EVAL_BATCH = 1000
 
 
 def register(sub) -> None:
@@ -37,6 +43,9 @@ def register(sub) -> None:
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--validation-split", type=float, default=0.0)
     p.add_argument("--limit", type=int, default=None, help="train on the first N training images only")
+    p.add_argument("--no-warmup", action="store_true",
+                   help="do not compile the kernels in the background while the data loads (they then "
+                        "compile in the first training step)")
     p.add_argument("--out", default=None, help="model file to write (default: models/<preset>-<dataset>.npz)")
     p.add_argument("--checkpoint-dir", default=None, help="write a checkpoint after every epoch here")
     p.add_argument("--checkpoint-every", type=int, default=None, help="also checkpoint every N steps")
@@ -99,18 +108,35 @@ def train_model(args, input_shape, num_classes):
     return model
 
 
+def compiled_model(args, input_shape):
+    """The model to train, compiled with the optimizer and loss of ``args``."""
+    model = train_model(args, input_shape, 10)
+    opt = optimizers.get(args.optimizer, **({"learning_rate": args.lr} if args.lr else {}))
+    model.compile(opt, "categorical_crossentropy", ["accuracy"])
+    return model
+
+
 def run_train(args) -> int:
     if args.epochs < 0 or args.batch_size < 1:
         raise ValueError("--epochs must be >= 0 and --batch-size >= 1")
+    model = warmup = None
+    if not getattr(args, "no_warmup", False) and args.epochs > 0 and needs_warmup():
+        # build the model first and compile its kernels while the data is read and decoded
+        model = compiled_model(args, INPUT_SHAPES[args.dataset])
+        warmup = Warmup(model, args.batch_size, predict_batch=EVAL_BATCH).start()
     (xtr, ytr), (xte, yte) = load_dataset(args.dataset, args.data_dir)
     if args.limit:
         xtr, ytr = xtr[:args.limit], ytr[:args.limit]
     if args.dtype == "float64":
         xtr, xte = xtr.astype(np.float64), xte.astype(np.float64)
-    model = train_model(args, xtr.shape[1:], 10)
+    if model is None:
+        model = compiled_model(args, xtr.shape[1:])
     name = args.preset or (os.path.splitext(os.path.basename(args.model))[0] if args.model else "seed")
-    opt = optimizers.get(args.optimizer, **({"learning_rate": args.lr} if args.lr else {}))
-    model.compile(opt, "categorical_crossentropy", ["accuracy"])
+    if warmup is not None:
+        t = time.perf_counter()
+        warmup.join()
+        print(f"minicnn: kernels compiled or loaded from numba's cache in {warmup.seconds:.1f} s, in the "
+              f"background while the data loaded (waited {time.perf_counter() - t:.1f} s for them)")
     print(f"minicnn: training '{name}' on {args.dataset} ({len(xtr)} images), backend "
           f"{backend_name()}, {args.dtype}, batch {args.batch_size}, {args.epochs} epochs")
     t0 = time.perf_counter()

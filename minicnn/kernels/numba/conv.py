@@ -173,7 +173,7 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
                                 pb[o] += v
                     ndx = hp if has_dx else 0
                     nrows = ndx + kh
-            for r in range(nrows):  # a single tile call site (it is inlined: one copy keeps compiling cheap)
+            for r in range(nrows):  # a single tile call site (tile_grid is a call, not inlined IR)
                 if mode == 0:  # output row (n_, i): ow pixels x f channels, reducing over (kh, kw, c)
                     n_ = u // oh
                     i = u - n_ * oh
