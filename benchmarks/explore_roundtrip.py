@@ -58,7 +58,8 @@ def summary(ms) -> dict:
 def start_server(explorer):
     import uvicorn
     sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(create_app(explorer), log_level="warning", lifespan="off", ws="none"))
+    server = uvicorn.Server(uvicorn.Config(create_app(explorer), log_level="warning", log_config=None,
+                                           lifespan="off", ws="none"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started:

@@ -307,8 +307,10 @@ def serve(explorer: Explorer, host="127.0.0.1", port=0, open_browser=True, print
     sock = bind(host, port)
     url = url_of(sock)
     app = create_app(explorer) if loopback else create_app(explorer, allowed_hosts=None)
-    config = uvicorn.Config(app, log_level=os.environ.get("MINICNN_EXPLORE_LOG", "warning"), lifespan="off",
-                            ws="none", timeout_graceful_shutdown=2)
+    # log_config=None: uvicorn must not run logging.config.dictConfig, which closes every handler
+    # in the process (absl's, installed by an imported TensorFlow, then closes the stream it holds)
+    config = uvicorn.Config(app, log_level=os.environ.get("MINICNN_EXPLORE_LOG", "warning"),
+                            log_config=None, lifespan="off", ws="none", timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     print_fn(f"minicnn explore: {explorer.name} at {url}  (Ctrl-C stops it)")
     if open_browser:

@@ -95,8 +95,8 @@ class LiveServer:
         import uvicorn
         self.sock = bind("127.0.0.1", 0)
         self.url = url_of(self.sock)
-        self.server = uvicorn.Server(uvicorn.Config(create_app(explorer), log_level="warning", lifespan="off",
-                                                    ws="none"))
+        self.server = uvicorn.Server(uvicorn.Config(create_app(explorer), log_level="warning",
+                                                    log_config=None, lifespan="off", ws="none"))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 20
