@@ -50,7 +50,9 @@ class ServerProcess:
         parts = urllib.parse.urlsplit(self.url)
         self.host, self.port = parts.hostname, parts.port
         # keep draining its output so that the server never blocks on a full pipe
-        threading.Thread(target=lambda: [self.lines.append(x) for x in self.proc.stdout], daemon=True).start()
+        self.drain = threading.Thread(target=lambda: [self.lines.append(x) for x in self.proc.stdout],
+                                      daemon=True)
+        self.drain.start()
 
     def request(self, method, path, body=None, headers=None, timeout=120):
         conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
@@ -75,6 +77,8 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.drain.join(10)  # the pipe is at EOF once the process is gone
+        self.proc.stdout.close()
 
 
 @pytest.fixture(scope="module")
