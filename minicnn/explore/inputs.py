@@ -13,7 +13,8 @@ import io
 
 import numpy as np
 
-from ..study.images import ImageError, _flatten_alpha, _pil, _to_uint8_gray, border_mean, prepare_array
+from ..study.images import (ImageError, _flatten_alpha, _pil, _to_uint8_gray, border_mean, decode_image,
+                            prepare_array)
 
 #: largest accepted upload, in pixels (width x height), and its byte size is capped by the server
 MAX_PIXELS = 4096 * 4096
@@ -25,24 +26,10 @@ PREVIEW = 112
 
 def decode(data: bytes):
     """Open image bytes; :class:`ImageError` with a readable message for anything else."""
-    Image, ImageOps, Unidentified = _pil()
     if not data:
         raise ImageError("the body is empty: send an image (PNG or JPEG)")
-    try:
-        with Image.open(io.BytesIO(data), formats=FORMATS) as im:
-            w, h = im.size
-            if w * h > MAX_PIXELS or w < 1 or h < 1:
-                raise ImageError(f"the image is {w}x{h} pixels; at most {MAX_PIXELS:,} pixels are accepted")
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            im.load()
-    except Unidentified:
-        raise ImageError(f"not an image in a known format ({', '.join(FORMATS)})") from None
-    except Image.DecompressionBombError as e:
-        raise ImageError(str(e)) from None
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
-        raise ImageError(f"damaged or truncated image ({e})") from None
-    return im
+    return decode_image(io.BytesIO(data), formats=FORMATS, max_pixels=MAX_PIXELS,
+                        unknown=f"not an image in a known format ({', '.join(FORMATS)})")
 
 
 def png_data_url(a: np.ndarray) -> str:

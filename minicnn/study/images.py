@@ -70,23 +70,37 @@ def _pil():
 
 def open_image(path):
     """Open and fully decode an image file; one clear :class:`ImageError` for any failure."""
-    Image, ImageOps, Unidentified = _pil()
     p = os.fspath(path)
     if not os.path.exists(p):
         raise ImageError(f"image file {p!r} does not exist")
     if os.path.isdir(p):
         raise ImageError(f"{p!r} is a directory, not an image file")
+    return decode_image(p, prefix=f"cannot read {p!r}: ",
+                        unknown="not an image format Pillow knows (use PNG or JPEG)")
+
+
+def decode_image(source, prefix="", formats=None, max_pixels=None,
+                 unknown="not an image format Pillow knows (use PNG or JPEG)"):
+    """Open and fully decode an image from a path or a binary file object (EXIF orientation
+    applied); any failure is one :class:`ImageError`, its message starting with ``prefix``.
+    ``formats`` restricts Pillow's decoders; ``max_pixels`` refuses larger images from their
+    header, before any pixel is decoded; ``unknown`` is the message for an unrecognised format."""
+    Image, ImageOps, Unidentified = _pil()
     try:
-        with Image.open(p) as im:
+        with Image.open(source, formats=formats) as im:
+            w, h = im.size
+            if max_pixels is not None and (w * h > max_pixels or w < 1 or h < 1):
+                raise ImageError(f"{prefix}the image is {w}x{h} pixels; at most {max_pixels:,} pixels "
+                                 "are accepted")
             im.load()
             im = ImageOps.exif_transpose(im)
             im.load()
     except Unidentified:
-        raise ImageError(f"cannot read {p!r}: not an image format Pillow knows (use PNG or JPEG)") from None
+        raise ImageError(prefix + unknown) from None
     except Image.DecompressionBombError as e:
-        raise ImageError(f"cannot read {p!r}: {e}") from None
-    except (OSError, ValueError, SyntaxError) as e:
-        raise ImageError(f"cannot read {p!r}: damaged or truncated image ({e})") from None
+        raise ImageError(f"{prefix}{e}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise ImageError(f"{prefix}damaged or truncated image ({e})") from None
     return im
 
 
