@@ -60,12 +60,7 @@ def legacy_h5_bytes(model) -> bytes:
         g.attrs["backend"] = "tensorflow"
         g.attrs["keras_version"] = WRITTEN_KERAS_VERSION
         g.attrs["layer_names"] = _bytes_list([l.name for l in model.layers])
-        for layer in sorted(model.layers, key=lambda l: l.name):
-            lg = g.create_group(layer.name)
-            names = [f"{model.name}/{layer.name}/{k}" for k in layer.weight_names if k in layer.params]
-            lg.attrs["weight_names"] = _bytes_list(names)
-            for n, w in zip(names, layer.get_weights()):
-                lg.create_dataset(n, data=np.ascontiguousarray(w))
+        _layer_groups(g, model, lambda layer, k: f"{model.name}/{layer.name}/{k}")
         top = g.create_group("top_level_model_weights")
         top.attrs["weight_names"] = _bytes_list([])
     return buf.getvalue()
@@ -81,13 +76,19 @@ def legacy_weights_h5_bytes(model) -> bytes:
         h5.attrs["layer_names"] = _bytes_list([l.name for l in model.layers])
         h5.attrs["backend"] = b"tensorflow"
         h5.attrs["keras_version"] = LEGACY_KERAS_VERSION.encode()
-        for layer in sorted(model.layers, key=lambda l: l.name):
-            lg = h5.create_group(layer.name)
-            names = [f"{layer.name}/{k}:0" for k in layer.weight_names if k in layer.params]
-            lg.attrs["weight_names"] = _bytes_list(names)
-            for n, w in zip(names, layer.get_weights()):
-                lg.create_dataset(n, data=np.ascontiguousarray(w))
+        _layer_groups(h5, model, lambda layer, k: f"{layer.name}/{k}:0")
     return buf.getvalue()
+
+
+def _layer_groups(parent, model, dataset_name) -> None:
+    """One group per layer (sorted by name, as Keras 2 writes them) in ``parent``, with attribute
+    ``weight_names`` and one dataset per weight, named ``dataset_name(layer, weight)``."""
+    for layer in sorted(model.layers, key=lambda l: l.name):
+        lg = parent.create_group(layer.name)
+        names = [dataset_name(layer, k) for k in layer.weight_names if k in layer.params]
+        lg.attrs["weight_names"] = _bytes_list(names)
+        for n, w in zip(names, layer.get_weights()):
+            lg.create_dataset(n, data=np.ascontiguousarray(w))
 
 
 def _bytes_list(names):
