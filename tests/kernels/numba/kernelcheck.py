@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -30,6 +31,17 @@ def tiles(on):
         yield
     finally:
         config.TILES = saved
+
+
+def one_thread(fn):
+    """``fn()`` run with numba's thread count set to 1, the count restored afterwards (the
+    determinism tests compare its result with a run on every thread, bit for bit)."""
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return fn()
+    finally:
+        numba.set_num_threads(threads)
 
 
 def rel_err(got, want):

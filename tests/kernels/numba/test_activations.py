@@ -34,7 +34,7 @@ nb = pytest.importorskip("minicnn.kernels.numba_backend")
 
 from minicnn.kernels.numba import config  # noqa: E402
 from minicnn.kernels.numba.vmath import erfc_for, vexp, vexpm1, vlog1p  # noqa: E402
-from tests.kernels.numba.kernelcheck import Canary, layout  # noqa: E402
+from tests.kernels.numba.kernelcheck import Canary, layout, one_thread  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
 K = 16  # ulps of the terms (module docstring)
@@ -175,8 +175,6 @@ def test_sizes_around_the_threshold_and_the_blocks(dt, size):
 
 @pytest.mark.parametrize("dt", DTYPES)
 def test_the_same_bits_on_both_paths_and_any_thread_count(dt):
-    import numba
-
     rng = np.random.default_rng(7)
     z = values(rng, (5, 2 * config.EW_BLOCK // 5 + 3), dt)
     dy = values(rng, z.shape, dt, extremes=False)
@@ -190,15 +188,11 @@ def test_the_same_bits_on_both_paths_and_any_thread_count(dt):
                 out += [getattr(nb, name + "_forward")(z, *p), getattr(nb, name + "_backward")(dy, z, *p)]
         return out + [nb.prelu_forward(z, alpha), *nb.prelu_backward(dy, z, alpha)]
 
-    saved, threads = config.ACT_SMALL, numba.get_num_threads()
+    saved = config.ACT_SMALL
     try:
         config.ACT_SMALL = 0
         many = run()
-        numba.set_num_threads(1)
-        try:
-            one = run()
-        finally:
-            numba.set_num_threads(threads)
+        one = one_thread(run)
         config.ACT_SMALL = 1 << 62
         serial = run()
     finally:

@@ -21,7 +21,7 @@ nb = pytest.importorskip("minicnn.kernels.numba_backend")
 
 from minicnn.kernels.numba import config  # noqa: E402
 from minicnn.kernels.numba import optim as numba_optim  # noqa: E402
-from tests.kernels.numba.kernelcheck import assert_close, model_like_case  # noqa: E402
+from tests.kernels.numba.kernelcheck import assert_close, model_like_case, one_thread  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("numba_kernels_even_for_small_inputs")
 
@@ -81,11 +81,7 @@ def test_results_do_not_depend_on_the_thread_count(conv_path):
                 *nb.dense_backward(dy16, xf, w16, check_finite=True)[:3], nb.dense_forward(xf, w16, None), p, m, v)
 
     many = run()
-    numba.set_num_threads(1)
-    try:
-        one = run()
-    finally:
-        numba.set_num_threads(threads)
+    one = one_thread(run)
     for a, b in zip(many, one):
         assert a.tobytes() == b.tobytes()
 

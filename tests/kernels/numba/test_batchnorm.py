@@ -23,7 +23,7 @@ nb = pytest.importorskip("minicnn.kernels.numba_backend")
 
 from minicnn.kernels.numba import batchnorm as bn  # noqa: E402
 from minicnn.kernels.numba import config  # noqa: E402
-from tests.kernels.numba.kernelcheck import SETTINGS, Canary, assert_close, layout  # noqa: E402
+from tests.kernels.numba.kernelcheck import SETTINGS, Canary, assert_close, layout, one_thread  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
 
@@ -191,11 +191,7 @@ def test_results_do_not_depend_on_threads_or_path(dt):
     try:
         config.BN_SMALL = 0
         many = run()
-        numba.set_num_threads(1)
-        try:
-            one = run()
-        finally:
-            numba.set_num_threads(threads)
+        one = one_thread(run)
         config.BN_SMALL = 1 << 62
         serial = run()
     finally:

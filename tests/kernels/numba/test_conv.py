@@ -15,7 +15,7 @@ nb = pytest.importorskip("minicnn.kernels.numba_backend")
 
 from minicnn.kernels.numba import blas  # noqa: E402
 from tests.kernels.numba.kernelcheck import (  # noqa: E402
-    SETTINGS, Canary, assert_close, layout, model_like_case, tiles)
+    SETTINGS, Canary, assert_close, layout, model_like_case, one_thread, tiles)
 
 pytestmark = pytest.mark.usefixtures("numba_kernels_even_for_small_inputs")
 
@@ -132,11 +132,7 @@ def test_dilated_conv_is_bitwise_independent_of_the_thread_count(conv_path, dt, 
                 y2, *nb.conv2d_backward(np.ones_like(y2), x, k, (2, 1), (0, 0, 0, 0), dilation=(2, 2)))
 
     many = run()
-    numba.set_num_threads(1)
-    try:
-        one = run()
-    finally:
-        numba.set_num_threads(threads)
+    one = one_thread(run)
     for a, b in zip(many, one):
         assert a.tobytes() == b.tobytes()
 

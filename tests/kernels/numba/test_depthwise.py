@@ -20,7 +20,7 @@ from minicnn.kernels.shapes import window_output
 
 nb = pytest.importorskip("minicnn.kernels.numba_backend")
 
-from tests.kernels.numba.kernelcheck import SETTINGS, Canary, assert_close, layout  # noqa: E402
+from tests.kernels.numba.kernelcheck import SETTINGS, Canary, assert_close, layout, one_thread  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("numba_kernels_even_for_small_inputs")
 
@@ -126,11 +126,7 @@ def test_depthwise_results_do_not_depend_on_the_thread_count(m):
                 *nb.depthwise_conv2d_backward(dy, x, k, (2, 1), pads, dilation=(1, 2)))
 
     many = run()
-    numba.set_num_threads(1)
-    try:
-        one = run()
-    finally:
-        numba.set_num_threads(threads)
+    one = one_thread(run)
     for a, b_ in zip(many, one):
         assert a.tobytes() == b_.tobytes()
 

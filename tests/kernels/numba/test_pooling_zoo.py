@@ -18,7 +18,7 @@ from minicnn.kernels.shapes import window_output
 nb = pytest.importorskip("minicnn.kernels.numba_backend")
 
 from minicnn.kernels.numba import config  # noqa: E402
-from tests.kernels.numba.kernelcheck import SETTINGS, Canary, layout  # noqa: E402
+from tests.kernels.numba.kernelcheck import SETTINGS, Canary, layout, one_thread  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
 
@@ -165,8 +165,6 @@ def test_zero_padding_is_numpys_bit_for_bit(dt, pads, shape):
 def test_both_paths_and_any_thread_count_give_the_same_bits_and_stay_in_bounds(dt):
     """Realistic shapes on the serial and the parallel kernels, with 1 and 2 threads; inputs in
     NaN-margined buffers (a read outside would leak NaN into the results, which are bitwise numpy's)."""
-    import numba
-
     rng = np.random.default_rng(5)
     xc = Canary.holding(make(rng, (9, 14, 13, 6), dt, "normal"))
     gc = Canary.holding(make(rng, (9, 7, 7, 16), dt, "ties"))
@@ -189,16 +187,11 @@ def test_both_paths_and_any_thread_count_give_the_same_bits_and_stay_in_bounds(d
     for pads in ((0, 0, 0, 0), same):
         y = ref.avgpool2d_forward(xc.a, (3, 3), (2, 2), pads)
         want += [y, ref.avgpool2d_backward(y, xc.a.shape, (3, 3), (2, 2), pads)]
-    threads = numba.get_num_threads()
     results = []
     for path in ("serial", "parallel"):
         with pool_path(path):
             results.append(run())
-            numba.set_num_threads(1)
-            try:
-                results.append(run())
-            finally:
-                numba.set_num_threads(threads)
+            results.append(one_thread(run))
     for got in results:
         for a, b in zip(got, results[0]):
             assert a.tobytes() == b.tobytes()
