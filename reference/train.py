@@ -14,7 +14,10 @@ three model files without TensorFlow (``minicnn evaluate DIR/seed.keras``).
 Devices and strategies:
 
 * TF32 is turned off (``enable_tensor_float_32_execution(False)``), so GPU matmuls/convs stay
-  float32-accurate;
+  float32-accurate; when TensorFlow sees a GPU, training runs there (TensorFlow's default
+  placement) with op determinism on (``enable_op_determinism()``, after which the seeds set by
+  ``keras.utils.set_random_seed`` make runs repeatable); the first log line and
+  ``history.json`` (``device``) name the device, "device: CPU (no GPU visible)" otherwise;
 * ``--strategy default`` picks MultiWorkerMirroredStrategy when ``TF_CONFIG`` is set,
   MirroredStrategy when more than one device (GPU, or logical CPU) is visible, and the default
   strategy otherwise; ``mirrored`` / ``multiworker`` force one;
@@ -113,18 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _configure_devices(tf, logical: int | None) -> str:
-    """TF32 off and the logical device split; touches only configuration (no runtime start:
-    MultiWorkerMirroredStrategy must be created before the runtime initialises). Returns the
-    device kind in use, 'GPU' or 'CPU'."""
+def _configure_devices(tf, logical: int | None, select_device) -> dict:
+    """TF32 off, op determinism on a GPU, and the logical device split; touches only
+    configuration (no runtime start: MultiWorkerMirroredStrategy must be created before the
+    runtime initialises). Returns :func:`reference.crosscheck.environment.select_device`'s
+    dict of the device in use ('kind' 'GPU' or 'CPU', 'text' the log line)."""
     tf.config.experimental.enable_tensor_float_32_execution(False)
     gpus = tf.config.list_physical_devices("GPU")
+    device = select_device(gpus)
+    if device["determinism"]:
+        tf.config.experimental.enable_op_determinism()
     if logical and logical > 1:
         target = gpus[0] if gpus else tf.config.list_physical_devices("CPU")[0]
         extra = {"memory_limit": 1024} if gpus else {}
         tf.config.set_logical_device_configuration(
             target, [tf.config.LogicalDeviceConfiguration(**extra) for _ in range(logical)])
-    return "GPU" if gpus else "CPU"
+    return device
 
 
 def _StepCounter(keras):
@@ -153,9 +160,11 @@ def main(argv=None) -> int:
     from minicnn import datasets
     from minicnn.presets import build_preset
     from reference.convert import to_keras, to_tf_keras
+    from reference.crosscheck.environment import select_device
 
     tf_config = os.environ.get("TF_CONFIG")
-    device_kind = _configure_devices(tf, args.logical_devices)
+    device = _configure_devices(tf, args.logical_devices, select_device)
+    device_kind = device["kind"]
     if choose_strategy(args.strategy, 0, tf_config) == "multiworker":
         kind = "multiworker"
         strategy = tf.distribute.MultiWorkerMirroredStrategy()  # before anything starts the runtime
@@ -185,7 +194,7 @@ def main(argv=None) -> int:
     print(f"reference.train: '{args.preset}' on {len(xtr)} MNIST images, {args.epochs} epochs, batch "
           f"{args.batch_size}, {args.dtype}; strategy {type(strategy).__name__} with "
           f"{strategy.num_replicas_in_sync} replica(s) on {', '.join(devices)}; TF32 off; "
-          f"TensorFlow {tf.__version__}, Keras {keras.__version__}", flush=True)
+          f"TensorFlow {tf.__version__}, Keras {keras.__version__}; {device['text']}", flush=True)
     with strategy.scope():
         model = convert(build_preset(args.preset, dtype=args.dtype, seed=args.seed))
         model.compile(optimizer=keras.optimizers.Adam(), loss=keras.losses.CategoricalCrossentropy(),
@@ -213,7 +222,7 @@ def main(argv=None) -> int:
     record = {"history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
               "test_loss": float(loss), "test_accuracy": float(acc), "train_seconds": wall,
               "strategy": type(strategy).__name__, "replicas": int(strategy.num_replicas_in_sync),
-              "devices": devices, "preset": args.preset, "images": int(len(xtr)), "epochs": args.epochs,
+              "devices": devices, "device": device["text"], "preset": args.preset, "images": int(len(xtr)), "epochs": args.epochs,
               "epochs_run": len(history.history.get("loss", [])), "steps_run": steps.count,
               "steps_total": args.epochs * -(-len(xtr) // args.batch_size), "batch_size": args.batch_size,
               "dtype": args.dtype, "tensorflow": tf.__version__, "keras": keras.__version__,

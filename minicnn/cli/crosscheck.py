@@ -35,6 +35,16 @@ def register(sub) -> None:
                    help="first N test images, or a seeded random sample")
     p.add_argument("--seed", type=int, default=0, help="seeds the weights, the upstream gradient and --sample random")
     p.add_argument("--data-dir", default=None, help="MNIST directory (default: $MINICNN_DATA_DIR, caches)")
+    p.add_argument("--histograms", action="store_true",
+                   help="print the full per-decade counts of every tensor's elementwise relative errors "
+                        "(a one-line summary per tensor is always printed)")
+    p.add_argument("--bisect", action="store_true",
+                   help="also find the first of the --steps at which a float32 minicnn run leaves the "
+                        "float64 run (same start, same batches) by more than --bisect-rtol, by bisection "
+                        "over saved states; information, not judged")
+    p.add_argument("--bisect-rtol", type=float, default=None, metavar="R",
+                   help="with --bisect: the distance max|w32 - w64| / max|w64| that counts as leaving "
+                        "(default 1e-4, the float32 loss tolerance)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
     add_runtime_options(p)
     p.set_defaults(func=run_crosscheck)

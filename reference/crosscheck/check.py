@@ -9,14 +9,17 @@ import numpy as np
 from minicnn.datasets import one_hot
 
 from .. import convert
+from .bisect import DEFAULT_RTOL, bisect_steps
 from .environment import floatx, header, setup_tensorflow
+from .histogram import LABELS, RULE as HISTOGRAM_RULE
 from .layer_check import TENSORS, layer_check
 from .tolerances import REDUCTION_RULE, RULE, table_for
 from .training import hyper_rule, training_check
 
 
 def crosscheck(model, x, y, dtype="float32", steps=50, optimizer="adam", seed=0, batch=None,
-               data_source="user data", threads=None, keras_floatx=None) -> dict:
+               data_source="user data", threads=None, keras_floatx=None, bisect=False, bisect_rtol=None,
+               bisect_keras=True) -> dict:
     """Compare ``model`` with its Keras twin; returns the report dict (see
     :func:`reference.crosscheck.format_report`).
 
@@ -35,8 +38,12 @@ def crosscheck(model, x, y, dtype="float32", steps=50, optimizer="adam", seed=0,
         model reproduces Keras's default floatx). Keras's learning-rate variable has this dtype,
         and minicnn's optimizer is given ``learning_rate_dtype`` = the same (docs/parity.md,
         "Optimizer hyperparameters and floatx").
+    bisect : also find the first of the ``steps`` at which a float32 minicnn run leaves the
+        float64 one by more than ``bisect_rtol`` (default 1e-4), by bisection
+        (:func:`reference.crosscheck.bisect.bisect_steps`; with ``bisect_keras`` Keras's float32
+        run is compared with minicnn's float64 at every step too). Information, not judged.
     """
-    setup_tensorflow(threads)  # thread pools and TF32 before anything runs
+    setup_tensorflow(threads, seed)  # thread pools and TF32 before anything runs
     dtype = np.dtype(dtype).name
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
@@ -62,6 +69,8 @@ def crosscheck(model, x, y, dtype="float32", steps=50, optimizer="adam", seed=0,
         report["header"]["upstream_gradient"] = f"G ~ U(-1, 1), seed {seed}; scalar = sum(output * G)"
         report["header"]["rule"] = RULE
         report["header"]["reduction_rule"] = REDUCTION_RULE
+        report["header"]["histogram_rule"] = HISTOGRAM_RULE
+        report["header"]["histogram_bins"] = list(LABELS)
         report["tolerances"] = table_for(dtype)
         # Both sides in training mode with Dropout's rate 0 (the identity, and nothing random):
         # BatchNormalization then uses the batch's statistics on both sides, as in a training step
@@ -75,6 +84,8 @@ def crosscheck(model, x, y, dtype="float32", steps=50, optimizer="adam", seed=0,
         report["end_to_end"] = per_layer["end_to_end"]
         report["training"] = (training_check(model, x, y, dtype, steps, optimizer, batch, keras_floatx)
                               if steps > 0 else None)
+        report["bisect"] = (bisect_steps(model, x, y, steps, optimizer, batch, bisect_rtol or DEFAULT_RTOL,
+                                         keras=bisect_keras) if bisect and steps > 0 else None)
         report["seconds"] = time.perf_counter() - t0
     report["summary"] = summarise(report)
     return report
@@ -100,6 +111,8 @@ def _not_judged(report):
         names += [c["check"] for c in tr["checks"] if not c["judged"]]
         if tr.get("loss_path"):
             names.append("Keras loss path")
+    if report.get("bisect"):
+        names.append("bisect")
     return names
 
 

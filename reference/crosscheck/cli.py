@@ -34,14 +34,21 @@ def run(args) -> int:
     judged quantity is within tolerance, 1 otherwise."""
     if args.batch < 1 or args.steps < 0:
         raise ValueError("--batch must be >= 1 and --steps >= 0")
+    bisect = getattr(args, "bisect", False)
+    bisect_rtol = getattr(args, "bisect_rtol", None)
+    if bisect and args.steps < 1:
+        raise ValueError("--bisect needs --steps >= 1")
+    if bisect_rtol is not None and not (bisect and bisect_rtol > 0):
+        raise ValueError(f"--bisect-rtol must be > 0 and given with --bisect, got {bisect_rtol}")
     model = load_checked_model(args)
     n = args.batch * max(1, args.steps)
     x, y, where = load_mnist_batch(n, args.sample, args.seed, args.data_dir, args.dtype)
     where = f"{where}; layer check on the first {args.batch}"
     report = crosscheck(model, x, y, dtype=args.dtype, steps=args.steps, optimizer=args.optimizer,
                         seed=args.seed, batch=args.batch, data_source=where, threads=args.threads,
-                        keras_floatx=getattr(args, "keras_floatx", None))
-    print(format_report(report))
+                        keras_floatx=getattr(args, "keras_floatx", None), bisect=bisect,
+                        bisect_rtol=bisect_rtol)
+    print(format_report(report, histograms=getattr(args, "histograms", False)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)

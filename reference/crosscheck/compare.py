@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .histogram import decade_histogram
+
 OK, FAIL, NOT_JUDGED = "ok", "FAIL", "not judged"
 
 
@@ -68,7 +70,8 @@ def compare(mine, ref, rtol, atol=0.0) -> dict:
     ``failure`` 'NaN' or 'Inf' and the first such index, whatever the values; the numbers (max|d|,
     rel, ULPs) are then over the positions finite on both sides. ``ulps`` is max|d| in units of the
     spacing of ``dtype`` at max|ref| (normwise, comparable to rel / epsilon); ``max_elementwise_ulps``
-    the largest elementwise ULP distance. ``failure`` is None, 'shape', 'NaN', 'Inf' or 'value'."""
+    the largest elementwise ULP distance; ``rel_histogram`` the log-decade histogram of the
+    elementwise relative errors (:func:`.histogram.decade_histogram`). ``failure`` is None, 'shape', 'NaN', 'Inf' or 'value'."""
     mine = np.asarray(mine)
     ref = np.asarray(ref)
     judged = rtol is not None
@@ -78,7 +81,7 @@ def compare(mine, ref, rtol, atol=0.0) -> dict:
         ref_max = float(np.max(np.abs(ref))) if ref.size else 0.0
         return {"shape": list(ref.shape), "mine_shape": list(mine.shape), "max_abs": float("inf"),
                 "mean_abs": float("inf"), "ref_max": ref_max, "rel": float("inf"), "argmax": None,
-                "ulps": None, "max_elementwise_ulps": None, "nonfinite": None,
+                "ulps": None, "max_elementwise_ulps": None, "nonfinite": None, "rel_histogram": None,
                 "rtol": rtol, "atol": atol, "judged": judged, "passed": False if judged else None,
                 "status": _status(judged, False), "failure": "shape", "note": "shape mismatch"}
     dtype = ref.dtype if ref.dtype.kind == "f" else np.dtype(np.float64)
@@ -102,6 +105,7 @@ def compare(mine, ref, rtol, atol=0.0) -> dict:
     out = {"shape": list(ref.shape), "max_abs": max_abs, "mean_abs": float(d.mean()) if d.size else 0.0,
            "ref_max": ref_max, "rel": rel, "argmax": idx, "ulps": max_abs / spacing,
            "max_elementwise_ulps": ulp_distance(mine, ref, dtype), "nonfinite": nf,
+           "rel_histogram": decade_histogram(mine, ref),
            "rtol": rtol, "atol": atol, "judged": judged, "passed": passed, "status": _status(judged, passed),
            "failure": failure}
     if failure in ("NaN", "Inf"):

@@ -7,7 +7,9 @@ of information (unpinned gradients, max-pool ties, Keras's loss path) say so.
 
 from __future__ import annotations
 
+from .bisect import bisect_lines
 from .compare import NOT_JUDGED, verdict_text
+from .histogram import LABELS, compact
 from .tolerances import DOC
 
 INFO = "information, not judged"
@@ -37,6 +39,17 @@ def _ulps(r):
     return "-" if r.get("ulps") is None else _fmt(float(r["ulps"])) if r["ulps"] >= 1e4 else f"{r['ulps']:.3g}"
 
 
+def device_line(d) -> str:
+    """'device: CPU (no GPU visible)' or 'device: GPU ...; TF32 off, op determinism on', with the
+    state TensorFlow reports when it differs from what was asked."""
+    if not d:
+        return "device: -"
+    text = d["text"]
+    if d["kind"] == "GPU" and (d.get("tf32") or d.get("op_determinism") is False):
+        text += f" (TensorFlow reports TF32 {d.get('tf32')}, op determinism {d.get('op_determinism')})"
+    return text
+
+
 def _header_lines(h):
     t = h["threads"]
     lines = [
@@ -46,6 +59,7 @@ def _header_lines(h):
         f"minicnn backend: {h['backend']}" + (f" ({t['numba']} numba threads)" if t["numba"] else "")
         + f" | TensorFlow: {', '.join(h['tf_devices'])}, intra-op {t['tf_intra_op']} / inter-op "
         f"{t['tf_inter_op']} threads, oneDNN {h['onednn']}, TF32 {'on' if h['tf32'] else 'off'}",
+        device_line(h.get("device")),
         (f"seed {h['seed']}; {h['upstream_gradient']}; dropout in inference mode; gradients compared at "
          "minicnn's activations"),
         f"rule: {h['rule']}; tolerances and their reasons: {DOC}, \"Tolerances\"",
@@ -59,6 +73,34 @@ def _header_lines(h):
         lines.append(f"max-pool windows with tied maxima: {m['exact_ties']:,} of {m['windows']:,} ({m['share']:.1%}) "
                      f"exact, {m['near_ties']:,} within rounding (gap <= out rtol x max|input|) ({INFO})")
     return lines
+
+
+#: the compact histogram's heading: what each column of the line is
+HISTOGRAM_HEAD = ("elementwise relative error |d|/max(|ref|, tiny) by decade, one column per bin: exact, <=1e-17, "
+                  "1e-16 ... 1e-1, 1, >1 (' ' none, then .:-=+*#@ by log of the count; counts in the JSON, "
+                  "rel_histogram; tables with --histograms):")
+
+
+def histogram_lines(rows, indent="  ") -> list[str]:
+    """One compact line per row: its name, the sparkline and the bins of the median and max."""
+    rows = [r for r in rows if r.get("rel_histogram")]
+    if not rows:
+        return []
+    names = [f"{r['layer']}/{r['tensor']}" for r in rows]
+    w = max(map(len, names))
+    return [indent + HISTOGRAM_HEAD] + [f"{indent}  {n.ljust(w)}  {compact(r['rel_histogram'])}"
+                                        for n, r in zip(names, rows)]
+
+
+def histogram_tables(rows, title) -> list[str]:
+    """The full counts, one row per tensor and one column per bin (``--histograms``)."""
+    rows = [r for r in rows if r.get("rel_histogram")]
+    if not rows:
+        return []
+    head = ("tensor",) + LABELS + ("NaN/Inf",)
+    body = [(f"{r['layer']}/{r['tensor']}", *r["rel_histogram"]["counts"], r["rel_histogram"]["nonfinite"])
+            for r in rows]
+    return ["", f"{title}: elementwise relative errors per decade (counts)"] + _table(head, body)
 
 
 def _layer_lines(report):
@@ -79,6 +121,7 @@ def _layer_lines(report):
     if raised:
         lines.append("output tolerances raised to the layer's own error floor (Layer.output_rtol_floor; "
                      f"BatchNormalization: kappa u N*H*W / 16, its batch statistics): {', '.join(raised)}")
+    lines += histogram_lines(report["layers"], indent="")
     e = report.get("end_to_end")
     if e:
         lines.append(f"without pinning (one TF tape, each side at its own activations): output "
@@ -160,7 +203,8 @@ def _weights_lines(tr):
     head = ("layer", "weight", "shape", "max|d|", "mean|d|", "max|d|/max|ref|", "rtol", "status")
     table = _table(head, [(r["layer"], r["tensor"], _shape(r["shape"]), _fmt(r["max_abs"]), _fmt(r["mean_abs"]),
                            _fmt(r["rel"]), _fmt(r["rtol"]), r["status"]) for r in rows])
-    return [f"  weights after {tr['steps']} free-running steps, {heading}:"] + ["  " + ln for ln in table]
+    return ([f"  weights after {tr['steps']} free-running steps, {heading}:"] + ["  " + ln for ln in table]
+            + histogram_lines(rows, indent="  "))
 
 
 def _training_lines(tr):
@@ -180,11 +224,18 @@ def _training_lines(tr):
     return lines
 
 
-def format_report(report: dict) -> str:
-    """Header, one row per (layer, tensor), training, and the RESULT line."""
+def format_report(report: dict, histograms: bool = False) -> str:
+    """Header, one row per (layer, tensor), training, the bisection when run, and the RESULT
+    line; ``histograms`` adds the full per-decade counts of every tensor."""
     lines = _header_lines(report["header"]) + [""] + _layer_lines(report)
     if report.get("training"):
         lines += _training_lines(report["training"])
+    if report.get("bisect"):
+        lines += bisect_lines(report["bisect"])
+    if histograms:
+        lines += histogram_tables(report["layers"], "layers")
+        if report.get("training"):
+            lines += histogram_tables(report["training"]["weights"], f"weights after {report['training']['steps']} steps")
     s = report["summary"]
     j = s["judged"]
     lines.append("")
