@@ -45,6 +45,10 @@ def register(sub) -> None:
     p.add_argument("--bisect-rtol", type=float, default=None, metavar="R",
                    help="with --bisect: the distance max|w32 - w64| / max|w64| that counts as leaving "
                         "(default 1e-4, the float32 loss tolerance)")
+    p.add_argument("--bisect-every", type=int, default=None, metavar="C",
+                   help="with --bisect: measure and save states every C steps, then bisect the first "
+                        "interval that exceeds (default ceil(sqrt(--steps)); 1 = measure every step, "
+                        "which also catches excursions between checkpoints)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
     add_runtime_options(p)
     p.set_defaults(func=run_crosscheck)

@@ -17,10 +17,14 @@ the state of both runs at the last checkpoint that was still within rtol: memory
 not K. The first checkpoint interval (lo, hi] with d(lo) <= rtol < d(hi) is then bisected: each
 probe restores the saved state, replays up to its step and measures d there; a probe within rtol
 becomes the new saved state. Cost: K steps + at most C log2 C replayed steps (O(K) for C = sqrt
-K); re-running from the start for every probe would cost O(K log K). The step found is the first
-crossing inside that interval; a distance that rose above rtol and fell back between two
-checkpoints before it would not be seen (d is measured at the checkpoints and the probes only;
-the loss difference is recorded at every step).
+K); re-running from the start for every probe would cost O(K log K). The step found is a
+crossing (d(s-1) <= rtol < d(s)) inside that interval, and the first one when d does not rise
+above rtol and fall back between measurements: d is measured at the checkpoints and the probes
+only (the loss difference at every step). Real float32-vs-float64 curves are not monotone (a
+small conv net under Adam: 1.8e-7, 1.7e-6, 1.0e-6, 1.2e-6, ... over its first steps), so an
+excursion between checkpoints can be missed; ``checkpoint_every=1`` (``--bisect-every 1``)
+measures every step, a linear scan that finds the first crossing exactly for the same K steps
+and K measurements (a measurement costs one pass over the weights, far less than a step).
 
 Optionally (``keras=True``) Keras's float32 run (compile + train_on_batch, the training check's)
 takes the same batches and is compared with the minicnn float64 run at every step (a linear
@@ -48,8 +52,8 @@ from .training import _compiled_keras, batches, optimizer_pair
 DEFAULT_RTOL = 1e-4
 
 RULE = ("d(k) = max over weights of max|w32 - w64| / max|w64| after step k; the float32 run leaves float64 at "
-        "the first k with d(k) > rtol; found by bisection over saved states (checkpoints every ceil(sqrt K) "
-        "steps, replays bit-exact)")
+        "the first k with d(k) > rtol; found by bisection over saved states (checkpoints every C steps, "
+        "default ceil(sqrt K); replays checked bit-exact)")
 
 
 class Run:
@@ -111,13 +115,15 @@ def bisect_steps(model, x, y, steps, optimizer="adam", batch=32, rtol=DEFAULT_RT
         raise ValueError(f"--bisect needs --steps >= 1, got {steps}")
     if not rtol > 0:
         raise ValueError(f"the bisection's rtol must be > 0, got {rtol}")
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise ValueError(f"the bisection's checkpoint spacing must be >= 1, got {checkpoint_every}")
     t0 = time.perf_counter()
     if not model.built:
         model.build()
     data = list(batches(np.asarray(x), np.asarray(y), steps, batch))
     r32 = Run(model, "float32", optimizer, data, after_step)
     r64 = Run(model, "float64", optimizer, data)
-    c = int(checkpoint_every or max(1, math.ceil(math.sqrt(steps))))
+    c = int(checkpoint_every or math.ceil(math.sqrt(steps)))
     curve, loss32, loss64 = {}, [], []
     saved = (r32.state(), r64.state())  # the last checkpoint still within rtol (step 0 is)
     interval = None

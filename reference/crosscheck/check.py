@@ -19,7 +19,7 @@ from .training import hyper_rule, training_check
 
 def crosscheck(model, x, y, dtype="float32", steps=50, optimizer="adam", seed=0, batch=None,
                data_source="user data", threads=None, keras_floatx=None, bisect=False, bisect_rtol=None,
-               bisect_keras=True) -> dict:
+               bisect_keras=True, bisect_every=None) -> dict:
     """Compare ``model`` with its Keras twin; returns the report dict (see
     :func:`reference.crosscheck.format_report`).
 
@@ -41,7 +41,8 @@ def crosscheck(model, x, y, dtype="float32", steps=50, optimizer="adam", seed=0,
     bisect : also find the first of the ``steps`` at which a float32 minicnn run leaves the
         float64 one by more than ``bisect_rtol`` (default 1e-4), by bisection
         (:func:`reference.crosscheck.bisect.bisect_steps`; with ``bisect_keras`` Keras's float32
-        run is compared with minicnn's float64 at every step too). Information, not judged.
+        run is compared with minicnn's float64 at every step too; ``bisect_every`` the checkpoint
+        spacing, default ceil(sqrt(steps)), 1 for a linear scan). Information, not judged.
     """
     setup_tensorflow(threads, seed)  # thread pools and TF32 before anything runs
     dtype = np.dtype(dtype).name
@@ -85,7 +86,8 @@ def crosscheck(model, x, y, dtype="float32", steps=50, optimizer="adam", seed=0,
         report["training"] = (training_check(model, x, y, dtype, steps, optimizer, batch, keras_floatx)
                               if steps > 0 else None)
         report["bisect"] = (bisect_steps(model, x, y, steps, optimizer, batch, bisect_rtol or DEFAULT_RTOL,
-                                         keras=bisect_keras) if bisect and steps > 0 else None)
+                                         checkpoint_every=bisect_every, keras=bisect_keras)
+                            if bisect and steps > 0 else None)
         report["seconds"] = time.perf_counter() - t0
     report["summary"] = summarise(report)
     return report

@@ -40,6 +40,9 @@ def run(args) -> int:
         raise ValueError("--bisect needs --steps >= 1")
     if bisect_rtol is not None and not (bisect and bisect_rtol > 0):
         raise ValueError(f"--bisect-rtol must be > 0 and given with --bisect, got {bisect_rtol}")
+    bisect_every = getattr(args, "bisect_every", None)
+    if bisect_every is not None and not (bisect and bisect_every >= 1):
+        raise ValueError(f"--bisect-every must be >= 1 and given with --bisect, got {bisect_every}")
     model = load_checked_model(args)
     n = args.batch * max(1, args.steps)
     x, y, where = load_mnist_batch(n, args.sample, args.seed, args.data_dir, args.dtype)
@@ -47,7 +50,7 @@ def run(args) -> int:
     report = crosscheck(model, x, y, dtype=args.dtype, steps=args.steps, optimizer=args.optimizer,
                         seed=args.seed, batch=args.batch, data_source=where, threads=args.threads,
                         keras_floatx=getattr(args, "keras_floatx", None), bisect=bisect,
-                        bisect_rtol=bisect_rtol)
+                        bisect_rtol=bisect_rtol, bisect_every=bisect_every)
     print(format_report(report, histograms=getattr(args, "histograms", False)))
     if args.json:
         with open(args.json, "w") as f:

@@ -59,10 +59,10 @@ def _header_lines(h):
         f"minicnn backend: {h['backend']}" + (f" ({t['numba']} numba threads)" if t["numba"] else "")
         + f" | TensorFlow: {', '.join(h['tf_devices'])}, intra-op {t['tf_intra_op']} / inter-op "
         f"{t['tf_inter_op']} threads, oneDNN {h['onednn']}, TF32 {'on' if h['tf32'] else 'off'}",
-        device_line(h.get("device")),
         (f"seed {h['seed']}; {h['upstream_gradient']}; dropout in inference mode; gradients compared at "
          "minicnn's activations"),
         f"rule: {h['rule']}; tolerances and their reasons: {DOC}, \"Tolerances\"",
+        device_line(h.get("device")),
     ]
     if "reduction_rule" in h:
         lines.append(f"tolerance of long reductions: {h['reduction_rule']}")
