@@ -9,13 +9,16 @@ How the two sides are driven and why is in docs/parity.md.
 
 Modules, in the order the check runs:
 
-* :mod:`.environment`: TensorFlow's thread pools and TF32, ``floatx``, the report header;
+* :mod:`.environment`: TensorFlow's device (a GPU when one is visible: TF32 off, op determinism
+  on), thread pools and TF32, ``floatx``, the report header;
 * :mod:`.sides`: minicnn's side (the model's own ``forward``/``backward`` passes, recorded) and
   Keras's (layer by layer, each VJP at minicnn's activations; and one unpinned tape);
 * :mod:`.layer_check`: one judged row per (layer, tensor), plus the information lines;
 * :mod:`.training`: K steps, free-running (judged in float64) and step by step (judged in float32);
 * :mod:`.loss_path`: which cross-entropy Keras computes on a softmax output (information);
 * :mod:`.compare` and :mod:`.tolerances`: each comparison's numbers and verdict, and the table;
+  :mod:`.histogram`: each comparison's log-decade histogram of elementwise relative errors;
+* :mod:`.bisect`: ``--bisect``, the first step at which a float32 run leaves the float64 run;
 * :mod:`.check`: :func:`crosscheck` and the summary; :mod:`.report`: the text;
   :mod:`.data`: MNIST batches; :mod:`.cli`: :func:`run`.
 
