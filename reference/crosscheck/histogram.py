@@ -43,8 +43,9 @@ def relative_errors(a, b) -> tuple[np.ndarray, int]:
     b = np.asarray(b)
     dtype = b.dtype if b.dtype.kind == "f" else np.dtype(np.float64)
     finite = np.isfinite(a) & np.isfinite(b)
-    a64 = a[finite].astype(np.float64)
-    b64 = b[finite].astype(np.float64)
+    every = bool(finite.all())  # the usual case: no gather needed
+    a64 = (a if every else a[finite]).astype(np.float64).ravel()
+    b64 = (b if every else b[finite]).astype(np.float64).ravel()
     tiny = float(np.finfo(dtype).tiny)
     return np.abs(a64 - b64) / np.maximum(np.abs(b64), tiny), int(finite.size - finite.sum())
 
@@ -76,7 +77,8 @@ def decade_histogram(a, b) -> dict:
     out = {"counts": [int(c) for c in counts], "nonfinite": nonfinite, "total": int(r.size + nonfinite),
            "median": None, "max": None}
     if r.size:
-        out["median"] = LABELS[int(np.sort(bins)[(r.size - 1) // 2])]  # the lower median
+        # the bin of the lower median: the first whose running count passes (n - 1) // 2
+        out["median"] = LABELS[int(np.searchsorted(np.cumsum(counts), (r.size - 1) // 2, side="right"))]
         out["max"] = LABELS[int(bins.max())]
     return out
 
