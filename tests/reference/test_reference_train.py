@@ -80,7 +80,12 @@ def test_multiworker_single_worker(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     tf_config = json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}})
-    run_train(tmp_path, "--preset", "pooled", "--epochs", "1", "--limit", "300", env_extra={"TF_CONFIG": tf_config})
+    r = run_train(tmp_path, "--preset", "pooled", "--epochs", "1", "--limit", "300",
+                  env_extra={"TF_CONFIG": tf_config})
     record = json.loads((tmp_path / "pooled.history.json").read_text())
     assert record["strategy"] in ("MultiWorkerMirroredStrategy", "CollectiveAllReduceStrategy")
+    import tensorflow as tf  # the device line: the GPU when TensorFlow sees one (TF32 off, determinism on)
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    expected = "device: GPU " if gpu else "device: CPU (no GPU visible)"
+    assert record["device"].startswith(expected) and expected in r.stdout.splitlines()[0], r.stdout
     assert keras_files.load(tmp_path / "pooled.keras").name == "pooled"
