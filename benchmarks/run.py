@@ -20,11 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import analyse, machine, models, report
+from . import analyse, goals, machine, models, report
 from .sides.minicnn_side import MALLOC_ENV
 from .workers import ROOT, json_default, run_worker
 
-SECTIONS = ("peak", "ops", "steps", "alternatives", "memory", "compile", "numba", "numpy", "tensorflow",
+SECTIONS = ("peak", "ops", "steps", "latency", "traffic", "alternatives", "memory", "compile", "numba", "numpy", "tensorflow",
             "pytorch")
 ALIASES = {"fit": "memory", "tf": "tensorflow", "torch": "pytorch"}
 
@@ -111,8 +111,9 @@ def main(argv=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     shp = shapes(a)
-    repeats = {"op": 3, "step": 5, "infer": 2} if quick else {"op": 15, "step": 30, "infer": 10}
-    sections = [s for s in ("ops", "steps") if s not in skip]
+    repeats = ({"op": 3, "step": 5, "infer": 2, "latency": 100} if quick
+               else {"op": 15, "step": 30, "infer": 10, "latency": 500})
+    sections = [s for s in ("ops", "steps", "latency") if s not in skip]
     base = {"specs": a.specs, "dtypes": a.dtypes, "batches": a.batches, "infer_batches": a.infer_batches,
             "input_shape": shp["input_shape"], "num_classes": shp["num_classes"], "repeats": repeats,
             "sections": sections, "quick": quick}
@@ -172,6 +173,8 @@ def main(argv=None):
                      "samples": a.fit_samples if a.fit_samples is not None else (2000 if quick else 0),
                      "fallback_samples": 2000 if quick else 60000}
             R["fit"][fw] = step(f"fit one epoch: {fw}", lambda f=fargs: run_worker("fit", f))
+    if "traffic" not in skip:
+        R["traffic"] = step("bytes per step: perf counters?", lambda: _measured_traffic(a, shp, skip))
     if "compile" not in skip and "numba" not in skip:
         with tempfile.TemporaryDirectory(prefix="minicnn-numba-cache-") as cache:
             env = {"NUMBA_CACHE_DIR": cache}
@@ -183,6 +186,7 @@ def main(argv=None):
                                  lambda: run_worker("peak", {**peak_args, "fma_only": True, "quick": True}))
     R["meta"]["duration_s"] = time.time() - t_start
     A = analyse.analyse(R)
+    A["goals"] = goals.goal_table(R, A)
     R["derived"] = A
     with open(out_dir / "results.json", "w") as f:
         json.dump(R, f, indent=1, default=json_default)
@@ -195,9 +199,33 @@ def main(argv=None):
         print(f"plot failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     print(f"[{time.time() - t_start:6.1f}s] wrote {out_dir}/results.json, results.md, results.png")
     _summary(A)
+    for g in A["goals"]:
+        print(f"  goal {g['verdict']:>13s}: {g['goal']} {g['target']}"
+              + (f" (worst {g['worst']:.2f}{g['unit']}, {g['worst_case']})" if g["worst"] is not None else ""))
     for v in A["peak_violations"]:
         print(f"WARNING: above the measured FMA peak: {v}", file=sys.stderr)
     return 0
+
+
+def _measured_traffic(a, shp, skip) -> dict:
+    """The perf probe and, when the counters are readable, minicnn-numba's measured last-level
+    cache traffic per train step of the first model, dtype and batch."""
+    from . import traffic
+
+    out = {"perf": traffic.perf_probe(), "measured": {}}
+    if not out["perf"]["available"] or "numba" in skip:
+        return out
+    wargs = {"spec": a.specs[0], "dtype": a.dtypes[0], "batch": a.batches[0], "input_shape": shp["input_shape"],
+             "num_classes": shp["num_classes"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        def cmd(k):
+            return [sys.executable, "-m", "benchmarks.workers", "steps", json.dumps({**wargs, "steps": k}),
+                    os.path.join(tmp, f"steps{k}.json")]
+
+        env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        out["measured"]["minicnn-numba"] = {**traffic.measured_step_bytes(cmd, cwd=ROOT, env=env), "model": a.specs[0]["label"],
+                                            "dtype": a.dtypes[0], "batch": a.batches[0]}
+    return out
 
 
 def _summary(A):

@@ -60,7 +60,21 @@ def _compile(args):
     return compile_time.worker(args)
 
 
-WORKERS = {"peak": _peak, "minicnn": _minicnn, "tf": _tf, "torch": _torch, "fit": _fit, "compile": _compile}
+def _steps(args):
+    """``args["steps"]`` train steps of one model (what ``perf stat`` counts in the traffic section)."""
+    import minicnn
+
+    from . import models, ops
+
+    minicnn.use_backend(args.get("backend", "numba"))
+    m = models.compiled(args["spec"], args["dtype"], args["input_shape"], args["num_classes"], seed=0)
+    x, y = ops.batch_data(m, args["batch"])
+    for _ in range(args["steps"]):
+        m.train_on_batch(x, y)
+    return {"steps": args["steps"]}
+
+
+WORKERS = {"steps": _steps, "peak": _peak, "minicnn": _minicnn, "tf": _tf, "torch": _torch, "fit": _fit, "compile": _compile}
 
 
 def run_worker(name: str, wargs: dict, env_extra: dict | None = None, timeout: float = 3600) -> dict:

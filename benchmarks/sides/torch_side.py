@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from .. import ops as ops_mod
-from ..timing import measure
+from ..timing import measure, measure_latency
 
 
 def _nchw(a):
@@ -173,3 +173,16 @@ class TorchSide:
                 return net(x)
 
         return measure(run, repeats["infer"])
+
+    def latency(self, handle, model, repeats):
+        """One image (NCHW) through the eager module under ``no_grad``."""
+        torch = self.torch
+        net, _ = self._net(model, False)
+        net.eval()
+        x = torch.from_numpy(np.ascontiguousarray(_nchw(ops_mod.batch_data(model, 1, seed=3)[0])))
+
+        def run():
+            with torch.no_grad():
+                return net(x)
+
+        return {"no_grad": measure_latency(run, repeats["latency"])}
