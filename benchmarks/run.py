@@ -64,6 +64,14 @@ def parse_args(argv=None):
     ap.add_argument("--classes", type=int, default=None, help="number of classes, instead of the dataset's")
     ap.add_argument("--fit-samples", type=int, default=None, help="samples of the fit section's epoch "
                     "(default: the whole training set; --quick: 2000)")
+    ap.add_argument("--ops-batch", default=None, help="batch sizes of the per-op section (default: 100 if "
+                    "among --batch, else the first; 'all': every --batch)")
+    ap.add_argument("--ops-dtype", default=None, help="dtypes of the per-op section (default: the first "
+                    "--dtype; 'all')")
+    ap.add_argument("--reference-grid", choices=("reduced", "all"), default="reduced",
+                    help="minicnn-numpy and the alternatives (numba-gemm, numba-malloc): 'reduced' (default) "
+                    "= the per-op batch and the first dtype only, and under --quick the first model only; "
+                    "'all' = every model, batch and dtype")
     ap.add_argument("--skip", default="", help="comma-separated sections to skip: " + ",".join(SECTIONS)
                     + " (fit = memory)")
     a = ap.parse_args(argv)
@@ -76,6 +84,11 @@ def parse_args(argv=None):
         ap.error(f"--dtype takes float32 and/or float64, got {a.dtype!r}")
     a.batches = _ints(a.batch, "--batch")
     a.infer_batches = _ints(a.infer_batch or ("200" if a.quick else "1000"), "--infer-batch")
+    a.ops_batches = a.batches if a.ops_batch == "all" else (
+        _ints(a.ops_batch, "--ops-batch") if a.ops_batch else [100 if 100 in a.batches else a.batches[0]])
+    a.ops_dtypes = a.dtypes if a.ops_dtype == "all" else _csv(a.ops_dtype) or a.dtypes[:1]
+    if set(a.ops_batches) - set(a.batches) or set(a.ops_dtypes) - set(a.dtypes):
+        ap.error("--ops-batch/--ops-dtype must be among --batch/--dtype")
     presets = a.preset if a.preset is not None else (None if a.model else "all")
     a.specs = models.specs_from_args(presets, a.model)
     if not a.specs:
@@ -115,12 +128,14 @@ def main(argv=None):
                else {"op": 15, "step": 30, "infer": 10, "latency": 500})
     sections = [s for s in ("ops", "steps", "latency") if s not in skip]
     base = {"specs": a.specs, "dtypes": a.dtypes, "batches": a.batches, "infer_batches": a.infer_batches,
+            "ops_batches": a.ops_batches, "ops_dtypes": a.ops_dtypes,
             "input_shape": shp["input_shape"], "num_classes": shp["num_classes"], "repeats": repeats,
             "sections": sections, "quick": quick}
     R = {"meta": {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "quick": quick,
                   "command": "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:]),
                   "models": [s["label"] for s in a.specs], "dtypes": a.dtypes, "batches": a.batches,
-                  "infer_batches": a.infer_batches, "repeats": repeats, "shapes_from": shp["source"],
+                  "infer_batches": a.infer_batches, "ops_batches": a.ops_batches, "ops_dtypes": a.ops_dtypes,
+                  "reference_grid": a.reference_grid, "repeats": repeats, "shapes_from": shp["source"],
                   "input_shape": shp["input_shape"], "num_classes": shp["num_classes"],
                   "train_samples": shp["train_samples"], "dataset": a.dataset},
          "machine": machine.machine_info(), "models": {}, "frameworks": {}}
@@ -138,17 +153,21 @@ def main(argv=None):
     if "peak" not in skip:
         R["peak"] = step("FMA peak probe, clock, numpy matmul", lambda: run_worker("peak", peak_args))
     fws = []
+    # the reference backend and the alternatives are context, not goals: a reduced grid by default
+    ref = {} if a.reference_grid == "all" else {
+        "dtypes": a.ops_dtypes[:1], "batches": a.ops_batches[:1], "infer_batches": a.infer_batches[:1],
+        **({"specs": a.specs[:1]} if quick else {})}
     if "numba" not in skip:
         fws.append(("minicnn-numba", "minicnn", {"backend": "numba"}, None))
         if "alternatives" not in skip:
             if "ops" in sections:
                 fws.append(("minicnn-numba-gemm", "minicnn", {"backend": "numba", "tiles": False,
-                                                              "sections": ["ops"]}, None))
+                                                              "sections": ["ops"], **ref}, None))
             if "steps" in sections:
-                fws.append(("minicnn-numba-malloc", "minicnn", {"backend": "numba", "sections": ["steps"]},
+                fws.append(("minicnn-numba-malloc", "minicnn", {"backend": "numba", "sections": ["steps"], **ref},
                             MALLOC_ENV))
     if "numpy" not in skip:
-        fws.append(("minicnn-numpy", "minicnn", {"backend": "numpy"}, None))
+        fws.append(("minicnn-numpy", "minicnn", {"backend": "numpy", **ref}, None))
     if "tensorflow" not in skip:
         fws.append(("tensorflow", "tf", {}, None))
     if "pytorch" not in skip:

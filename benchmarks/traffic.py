@@ -61,6 +61,8 @@ def layer_traffic(layer, first: bool = False) -> dict:
     """Elements the layer's training forward and its backward read + write (the module's table):
     {"fwd_per_sample", "fwd_fixed", "bwd_per_sample", "bwd_fixed", "opt_fixed"}."""
     kind = type(layer).__name__
+    if layer.input_shape is None or layer.output_shape is None:
+        raise ValueError(f"traffic: layer {layer.name!r} ({kind}) has no shapes: build the model first")
     i, o = _n(layer.input_shape), _n(layer.output_shape)
     p = int(sum(w.size for w in layer.params.values()))
     t = int(sum(layer.params[k].size for k in layer.trainable_names))

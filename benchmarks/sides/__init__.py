@@ -32,7 +32,8 @@ def drive(side, args: dict) -> dict:
             for batch in args["batches"]:
                 b = entry["batches"].setdefault(str(batch), {})
                 for what in ("ops", "train_step"):
-                    if (what == "ops" and "ops" in sections) or (what == "train_step" and "steps" in sections):
+                    if (what == "ops" and "ops" in sections and batch in args.get("ops_batches", [batch])
+                            and dtype in args.get("ops_dtypes", [dtype])) or (what == "train_step" and "steps" in sections):
                         try:
                             b[what] = getattr(side, what)(handle, model, batch, args["repeats"])
                         except Exception as exc:  # noqa: BLE001
