@@ -114,6 +114,10 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     md = table(R)
+    if sum(line.startswith("| ") for line in md.splitlines()) <= 1:  # the header row only
+        print(f"benchmarks.headline: {a.results} has no minicnn-numba train-step, inference or latency figures "
+              "(a results.json of an older format, or a run that skipped them)", file=sys.stderr)
+        return 2
     if a.update:
         p = Path(a.update)
         new = update(p.read_text(), md, machine_line(R))

@@ -273,6 +273,21 @@ def compile_section(R) -> list[str]:
     return L + [""]
 
 
+def durations_section(R) -> list[str]:
+    """Wall and CPU seconds of every worker process: what a bigger run would cost (CPU time hardly
+    depends on what else the machine runs; wall time does)."""
+    items = [("FMA peak probe", R.get("peak")), ("FMA peak probe again", R.get("peak_recheck"))]
+    items += [(fw, v) for fw, v in (R.get("frameworks") or {}).items()]
+    items += [(f"fit: {fw}", v) for fw, v in (R.get("fit") or {}).items()]
+    items += [(f"compile: {k} cache", v) for k, v in (R.get("compile") or {}).items()]
+    rows = [f"| {name} | {v['wall_s']:.0f} | {v['cpu_s']:.0f} |" if v.get("cpu_s") is not None
+            else f"| {name} | {v['wall_s']:.0f} | {DASH} |" for name, v in items if isinstance(v, dict) and v.get("wall_s")]
+    if not rows:
+        return []
+    return ["## Run time by section\n", "| worker | wall s | CPU s |", "|---|---|---|"] + rows + [
+        f"| **whole run** | {R['meta'].get('duration_s', 0):.0f} | |", ""]
+
+
 def markdown(R, A) -> str:
     meta = R["meta"]
     L = ["# minicnn benchmark results\n",
@@ -286,6 +301,7 @@ def markdown(R, A) -> str:
     L += goals.section(A.get("goals") or goals.goal_table(R, A))
     L += machine_section(R, A) + paths.isa_section(R) + steps_section(R, A) + latency.section(R, A)
     L += traffic.section(R) + ops_section(R, A) + paths.section(R) + fit_section(R) + compile_section(R)
+    L += durations_section(R)
     errs = [(k, v["error"]) for k, v in (R.get("frameworks") or {}).items() if isinstance(v, dict) and "error" in v]
     for fw, v in (R.get("frameworks") or {}).items():
         for label, by_dt in (v.get("models") or {}).items() if isinstance(v, dict) else ():
