@@ -85,3 +85,30 @@ def test_section_says_not_measurable(perf):
          "traffic": {"perf": perf, "measured": {}}}
     md = "\n".join(traffic.section(R))
     assert "not measurable here" in md and "| tiny | float32 | 0.4 | 0.00 | 0.2 |" in md
+
+
+def test_measured_bytes_are_the_difference_of_two_runs(monkeypatch):
+    """perf stat around k and 3k steps (a fake perf here: this VM has no counters): start-up
+    cancels, (misses(15) - misses(5)) / 10 x 64 bytes per step."""
+    import subprocess
+
+    def fake_run(cmd, **kwargs):
+        k = int(cmd[-1])
+        loads, stores = 1000 + 300 * k, 50 + 20 * k  # 1000/50: start-up; 300/20 per step
+        err = f"{loads},,LLC-load-misses,1,100.00,,\n{stores},,LLC-store-misses,1,100.00,,\n"
+        return subprocess.CompletedProcess(cmd, 0, "", err)
+
+    monkeypatch.setattr(traffic.shutil, "which", lambda name: "/usr/bin/perf")
+    monkeypatch.setattr(traffic.subprocess, "run", fake_run)
+    out = traffic.measured_step_bytes(lambda k: ["python", "steps", str(k)])
+    assert out["misses_per_step"] == {"LLC-load-misses": 300, "LLC-store-misses": 20}
+    assert out["bytes_per_step"] == 64 * 320 and out["steps"] == [5, 15]
+
+
+def test_measured_bytes_report_perf_failing(monkeypatch):
+    import subprocess
+
+    monkeypatch.setattr(traffic.shutil, "which", lambda name: "/usr/bin/perf")
+    monkeypatch.setattr(traffic.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(
+        cmd, 0, "", "<not supported>,,LLC-load-misses,0,100.00,,\n"))
+    assert "error" in traffic.measured_step_bytes(lambda k: ["x", str(k)])
