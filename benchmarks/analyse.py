@@ -13,6 +13,7 @@ import math
 from .ops import LOSS_OP
 from .peak import plausibility
 from .timing import ratio
+from .traffic import step_bytes
 
 #: every framework the report knows, in table order
 FRAMEWORKS = ("minicnn-numba", "minicnn-numba-gemm", "minicnn-numba-malloc", "minicnn-numpy", "tensorflow",
@@ -55,13 +56,51 @@ def _pct(gf, peak):
     return 100.0 * gf / peak if gf and peak else None
 
 
+def _traffic(desc, batch, t, what) -> dict:
+    """The analytic bytes of the step or inference batch (``traffic.py``) and the bandwidth the
+    measured time implies (a lower bound: the model is compulsory traffic)."""
+    tr = desc.get("traffic")
+    if not tr or not t.get("median_ms"):
+        return {}
+    b = step_bytes(tr, batch, desc["itemsize"], what)
+    return {"model_mb": b / 1e6, "model_gb_s": b / t["median_ms"] / 1e6}
+
+
+#: per framework, the batch-1 call its latency is quoted for (minicnn: what a user calls)
+LATENCY_CALL = {"minicnn-numba": "predict", "minicnn-numpy": "predict", "pytorch": "no_grad"}
+#: TensorFlow's calls the goal compares with: the faster of the two
+TF_LATENCY_CALLS = ("model_call", "predict_on_batch")
+
+
+def latency(R) -> dict:
+    """{label: {dtype: {framework: {"call", "median_ms", "p95_ms", "vs_tf"}}}}: batch-1 latency;
+    vs_tf = the faster of TF's ``model(x)`` and ``predict_on_batch`` over this framework's call."""
+    out = {}
+    for fw in FRAMEWORKS:
+        for label, by_dt in _fw_models(R, fw).items():
+            for dtype, node in by_dt.items():
+                lat = node.get("latency") or {}
+                if "error" in lat or not lat:
+                    continue
+                tf = ((_fw_models(R, REFERENCE).get(label) or {}).get(dtype) or {}).get("latency") or {}
+                ref = [tf[c]["median_ms"] for c in TF_LATENCY_CALLS if (tf.get(c) or {}).get("median_ms")]
+                call = LATENCY_CALL.get(fw, "predict_on_batch" if fw == REFERENCE else None)
+                t = lat.get(call) or {}
+                if not t.get("median_ms"):
+                    continue
+                out.setdefault(label, {}).setdefault(dtype, {})[fw] = {
+                    "call": call, "median_ms": t["median_ms"], "p95_ms": t.get("p95_ms"),
+                    "vs_tf": min(ref) / t["median_ms"] if ref and fw != REFERENCE else None}
+    return out
+
+
 def _fw_models(R, fw):
     return ((R.get("frameworks") or {}).get(fw) or {}).get("models") or {}
 
 
 def analyse(R) -> dict:
     P = peaks(R)
-    A = {"peaks": P, "ops": {}, "steps": {}, "infer": {}, "peak_violations": []}
+    A = {"peaks": P, "ops": {}, "steps": {}, "infer": {}, "latency": latency(R), "peak_violations": []}
     fws = [fw for fw in FRAMEWORKS if _fw_models(R, fw)]
 
     def timing(fw, label, dtype, *path):
@@ -110,7 +149,7 @@ def analyse(R) -> dict:
                     ref = timing(REFERENCE, label, dtype, "batches", b, "train_step")
                     gf = _gf(n * desc["train_flops_per_sample"], t)
                     e = {"img_s": n / t["median_ms"] * 1e3, "gflops": gf, "pct_peak": _pct(gf, peak),
-                         "vs_tf": ratio(t, ref) if ref else None,
+                         "vs_tf": ratio(t, ref) if ref else None, **_traffic(desc, n, t, "step"),
                          "epoch_s_extrapolated": t["median_ms"] * math.ceil(R["meta"].get("train_samples", 60000) / n)
                          / 1e3}
                     check("train step", f"{label} {dtype} B={b}", fw, e["pct_peak"])
@@ -124,7 +163,7 @@ def analyse(R) -> dict:
                     ref = timing(REFERENCE, label, dtype, "infer", b)
                     gf = _gf(int(b) * desc["infer_flops_per_sample"], t)
                     e = {"img_s": int(b) / t["median_ms"] * 1e3, "gflops": gf, "pct_peak": _pct(gf, peak),
-                         "vs_tf": ratio(t, ref) if ref else None}
+                         "vs_tf": ratio(t, ref) if ref else None, **_traffic(desc, int(b), t, "infer")}
                     check("inference", f"{label} {dtype} B={b}", fw, e["pct_peak"])
                     A["infer"].setdefault(label, {}).setdefault(dtype, {}).setdefault(b, {})[fw] = e
     return A

@@ -17,6 +17,8 @@ import json
 
 import numpy as np
 
+from .traffic import model_traffic
+
 #: the loss every benchmarked model is compiled with (fused with a final softmax, as in Keras)
 LOSS = "categorical_crossentropy"
 
@@ -100,7 +102,12 @@ def describe(model) -> dict:
                        "params": int(sum(p.size for p in layer.params.values())),
                        "flops_fwd": fwd, "flops_bwd": bwd, "flops_bwd_in_step": step_bwd, "flops_source": src})
     infer = sum(l["flops_fwd"] for l in layers)
-    return {"name": model.name, "dtype": np.dtype(model.dtype).name, "input_shape": list(model.input_shape),
+    traffic = model_traffic(model)
+    for l in layers:
+        l["traffic"] = traffic["layers"][l["name"]]
+    return {"traffic": {k: v for k, v in traffic.items() if k != "layers"},
+            "itemsize": int(np.dtype(model.dtype).itemsize),
+            "name": model.name, "dtype": np.dtype(model.dtype).name, "input_shape": list(model.input_shape),
             "output_shape": list(model.layers[-1].output_shape), "params": int(model.count_params()),
             "layers": layers, "infer_flops_per_sample": infer,
             "train_flops_per_sample": infer + sum(l["flops_bwd_in_step"] for l in layers),

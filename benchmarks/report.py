@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from . import goals, latency, paths, traffic
 from .analyse import FRAMEWORKS, REFERENCE
 from .ops import LOSS_OP
 
@@ -141,7 +142,9 @@ def steps_section(R, A) -> list[str]:
          "weights; PyTorch: eager autograd + Adam). Inference: minicnn `model.predict(x, batch_size=B)`, "
          "TensorFlow a `tf.function` forward, PyTorch `no_grad`. GFLOP/s count the model's FLOPs "
          "(`layer.flops`): train = every layer's forward and backward less the first layer's input "
-         "gradient; % of the FMA peak (the bold figure of the peak table). **Epoch time is extrapolated** (step time x steps per "
+         "gradient; % of the FMA peak (the bold figure of the peak table). \"MB moved\": the compulsory traffic of "
+         "the step or batch from the analytic model of `benchmarks/traffic.py` (each op reads its operands and "
+         "writes its results once; Adam 7 x the weights), and that over the measured time. **Epoch time is extrapolated** (step time x steps per "
          f"epoch of {R['meta'].get('train_samples')} samples); the fit section has a measured epoch.\n"]
     for title, key, extra in (("Train step", "steps", True), ("Inference", "infer", False)):
         for label, by_dt in A.get(key, {}).items():
@@ -150,8 +153,9 @@ def steps_section(R, A) -> list[str]:
                 per = desc["train_flops_per_sample"] if extra else desc["infer_flops_per_sample"]
                 L.append(f"### {title}: {label}, {dtype} ({desc['params']:,} parameters, "
                          f"{per / 1e6:.1f} MFLOP per sample)\n")
-                L.append("| batch | framework | ms | img/s | vs TF | GFLOP/s (% peak) |" + (" epoch s (extrap.) |" if extra else ""))
-                L.append("|---|---|---|---|---|---|" + ("---|" if extra else ""))
+                L.append("| batch | framework | ms | img/s | vs TF | GFLOP/s (% peak) | MB moved (model) → GB/s |"
+                         + (" epoch s (extrap.) |" if extra else ""))
+                L.append("|---|---|---|---|---|---|---|" + ("---|" if extra else ""))
                 for b, by_fw in by_b.items():
                     for fw in FRAMEWORKS:
                         e = by_fw.get(fw)
@@ -160,15 +164,20 @@ def steps_section(R, A) -> list[str]:
                         node = R["frameworks"][fw]["models"][label][dtype]
                         t = node["batches"][b]["train_step"] if extra else node["infer"][b]
                         L.append(f"| {b} | {fw} | {fmt_ms(t)} | {e['img_s']:.0f} | {fmt_x(e['vs_tf'])} | "
-                                 f"{fmt_gf(e['gflops'], e['pct_peak'])} |"
+                                 f"{fmt_gf(e['gflops'], e['pct_peak'])} | {_traffic_cell(e)} |"
                                  + (f" {e['epoch_s_extrapolated']:.1f} |" if extra else ""))
                     t = _tf_node(R, label, dtype, b, extra)
                     k = "keras_train_on_batch" if extra else "keras_predict_on_batch"
                     if t and t.get(k):
                         L.append(f"| {b} | Keras `{k.split('_', 1)[1]}` | {fmt_ms(t[k])} | "
-                                 f"{int(b) / t[k]['median_ms'] * 1e3:.0f} | | | " + ("|" if extra else ""))
+                                 f"{int(b) / t[k]['median_ms'] * 1e3:.0f} | | | | " + ("|" if extra else ""))
                 L.append("")
     return L
+
+
+def _traffic_cell(e) -> str:
+    """'MB → GB/s' of the analytic traffic model (benchmarks/traffic.py) over the measured time."""
+    return f"{e['model_mb']:.1f} → {e['model_gb_s']:.1f}" if e.get("model_mb") else DASH
 
 
 def _tf_node(R, label, dtype, b, train):
@@ -264,6 +273,21 @@ def compile_section(R) -> list[str]:
     return L + [""]
 
 
+def durations_section(R) -> list[str]:
+    """Wall and CPU seconds of every worker process: what a bigger run would cost (CPU time hardly
+    depends on what else the machine runs; wall time does)."""
+    items = [("FMA peak probe", R.get("peak")), ("FMA peak probe again", R.get("peak_recheck"))]
+    items += [(fw, v) for fw, v in (R.get("frameworks") or {}).items()]
+    items += [(f"fit: {fw}", v) for fw, v in (R.get("fit") or {}).items()]
+    items += [(f"compile: {k} cache", v) for k, v in (R.get("compile") or {}).items()]
+    rows = [f"| {name} | {v['wall_s']:.0f} | {v['cpu_s']:.0f} |" if v.get("cpu_s") is not None
+            else f"| {name} | {v['wall_s']:.0f} | {DASH} |" for name, v in items if isinstance(v, dict) and v.get("wall_s")]
+    if not rows:
+        return []
+    return ["## Run time by section\n", "| worker | wall s | CPU s |", "|---|---|---|"] + rows + [
+        f"| **whole run** | {R['meta'].get('duration_s', 0):.0f} | |", ""]
+
+
 def markdown(R, A) -> str:
     meta = R["meta"]
     L = ["# minicnn benchmark results\n",
@@ -274,7 +298,10 @@ def markdown(R, A) -> str:
          "Times are milliseconds: median [min–max] of the repeats after warm-up; `*` marks a measurement "
          "that had to keep samples disturbed by other processes. Ratios are TensorFlow's time / this "
          "framework's time in the same run (> 1: faster than TensorFlow).\n"]
-    L += machine_section(R, A) + steps_section(R, A) + ops_section(R, A) + fit_section(R) + compile_section(R)
+    L += goals.section(A.get("goals") or goals.goal_table(R, A))
+    L += machine_section(R, A) + paths.isa_section(R) + steps_section(R, A) + latency.section(R, A)
+    L += traffic.section(R) + ops_section(R, A) + paths.section(R) + fit_section(R) + compile_section(R)
+    L += durations_section(R)
     errs = [(k, v["error"]) for k, v in (R.get("frameworks") or {}).items() if isinstance(v, dict) and "error" in v]
     for fw, v in (R.get("frameworks") or {}).items():
         for label, by_dt in (v.get("models") or {}).items() if isinstance(v, dict) else ():

@@ -20,11 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import analyse, machine, models, report
+from . import analyse, goals, machine, models, report
 from .sides.minicnn_side import MALLOC_ENV
 from .workers import ROOT, json_default, run_worker
 
-SECTIONS = ("peak", "ops", "steps", "alternatives", "memory", "compile", "numba", "numpy", "tensorflow",
+SECTIONS = ("peak", "ops", "steps", "latency", "traffic", "alternatives", "memory", "compile", "numba", "numpy", "tensorflow",
             "pytorch")
 ALIASES = {"fit": "memory", "tf": "tensorflow", "torch": "pytorch"}
 
@@ -64,6 +64,14 @@ def parse_args(argv=None):
     ap.add_argument("--classes", type=int, default=None, help="number of classes, instead of the dataset's")
     ap.add_argument("--fit-samples", type=int, default=None, help="samples of the fit section's epoch "
                     "(default: the whole training set; --quick: 2000)")
+    ap.add_argument("--ops-batch", default=None, help="batch sizes of the per-op section (default: 100 if "
+                    "among --batch, else the first; 'all': every --batch)")
+    ap.add_argument("--ops-dtype", default=None, help="dtypes of the per-op section (default: the first "
+                    "--dtype; 'all')")
+    ap.add_argument("--reference-grid", choices=("reduced", "all"), default="reduced",
+                    help="minicnn-numpy and the alternatives (numba-gemm, numba-malloc): 'reduced' (default) "
+                    "= the first per-op batch and dtype only, and minicnn-numpy on the first model only; "
+                    "'all' = every model, batch and dtype")
     ap.add_argument("--skip", default="", help="comma-separated sections to skip: " + ",".join(SECTIONS)
                     + " (fit = memory)")
     a = ap.parse_args(argv)
@@ -76,6 +84,11 @@ def parse_args(argv=None):
         ap.error(f"--dtype takes float32 and/or float64, got {a.dtype!r}")
     a.batches = _ints(a.batch, "--batch")
     a.infer_batches = _ints(a.infer_batch or ("200" if a.quick else "1000"), "--infer-batch")
+    a.ops_batches = a.batches if a.ops_batch == "all" else (
+        _ints(a.ops_batch, "--ops-batch") if a.ops_batch else [100 if 100 in a.batches else a.batches[0]])
+    a.ops_dtypes = a.dtypes if a.ops_dtype == "all" else _csv(a.ops_dtype) or a.dtypes[:1]
+    if set(a.ops_batches) - set(a.batches) or set(a.ops_dtypes) - set(a.dtypes):
+        ap.error("--ops-batch/--ops-dtype must be among --batch/--dtype")
     presets = a.preset if a.preset is not None else (None if a.model else "all")
     a.specs = models.specs_from_args(presets, a.model)
     if not a.specs:
@@ -111,15 +124,18 @@ def main(argv=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     shp = shapes(a)
-    repeats = {"op": 3, "step": 5, "infer": 2} if quick else {"op": 15, "step": 30, "infer": 10}
-    sections = [s for s in ("ops", "steps") if s not in skip]
+    repeats = ({"op": 3, "step": 5, "infer": 2, "latency": 100} if quick
+               else {"op": 15, "step": 30, "infer": 10, "latency": 500})
+    sections = [s for s in ("ops", "steps", "latency") if s not in skip]
     base = {"specs": a.specs, "dtypes": a.dtypes, "batches": a.batches, "infer_batches": a.infer_batches,
+            "ops_batches": a.ops_batches, "ops_dtypes": a.ops_dtypes,
             "input_shape": shp["input_shape"], "num_classes": shp["num_classes"], "repeats": repeats,
             "sections": sections, "quick": quick}
     R = {"meta": {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "quick": quick,
                   "command": "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:]),
                   "models": [s["label"] for s in a.specs], "dtypes": a.dtypes, "batches": a.batches,
-                  "infer_batches": a.infer_batches, "repeats": repeats, "shapes_from": shp["source"],
+                  "infer_batches": a.infer_batches, "ops_batches": a.ops_batches, "ops_dtypes": a.ops_dtypes,
+                  "reference_grid": a.reference_grid, "repeats": repeats, "shapes_from": shp["source"],
                   "input_shape": shp["input_shape"], "num_classes": shp["num_classes"],
                   "train_samples": shp["train_samples"], "dataset": a.dataset},
          "machine": machine.machine_info(), "models": {}, "frameworks": {}}
@@ -137,17 +153,23 @@ def main(argv=None):
     if "peak" not in skip:
         R["peak"] = step("FMA peak probe, clock, numpy matmul", lambda: run_worker("peak", peak_args))
     fws = []
+    # the reference backend and the alternatives are context, not goals: a reduced grid by default
+    ref = {} if a.reference_grid == "all" else {
+        "dtypes": a.ops_dtypes[:1], "batches": a.ops_batches[:1], "infer_batches": a.infer_batches[:1]}
+    # the numpy backend is by far the slowest worker (17 of 25 minutes of a loaded --quick run of
+    # the zoo): the first model only, unless --reference-grid all
+    ref_numpy = ref if a.reference_grid == "all" else {**ref, "specs": a.specs[:1]}
     if "numba" not in skip:
         fws.append(("minicnn-numba", "minicnn", {"backend": "numba"}, None))
         if "alternatives" not in skip:
             if "ops" in sections:
                 fws.append(("minicnn-numba-gemm", "minicnn", {"backend": "numba", "tiles": False,
-                                                              "sections": ["ops"]}, None))
+                                                              "sections": ["ops"], **ref}, None))
             if "steps" in sections:
-                fws.append(("minicnn-numba-malloc", "minicnn", {"backend": "numba", "sections": ["steps"]},
+                fws.append(("minicnn-numba-malloc", "minicnn", {"backend": "numba", "sections": ["steps"], **ref},
                             MALLOC_ENV))
     if "numpy" not in skip:
-        fws.append(("minicnn-numpy", "minicnn", {"backend": "numpy"}, None))
+        fws.append(("minicnn-numpy", "minicnn", {"backend": "numpy", **ref_numpy}, None))
     if "tensorflow" not in skip:
         fws.append(("tensorflow", "tf", {}, None))
     if "pytorch" not in skip:
@@ -172,6 +194,8 @@ def main(argv=None):
                      "samples": a.fit_samples if a.fit_samples is not None else (2000 if quick else 0),
                      "fallback_samples": 2000 if quick else 60000}
             R["fit"][fw] = step(f"fit one epoch: {fw}", lambda f=fargs: run_worker("fit", f))
+    if "traffic" not in skip:
+        R["traffic"] = step("bytes per step: perf counters?", lambda: _measured_traffic(a, shp, skip))
     if "compile" not in skip and "numba" not in skip:
         with tempfile.TemporaryDirectory(prefix="minicnn-numba-cache-") as cache:
             env = {"NUMBA_CACHE_DIR": cache}
@@ -183,6 +207,7 @@ def main(argv=None):
                                  lambda: run_worker("peak", {**peak_args, "fma_only": True, "quick": True}))
     R["meta"]["duration_s"] = time.time() - t_start
     A = analyse.analyse(R)
+    A["goals"] = goals.goal_table(R, A)
     R["derived"] = A
     with open(out_dir / "results.json", "w") as f:
         json.dump(R, f, indent=1, default=json_default)
@@ -195,9 +220,33 @@ def main(argv=None):
         print(f"plot failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     print(f"[{time.time() - t_start:6.1f}s] wrote {out_dir}/results.json, results.md, results.png")
     _summary(A)
+    for g in A["goals"]:
+        print(f"  goal {g['verdict']:>13s}: {g['goal']} {g['target']}"
+              + (f" (worst {g['worst']:.2f}{g['unit']}, {g['worst_case']})" if g["worst"] is not None else ""))
     for v in A["peak_violations"]:
         print(f"WARNING: above the measured FMA peak: {v}", file=sys.stderr)
     return 0
+
+
+def _measured_traffic(a, shp, skip) -> dict:
+    """The perf probe and, when the counters are readable, minicnn-numba's measured last-level
+    cache traffic per train step of the first model, dtype and batch."""
+    from . import traffic
+
+    out = {"perf": traffic.perf_probe(), "measured": {}}
+    if not out["perf"]["available"] or "numba" in skip:
+        return out
+    wargs = {"spec": a.specs[0], "dtype": a.dtypes[0], "batch": a.batches[0], "input_shape": shp["input_shape"],
+             "num_classes": shp["num_classes"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        def cmd(k):
+            return [sys.executable, "-m", "benchmarks.workers", "steps", json.dumps({**wargs, "steps": k}),
+                    os.path.join(tmp, f"steps{k}.json")]
+
+        env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        out["measured"]["minicnn-numba"] = {**traffic.measured_step_bytes(cmd, cwd=ROOT, env=env), "model": a.specs[0]["label"],
+                                            "dtype": a.dtypes[0], "batch": a.batches[0]}
+    return out
 
 
 def _summary(A):

@@ -35,6 +35,7 @@ def summarize(samples_ms, discarded=0, noisy=False) -> dict:
     a = np.asarray(samples_ms, dtype=float)
     return {"median_ms": float(np.median(a)), "min_ms": float(a.min()), "max_ms": float(a.max()),
             "q1_ms": float(np.percentile(a, 25)), "q3_ms": float(np.percentile(a, 75)),
+            "p95_ms": float(np.percentile(a, 95)),
             "n": int(a.size), "discarded": int(discarded), "noisy": bool(noisy)}
 
 
@@ -58,6 +59,21 @@ def measure(fn, repeats, warmup=2, max_discard=None, slack=2) -> dict:
                 continue
         samples.append(dt * 1e3)
     return summarize(samples, discarded, discarded >= max_discard)
+
+
+def measure_latency(fn, repeats, warmup=20) -> dict:
+    """Latency of a short call (batch-1 predict): ``repeats`` back-to-back timed calls after
+    ``warmup``, median and p95 (ms). No sample is discarded: a per-call latency includes what the
+    machine does meanwhile, and the p95 is there to show it (calls are far shorter than the
+    /proc/stat jiffy that :func:`measure` filters with)."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return summarize(samples)
 
 
 def rss_mb() -> float:

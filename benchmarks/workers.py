@@ -3,7 +3,8 @@ cores and peak-memory figures never mix:
 
     python -m benchmarks.workers NAME ARGS_JSON RESULT_PATH
 
-:func:`run_worker` starts one and returns its JSON result, or ``{"error": ...}``.
+:func:`run_worker` starts one and returns its JSON result, or ``{"error": ...}``, with its wall
+and CPU seconds (``wall_s``, ``cpu_s``).
 """
 
 from __future__ import annotations
@@ -60,7 +61,21 @@ def _compile(args):
     return compile_time.worker(args)
 
 
-WORKERS = {"peak": _peak, "minicnn": _minicnn, "tf": _tf, "torch": _torch, "fit": _fit, "compile": _compile}
+def _steps(args):
+    """``args["steps"]`` train steps of one model (what ``perf stat`` counts in the traffic section)."""
+    import minicnn
+
+    from . import models, ops
+
+    minicnn.use_backend(args.get("backend", "numba"))
+    m = models.compiled(args["spec"], args["dtype"], args["input_shape"], args["num_classes"], seed=0)
+    x, y = ops.batch_data(m, args["batch"])
+    for _ in range(args["steps"]):
+        m.train_on_batch(x, y)
+    return {"steps": args["steps"]}
+
+
+WORKERS = {"steps": _steps, "peak": _peak, "minicnn": _minicnn, "tf": _tf, "torch": _torch, "fit": _fit, "compile": _compile}
 
 
 def run_worker(name: str, wargs: dict, env_extra: dict | None = None, timeout: float = 3600) -> dict:
@@ -72,18 +87,27 @@ def run_worker(name: str, wargs: dict, env_extra: dict | None = None, timeout: f
         env.update(env_extra or {})
         cmd = [sys.executable, "-m", "benchmarks.workers", name, json.dumps(wargs, default=json_default),
                res_path]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _children_cpu_s()
         try:
             p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return {"error": f"timed out after {timeout} s"}
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, _children_cpu_s() - c0
         if p.returncode != 0 or not os.path.exists(res_path):
-            return {"error": f"exit {p.returncode}: {p.stderr.strip()[-3000:]}", "wall_s": wall}
+            return {"error": f"exit {p.returncode}: {p.stderr.strip()[-3000:]}", "wall_s": wall, "cpu_s": cpu}
         with open(res_path) as f:
             out = json.load(f)
-        out["wall_s"] = wall
+        out["wall_s"], out["cpu_s"] = wall, cpu
         return out
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds (user + system) of this process's finished children: a worker's CPU time, which
+    unlike its wall time hardly depends on what else the machine runs (for duration estimates)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def json_default(o):

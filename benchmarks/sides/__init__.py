@@ -1,7 +1,8 @@
 """One module per framework ("side"): how it runs a model's layers, a train step and inference.
 
 Each side is a class with ``info()``, ``prepare(model)``, ``ops(handle, model, batch, repeats)``,
-``train_step(handle, model, batch, repeats)`` and ``infer(handle, model, batch, repeats)``.
+``train_step(handle, model, batch, repeats)``, ``infer(handle, model, batch, repeats)`` and
+``latency(handle, model, repeats)`` (batch 1: {call name: timing with median and p95}).
 :func:`drive` runs one side over every requested model, dtype and batch size, in the worker
 process of that side; the minicnn model built from the spec is the source of the architecture,
 the weights and the data for every side.
@@ -15,7 +16,8 @@ from .. import models
 
 
 def drive(side, args: dict) -> dict:
-    """{"info": ..., "models": {label: {dtype: {"batches": {B: {...}}, "infer": {B: ...}}}}}."""
+    """{"info": ..., "models": {label: {dtype: {"batches": {B: {...}}, "infer": {B: ...},
+    "latency": {call: ...}}}}}."""
     out = {"info": side.info(), "models": {}}
     sections = set(args.get("sections", ("ops", "steps")))
     for spec in args["specs"]:
@@ -30,7 +32,8 @@ def drive(side, args: dict) -> dict:
             for batch in args["batches"]:
                 b = entry["batches"].setdefault(str(batch), {})
                 for what in ("ops", "train_step"):
-                    if (what == "ops" and "ops" in sections) or (what == "train_step" and "steps" in sections):
+                    if (what == "ops" and "ops" in sections and batch in args.get("ops_batches", [batch])
+                            and dtype in args.get("ops_dtypes", [dtype])) or (what == "train_step" and "steps" in sections):
                         try:
                             b[what] = getattr(side, what)(handle, model, batch, args["repeats"])
                         except Exception as exc:  # noqa: BLE001
@@ -41,6 +44,11 @@ def drive(side, args: dict) -> dict:
                         entry["infer"][str(batch)] = side.infer(handle, model, batch, args["repeats"])
                     except Exception as exc:  # noqa: BLE001
                         entry["infer"][str(batch)] = {"error": _error(exc)}
+            if "latency" in sections:
+                try:
+                    entry["latency"] = side.latency(handle, model, args["repeats"])
+                except Exception as exc:  # noqa: BLE001
+                    entry["latency"] = {"error": _error(exc)}
     return out
 
 

@@ -1,12 +1,13 @@
 """minicnn (numba or numpy backend): each layer's own ``forward``/``backward``, ``train_on_batch``
-and ``predict``, exactly as a user calls them."""
+and ``predict``, exactly as a user calls them; on the numba backend, which kernels each op ran
+(``minicnn.kernels.numba.info.trace_kernels``, one extra call after the timed ones)."""
 
 from __future__ import annotations
 
 import os
 
 from .. import ops as ops_mod
-from ..timing import measure
+from ..timing import measure, measure_latency
 
 #: glibc keeps freed blocks up to these sizes instead of unmapping them (and faulting them back in
 #: on the next step); read at process start, so set for a subprocess only ("malloc" variant)
@@ -52,6 +53,9 @@ class MinicnnSide:
             back = layer.logits_backward if c.from_logits else layer.backward
             res[c.name] = {"fwd": fwd, "bwd": measure(lambda: back(c.dy), repeats["op"]),
                            "bwd_from_logits": c.from_logits}
+            if self.backend == "numba":  # after the timed calls: every kernel is compiled
+                res[c.name]["paths"] = {"fwd": self._trace(lambda: layer.forward(c.x, training=True)),
+                                        "bwd": self._trace(lambda: back(c.dy))}
         loss = model.loss
         if fused:
             lf = lambda: loss.logits_loss_and_grad(y, z, need_grad=False)  # noqa: E731
@@ -63,9 +67,29 @@ class MinicnnSide:
                                 "from_logits": fused}
         return res
 
+    def _trace(self, fn) -> dict:
+        """{"kernels": [...], "path": "FMA tiles" ...}: what one call of ``fn`` ran (numba only)."""
+        from minicnn.kernels.numba import info
+
+        with info.trace_kernels() as names:
+            fn()
+        return {"kernels": list(names), "path": info.path_of(names)}
+
     def train_step(self, handle, model, batch, repeats):
         x, y = ops_mod.batch_data(model, batch)
-        return measure(lambda: model.train_on_batch(x, y), repeats["step"], warmup=3)
+        out = measure(lambda: model.train_on_batch(x, y), repeats["step"], warmup=3)
+        if self.backend == "numba":
+            out["paths"] = self._trace(lambda: model.train_on_batch(x, y))
+        return out
+
+    def latency(self, handle, model, repeats):
+        """One image: ``model.predict(x1)`` (what a user calls), ``model(x1)`` and the bare
+        ``model.forward(x1)`` (no argument checks, no output copy)."""
+        x, _ = ops_mod.batch_data(model, 1, seed=3)
+        n = repeats["latency"]
+        return {"predict": measure_latency(lambda: model.predict(x), n),
+                "call": measure_latency(lambda: model(x), n),
+                "forward": measure_latency(lambda: model.forward(x), n)}
 
     def infer(self, handle, model, batch, repeats):
         x, _ = ops_mod.batch_data(model, batch, seed=2)

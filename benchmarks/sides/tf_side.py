@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 from .. import ops as ops_mod
-from ..timing import measure
+from ..timing import measure, measure_latency
 
 
 def setup(threads=None):
@@ -129,6 +129,17 @@ class TFSide:
         out["keras_predict_on_batch"] = measure(lambda: kmodel.predict_on_batch(x),
                                                 max(2, repeats["infer"] // 2))
         return out
+
+    def latency(self, kmodel, model, repeats):
+        """One image: Keras ``model(x)`` (eager call), ``predict_on_batch``, and a ``tf.function``
+        forward (the fastest TensorFlow way; what the inference section times)."""
+        tf = self.tf
+        x = tf.constant(ops_mod.batch_data(model, 1, seed=3)[0])
+        fn = tf.function(lambda t: kmodel(t, training=False))
+        n = repeats["latency"]
+        return {"model_call": measure_latency(lambda: kmodel(x, training=False), n),
+                "predict_on_batch": measure_latency(lambda: kmodel.predict_on_batch(x), n),
+                "tf_function": measure_latency(lambda: fn(x), n)}
 
 
 def _linear_copy(kl):

@@ -36,6 +36,18 @@ def test_quick_numpy_only(tmp_path):
     assert R["models"]["tiny"]["float32"]["layers"][0]["output_shape"] == [6, 6, 16]
     assert "### tiny, float32, batch 4" in md and "conv2d (Conv2D) fwd" in md
     assert "not measured (`--skip peak`)" in md
+    # batch-1 latency: every call with a median and a p95
+    lat = node["latency"]
+    assert set(lat) == {"predict", "call", "forward"}
+    assert all(0 < t["median_ms"] <= t["p95_ms"] <= t["max_ms"] and t["n"] == 100 for t in lat.values())
+    assert R["derived"]["latency"]["tiny"]["float32"]["minicnn-numpy"]["call"] == "predict"
+    # bytes moved beside the step time, the goal table, the perf statement
+    step = R["derived"]["steps"]["tiny"]["float32"]["4"]["minicnn-numpy"]
+    assert step["model_mb"] > 0 and step["model_gb_s"] > 0
+    assert {g["verdict"] for g in R["derived"]["goals"]} <= {"met", "not met", "met (partial)", "not measured"}
+    for title in ("## Goal table (issue 12)", "## Batch-1 latency", "## Bytes moved per step"):
+        assert title in md
+    assert R["traffic"]["perf"]["available"] or "not measurable here" in md
 
 
 @pytest.mark.slow
@@ -46,6 +58,13 @@ def test_quick_numba_with_the_peak_probe(tmp_path):
     assert R["peak"]["fma"]["float32"]["asm"]["ok"]
     assert "minicnn-numba-gemm" in R["frameworks"] and "cold" in R["compile"]
     assert "FMA peak, all cores" in md
+    # which numba path each op ran, recorded by trace_kernels
+    node = R["frameworks"]["minicnn-numba"]["models"]["tiny"]["float32"]
+    paths = node["batches"]["4"]["ops"]["conv2d"]["paths"]
+    assert paths["fwd"]["kernels"] and paths["fwd"]["path"] and paths["bwd"]["path"]
+    assert node["batches"]["4"]["train_step"]["paths"]["kernels"]
+    assert R["frameworks"]["minicnn-numba"]["info"]["threading"]["codegen"]["vector_isa"] in md
+    assert "## Which numba path each op ran" in md and "| conv2d |" in md
 
 
 def test_bad_flags():
@@ -55,6 +74,11 @@ def test_bad_flags():
         run.parse_args(["--batch", "0"])
     with pytest.raises(SystemExit):
         run.parse_args(["--skip", "everything"])
+    with pytest.raises(SystemExit):
+        run.parse_args(["--batch", "32", "--ops-batch", "100"])
     a = run.parse_args(["--preset", "all", "--batch", "32,100,256", "--dtype", "float32,float64", "--skip", "fit,tf"])
     assert a.batches == [32, 100, 256] and a.dtypes == ["float32", "float64"]
+    assert a.ops_batches == [100] and a.ops_dtypes == ["float32"] and a.reference_grid == "reduced"
     assert a.skip_set == {"memory", "tensorflow"} and len(a.specs) >= 2
+    a = run.parse_args(["--batch", "32,256", "--dtype", "float64,float32", "--ops-batch", "all", "--ops-dtype", "all"])
+    assert a.ops_batches == [32, 256] and a.ops_dtypes == ["float64", "float32"]

@@ -1,0 +1,116 @@
+"""The goal table of issue 12: each goal, the measured figure of this run and met / not met.
+
+:func:`goal_table` reads the raw results ``R`` and the derived numbers ``A`` (``analyse``); a
+row's figure is the *worst* case over what it covers (e.g. the slowest preset), with the
+cases below the target listed. ``verdict`` is "met", "not met" (a measured case misses the target,
+whatever else is missing), "met (partial)" (every measured case meets it but the run did not cover
+all the goal asks for, e.g. batch 100 only) or "not measured".
+"""
+
+from __future__ import annotations
+
+DASH = "—"
+
+FW = "minicnn-numba"
+
+
+def _row(goal, target, cases, threshold, higher=True, wanted=None, unit="x", note=""):
+    """A row from ``cases`` = {case name: value}; ``wanted`` = the case names the goal asks for."""
+    vals = {k: v for k, v in cases.items() if v is not None and v == v}
+    missing = sorted(set(wanted or ()) - set(vals))
+    if not vals:
+        return {"goal": goal, "target": target, "worst": None, "worst_case": None, "failing": [],
+                "measured_cases": 0, "missing": missing, "verdict": "not measured", "note": note, "unit": unit}
+    ok = (lambda v: v >= threshold) if higher else (lambda v: v <= threshold)
+    worst_case = min(vals, key=vals.get) if higher else max(vals, key=vals.get)
+    failing = sorted((k for k, v in vals.items() if not ok(v)), key=vals.get, reverse=not higher)
+    verdict = "not met" if failing else "met (partial)" if missing else "met"
+    return {"goal": goal, "target": target, "worst": vals[worst_case], "worst_case": worst_case,
+            "failing": [f"{k} {vals[k]:.2f}{unit}" for k in failing], "measured_cases": len(vals),
+            "missing": missing, "verdict": verdict, "note": note, "unit": unit}
+
+
+def _presets(R):
+    return list((R.get("models") or {}))
+
+
+def goal_table(R, A) -> list[dict]:
+    S, I, L = A.get("steps", {}), A.get("infer", {}), A.get("latency", {})
+    presets = _presets(R)
+
+    def step(label, dt, b):
+        return ((S.get(label, {}).get(dt, {}).get(str(b)) or {}).get(FW) or {}).get("vs_tf")
+
+    rows = [_row("seed train step, batch 100, float32, vs TF", ">= 1.5x",
+                 {"seed": step("seed", "float32", 100)}, 1.5, wanted=["seed"])]
+    wanted = [f"{p} B={b}" for p in presets for b in (32, 100, 256)]
+    rows.append(_row("every preset train step, batch 32/100/256, float32, vs TF", ">= 1.2x each",
+                     {f"{p} B={b}": step(p, "float32", b) for p in presets for b in (32, 100, 256)}, 1.2,
+                     wanted=wanted))
+    rows.append(_row("every preset inference, batch 1000, vs TF", ">= 1.0x",
+                     {p: ((I.get(p, {}).get("float32", {}).get("1000") or {}).get(FW) or {}).get("vs_tf")
+                      for p in presets}, 1.0, wanted=presets))
+    rows.append(_row("batch-1 latency: minicnn predict vs the faster of TF model(x) / predict_on_batch",
+                     ">= 3x", {p: ((L.get(p, {}).get("float32") or {}).get(FW) or {}).get("vs_tf") for p in presets}, 3.0,
+                     wanted=presets))
+    rows.append(_row("every preset train step, float64 vs TF float64", ">= 1.0x",
+                     {f"{p} B={b}": v.get(FW, {}).get("vs_tf") for p in presets
+                      for b, v in (S.get(p, {}).get("float64") or {}).items()}, 1.0,
+                     wanted=[f"{p} B=100" for p in presets]))
+    F = R.get("fit") or {}
+    mine, keras = F.get(FW) or {}, F.get("tensorflow") or {}
+    full = mine.get("samples_trained") and mine.get("samples_trained") >= (R["meta"].get("train_samples") or 0)
+    both = "fit_seconds" in mine and "fit_seconds" in keras
+    fit_note = "" if full or not both else f"a {mine.get('samples_trained')}-sample epoch (--quick or --fit-samples)"
+    rows.append(_row("a real fit epoch vs Keras fit", ">= 2x",
+                     {"fit": keras["fit_seconds"] / mine["fit_seconds"] if both else None}, 2.0,
+                     wanted=["fit"], note=fit_note))
+    rows.append(_row("peak RSS of the one-epoch fit vs Keras", "<= 0.5x",
+                     {"rss": mine["peak_rss_mb"] / keras["peak_rss_mb"] if both else None}, 0.5, higher=False,
+                     wanted=["rss"], note=fit_note))
+    cold = ((R.get("compile") or {}).get("cold") or {}).get("models") or {}
+    rows.append(_row("first-ever compile of the seed model's kernels (cold cache)", "<= 5 s",
+                     {"seed": (cold.get("seed") or {}).get("first_step_overhead_s")}, 5.0, higher=False,
+                     wanted=["seed"], unit=" s", note="first train step minus a steady one, empty NUMBA_CACHE_DIR"))
+    rows.append(_row("conv/dense ops with >= 16 channels in and out, % of the measured FMA peak",
+                     ">= 75%", _wide_ops(A), 75.0, unit="%",
+                     note="forward and backward of every such layer, every preset, dtype and batch"))
+    rows.append({"goal": "`make train` from a fresh clone: first epoch within 1.3x of the second", "target": "<= 1.3x",
+                 "worst": None, "worst_case": None, "failing": [], "measured_cases": 0, "missing": [],
+                 "verdict": "not measured", "unit": "x", "note": "not a benchmark section: run `make train` and "
+                 "compare its epoch times"})
+    return rows
+
+
+def _wide_ops(A) -> dict:
+    out = {}
+    for label, by_dt in (A.get("ops") or {}).items():
+        for dt, by_b in by_dt.items():
+            for b, rows in by_b.items():
+                for r in rows:
+                    shp_in, shp_out = r.get("input_shape") or [0], r.get("output_shape") or [0]
+                    if r["type"] not in ("Conv2D", "Dense") or min(shp_in[-1], shp_out[-1]) < 16:
+                        continue
+                    for d in ("fwd", "bwd"):
+                        pct = (r["by_framework"].get(FW, {}).get(d) or {}).get("pct_peak")
+                        if pct is not None:
+                            out[f"{label} {dt} B={b} {r['op']} {d}"] = pct
+    return out
+
+
+def section(rows) -> list[str]:
+    """The markdown goal table."""
+    L = ["## Goal table (issue 12)\n",
+         "Each goal with the worst measured case of this run (the cases below the target listed); ratios are "
+         "TensorFlow's time over minicnn-numba's in the same run (> 1: faster). \"met (partial)\": every "
+         "measured case meets it, but the run did not cover all the goal asks for (listed).\n",
+         "| goal | target | worst measured | verdict | below target | not covered by this run |",
+         "|---|---|---|---|---|---|"]
+    for r in rows:
+        worst = DASH if r["worst"] is None else f"{r['worst']:.2f}{r['unit']} ({r['worst_case']})"
+        fail = ", ".join(r["failing"][:12]) + (f" (+{len(r['failing']) - 12} more)" if len(r["failing"]) > 12 else "")
+        miss = ", ".join(r["missing"][:8]) + (f" (+{len(r['missing']) - 8} more)" if len(r["missing"]) > 8 else "")
+        note = f" ({r['note']})" if r.get("note") else ""
+        verdict = f"**{r['verdict']}**" if r["verdict"].startswith("not met") else r["verdict"]
+        L.append(f"| {r['goal']}{note} | {r['target']} | {worst} | {verdict} | {fail or DASH} | {miss or DASH} |")
+    return L + [""]
