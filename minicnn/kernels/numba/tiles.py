@@ -56,13 +56,18 @@ from typing import NamedTuple
 
 import numpy as np
 from llvmlite import ir
+import numba
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import config
+from .native import NativeLibrary
 
 __all__ = ["LANES", "TileA", "Loop", "TileOut", "one_loop", "tile_grid", "transpose16", "tiles_fit"]
+
+#: the tiles' and the transpose's machine code (:mod:`.native`), built at the end of this module
+NATIVE = NativeLibrary("tiles")
 
 #: lanes per 512-bit vector, by itemsize
 LANES = {4: 16, 8: 8}
@@ -228,9 +233,17 @@ def _flat_tile_args(context, builder, sig, args):
             level(0, 2), level(1, 2), level(2, 2), o_item, o_relu, o_acc, o_flag]
 
 
+def _tile_symbol(R, V, double):
+    return "minicnn_fma_tile_%dx%d_%s" % (R, V, "f64" if double else "f32")
+
+
 def _make_tile(R, V):
     """The R x V tile as a numba intrinsic ``tile(carrier, a: TileA, b: int, loops, out: TileOut)``
-    (``loops``: three :class:`Loop`, outer first)."""
+    (``loops``: three :class:`Loop`, outer first); its float32 and float64 bodies are added to
+    :data:`NATIVE`."""
+    for double in (False, True):
+        NATIVE.add(_tile_symbol(R, V, double), [ir.IntType(64)] * len(_TILE_PARAMS),
+                   lambda builder, args, double=double: _emit_tile_body(builder, R, V, double, args))
 
     @intrinsic
     def tile(typingctx, carrier, a, b, loops, out):
@@ -244,20 +257,9 @@ def _make_tile(R, V):
         sig = types.void(carrier, a, b, loops, out)
 
         def codegen(context, builder, signature, args):
-            # the body is a separate noinline function of the module, defined once: inlined at
-            # every call site it would multiply LLVM's optimisation time
-            mod = builder.module
-            name = "minicnn_fma_tile_%dx%d_%s" % (R, V, "f64" if double else "f32")
-            i64 = ir.IntType(64)
-            fnty = ir.FunctionType(ir.VoidType(), [i64] * len(_TILE_PARAMS))
-            fn = mod.globals.get(name)
-            if fn is None:
-                fn = ir.Function(mod, fnty, name)
-                fn.linkage = "internal"
-                fn.attributes.add("noinline")
-                body = ir.IRBuilder(fn.append_basic_block("entry"))
-                _emit_tile_body(body, R, V, double, list(fn.args))
-                body.ret_void()
+            # a call of the native library's function (:mod:`.native`): its body is compiled
+            # once per machine, not linked into and optimised again in every kernel's module
+            fn = NATIVE.declare(builder.module, _tile_symbol(R, V, double))
             builder.call(fn, _flat_tile_args(context, builder, signature, args))
             return context.get_dummy_value()
 
@@ -411,17 +413,12 @@ def transpose16(typingctx, src, lds, dst, ldd):
     sig = types.void(types.int64, types.int64, types.int64, types.int64)
 
     def codegen(context, builder, signature, args):
-        mod = builder.module
-        fn = mod.globals.get("minicnn_transpose16_f32")
-        if fn is None:
-            i64 = ir.IntType(64)
-            fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [i64] * 4), "minicnn_transpose16_f32")
-            fn.linkage = "internal"
-            fn.attributes.add("noinline")
-            body = ir.IRBuilder(fn.append_basic_block("entry"))
-            _emit_transpose16(body, list(fn.args))
-            body.ret_void()
-        builder.call(fn, list(args))
+        builder.call(NATIVE.declare(builder.module, "minicnn_transpose16_f32"), list(args))
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+NATIVE.add("minicnn_transpose16_f32", [ir.IntType(64)] * 4, _emit_transpose16)
+if not numba.config.DISABLE_JIT:  # before any kernel that calls the tiles is compiled or loaded
+    NATIVE.build()
