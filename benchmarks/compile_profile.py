@@ -1,7 +1,7 @@
 """Where numba's first-ever compile time goes: per kernel, per compiler pass, LLVM vs the rest.
 
 ``python -m benchmarks.compile_profile [--preset seed] [--dtype float32] [--batch 32]
-[--predict 0] [--json out.json]`` runs, in a fresh interpreter with an empty ``NUMBA_CACHE_DIR``,
+[--predict 0] [--warm] [--json out.json]`` runs, in a fresh interpreter with an empty ``NUMBA_CACHE_DIR``,
 what ``minicnn train`` compiles before its first epoch (one ``train_on_batch`` and, with
 ``--predict N``, one ``predict`` of N samples) while recording numba's compiler events
 (:mod:`numba.core.event`):
@@ -107,21 +107,25 @@ def _child(preset: str, dtype: str, batch: int, predict: int) -> dict:
             "predict_s": predict_s, "llvm_lock_s": llvm[0], "kernels": dict(rows), "passes": dict(passes)}
 
 
-def run(preset: str, dtype: str, batch: int, predict: int) -> dict:
-    """:func:`_child` in a fresh interpreter on an empty cache."""
+def run(preset: str, dtype: str, batch: int, predict: int, warm: bool = False) -> list:
+    """:func:`_child` in a fresh interpreter on an empty cache (``warm``: then in a second one on
+    the cache the first filled, whose compiles should be none); the list of their results."""
+    out = []
     with tempfile.TemporaryDirectory(prefix="minicnn-numba-profile-") as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
         env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         cmd = [sys.executable, "-m", "benchmarks.compile_profile", "--child", preset, "--dtype", dtype,
                "--batch", str(batch), "--predict", str(predict)]
-        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    if p.returncode != 0:
-        raise RuntimeError(f"{preset}: child failed\n{p.stderr[-3000:]}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+        for _ in range(2 if warm else 1):
+            p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+            if p.returncode != 0:
+                raise RuntimeError(f"{preset}: child failed\n{p.stderr[-3000:]}")
+            out.append(json.loads(p.stdout.strip().splitlines()[-1]))
+    return out
 
 
 def report(r: dict) -> str:
-    total = sum(k["exclusive_s"] for k in r["kernels"].values())
+    total = sum(k["exclusive_s"] for k in r["kernels"].values()) or float("nan")
     lines = [f"{r['preset']} {r['dtype']} batch {r['batch']}: import {r['import_s']:.2f} s, first step "
              f"{r['step_s']:.2f} s, first predict {r['predict_s']:.2f} s; compiling {total:.2f} s "
              f"(LLVM lock {r['llvm_lock_s']:.2f} s), {sum(k['n'] for k in r['kernels'].values())} compiles",
@@ -141,16 +145,19 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--predict", type=int, default=0, help="also predict this many samples (0: no)")
+    ap.add_argument("--warm", action="store_true",
+                    help="then a second process on the filled cache (it should compile nothing)")
     ap.add_argument("--json", help="write the raw figures here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
         print(json.dumps(_child(a.child, a.dtype, a.batch, a.predict)))
         return 0
-    r = run(a.preset, a.dtype, a.batch, a.predict)
-    print(report(r))
+    rs = run(a.preset, a.dtype, a.batch, a.predict, a.warm)
+    for kind, r in zip(("cold cache", "warm cache"), rs):
+        print(f"--- {kind}\n{report(r)}")
     if a.json:
-        Path(a.json).write_text(json.dumps(r, indent=1))
+        Path(a.json).write_text(json.dumps(rs, indent=1))
     return 0
 
 
