@@ -15,8 +15,9 @@ what ``minicnn train`` compiles before its first epoch (one ``train_on_batch`` a
   compiles), ``ParforPass`` & co. the ``parallel=True`` transformations.
 * ``numba:llvm_lock``: time holding LLVM's lock (IR optimisation, code generation, linking).
 
-The parent prints the table sorted by exclusive time. Wall times on a shared machine are noisy:
-compare kernels within one run, as shares of its total.
+The parent prints the table sorted by exclusive CPU time (``time.thread_time``: numba compiles
+on the calling thread, so this is what the compile costs when the machine is not shared; wall
+times on a shared machine grow with the load). Compare kernels within one run, as shares.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ def _child(preset: str, dtype: str, batch: int, predict: int) -> dict:
     import numpy as np
     from numba.core import event
 
-    stack = []  # open numba:compile events: [name, start, child seconds]
-    rows = defaultdict(lambda: {"n": 0, "inclusive_s": 0.0, "exclusive_s": 0.0})
+    stack = []  # open numba:compile events: [name, start, child seconds, start cpu, child cpu seconds]
+    rows = defaultdict(lambda: {"n": 0, "inclusive_s": 0.0, "exclusive_s": 0.0, "inclusive_cpu_s": 0.0,
+                                "exclusive_cpu_s": 0.0})
     passes = defaultdict(float)
     llvm = [0.0]
     open_pass = {}
@@ -50,17 +52,20 @@ def _child(preset: str, dtype: str, batch: int, predict: int) -> dict:
         def on_start(self, ev):
             d = ev.data["dispatcher"]
             name = f"{d.py_func.__module__.rsplit('.', 1)[-1]}.{d.py_func.__name__}"
-            stack.append([name, time.perf_counter(), 0.0])
+            stack.append([name, time.perf_counter(), 0.0, time.thread_time(), 0.0])
 
         def on_end(self, ev):
-            name, t0, inner = stack.pop()
-            dt = time.perf_counter() - t0
+            name, t0, inner, c0, inner_cpu = stack.pop()
+            dt, dc = time.perf_counter() - t0, time.thread_time() - c0
             r = rows[name]
             r["n"] += 1
             r["inclusive_s"] += dt
             r["exclusive_s"] += dt - inner
+            r["inclusive_cpu_s"] += dc
+            r["exclusive_cpu_s"] += dc - inner_cpu
             if stack:
                 stack[-1][2] += dt
+                stack[-1][4] += dc
 
     class Pass(event.Listener):
         def on_start(self, ev):
@@ -96,14 +101,14 @@ def _child(preset: str, dtype: str, batch: int, predict: int) -> dict:
     event.register("numba:compile", Compile())
     event.register("numba:run_pass", Pass())
     event.register("numba:llvm_lock", Llvm())
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.thread_time()
     model.train_on_batch(x, y)
-    step_s = time.perf_counter() - t
+    step_s, step_cpu_s = time.perf_counter() - t, time.thread_time() - c
     t = time.perf_counter()
     if predict:
         model.predict(np.zeros((predict, *shape), dtype=dtype), batch_size=predict)
     predict_s = time.perf_counter() - t
-    return {"preset": preset, "dtype": dtype, "batch": batch, "import_s": import_s, "step_s": step_s,
+    return {"preset": preset, "dtype": dtype, "batch": batch, "import_s": import_s, "step_s": step_s, "step_cpu_s": step_cpu_s,
             "predict_s": predict_s, "llvm_lock_s": llvm[0], "kernels": dict(rows), "passes": dict(passes)}
 
 
@@ -126,13 +131,15 @@ def run(preset: str, dtype: str, batch: int, predict: int, warm: bool = False) -
 
 def report(r: dict) -> str:
     total = sum(k["exclusive_s"] for k in r["kernels"].values()) or float("nan")
+    cpu = sum(k["exclusive_cpu_s"] for k in r["kernels"].values()) or float("nan")
     lines = [f"{r['preset']} {r['dtype']} batch {r['batch']}: import {r['import_s']:.2f} s, first step "
-             f"{r['step_s']:.2f} s, first predict {r['predict_s']:.2f} s; compiling {total:.2f} s "
-             f"(LLVM lock {r['llvm_lock_s']:.2f} s), {sum(k['n'] for k in r['kernels'].values())} compiles",
-             f"{'kernel':36} {'sigs':>4} {'exclusive':>9} {'share':>6} {'inclusive':>9}"]
-    for name, k in sorted(r["kernels"].items(), key=lambda kv: -kv[1]["exclusive_s"]):
+             f"{r['step_s']:.2f} s (thread CPU {r['step_cpu_s']:.2f} s), first predict {r['predict_s']:.2f} s; "
+             f"compiling {total:.2f} s (CPU {cpu:.2f} s, LLVM lock {r['llvm_lock_s']:.2f} s), "
+             f"{sum(k['n'] for k in r['kernels'].values())} compiles",
+             f"{'kernel':36} {'sigs':>4} {'exclusive':>9} {'share':>6} {'inclusive':>9} {'excl CPU':>9} {'incl CPU':>9}"]
+    for name, k in sorted(r["kernels"].items(), key=lambda kv: -kv[1]["exclusive_cpu_s"]):
         lines.append(f"{name:36} {k['n']:4d} {k['exclusive_s']:8.2f}s {k['exclusive_s'] / total:6.1%} "
-                     f"{k['inclusive_s']:8.2f}s")
+                     f"{k['inclusive_s']:8.2f}s {k['exclusive_cpu_s']:8.2f}s {k['inclusive_cpu_s']:8.2f}s")
     lines.append("passes (summed over every compile; nested ones overlap):")
     for name, s in sorted(r["passes"].items(), key=lambda kv: -kv[1])[:10]:
         lines.append(f"  {name:34} {s:7.2f}s")

@@ -18,10 +18,11 @@ to the symbol by name, which this module defines in every process before any ker
 
 **Cache.** The object code is cached on disk as ``minicnn-native-<name>-<key>.o`` in numba's cache
 directory (``NUMBA_CACHE_DIR``, else this package's ``__pycache__`` if writable; with neither, it
-is compiled in memory every process). ``key`` is a SHA-256 of the module's IR text, the target
-(triple, CPU name, features), llvmlite's version and the optimisation level: editing an emitter,
-or another CPU, gives another file. It is written to a temporary file and renamed, so a reader
-never sees a partial file; an unreadable or corrupt file is compiled again.
+is compiled in memory every process). ``key`` is a SHA-256 of the emitters' source files, the
+functions' signatures, the target (triple, CPU name, features), llvmlite's and numba's versions
+and the optimisation level: editing an emitter, or another CPU, gives another file. It is written to a temporary file and renamed, so a reader
+never sees a partial file, and carries a SHA-256 of the object code: a file that fails it
+(truncated, damaged) is never loaded, the library is compiled again and the file replaced.
 
 **Arithmetic.** The IR is what the emitters build, optimised by the same O3 pipeline and code
 generator as before (no fastmath flags: LLVM may not reassociate or contract), so every result is
@@ -127,41 +128,38 @@ class NativeLibrary:
         pb.getModulePassManager().run(mod, pb)
         return tm.emit_object(mod)
 
+    def _key(self, cpu: str, features: str) -> str:
+        """The cache key: the source files of the emitters and of this module (the IR is built
+        from them alone: generating it to hash it would cost ~0.2 s per process), the functions'
+        names and parameter types, the target and the versions of llvmlite and numba."""
+        files = sorted({Path(emit.__code__.co_filename) for _, emit in self._functions.values()} | {Path(__file__)})
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f.read_bytes())
+        for symbol, (params, _) in self._functions.items():
+            h.update(f"{symbol}({', '.join(map(str, params))})".encode())
+        h.update("\n".join([llvm.get_process_triple(), cpu, features, llvmlite.__version__, numba.__version__,
+                            str(OPT)]).encode())
+        return h.hexdigest()[:24]
+
     def build(self) -> "NativeLibrary":
         """Compile or load the library and register its symbols (once; later calls return)."""
         if self._engine is not None:
             return self
         tm, cpu, features = _target_machine()
-        text = self._module_ir()
-        key = hashlib.sha256("\n".join([text, llvm.get_process_triple(), cpu, features, llvmlite.__version__,
-                                        str(OPT)]).encode()).hexdigest()[:24]
+        key = self._key(cpu, features)
         where = cache_dir()
         path = where / f"minicnn-native-{self.name}-{key}.o" if where is not None else None
-        obj = None
-        if path is not None and path.is_file():
-            try:
-                obj = path.read_bytes()
-                self.source = "cache"
-            except OSError:
-                obj = None
-        if obj is None:
-            obj = self._compile(text, tm)
+        obj = _read_checked(path) if path is not None else None
+        self.source = "cache"
+        if obj is None:  # absent, unreadable, or not what was written (truncated, overwritten)
+            obj = self._compile(self._module_ir(), tm)
             self.source = "compiled"
             if path is not None:
-                _write_atomic(path, obj)
+                _write_atomic(path, _MAGIC + hashlib.sha256(obj).digest() + obj)
         engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
-        try:
-            engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
-            engine.finalize_object()
-        except Exception:  # noqa: BLE001 - a corrupt cache file: compile it again, once
-            if self.source != "cache":
-                raise
-            obj = self._compile(text, tm)
-            self.source = "compiled"
-            _write_atomic(path, obj)
-            engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
-            engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
-            engine.finalize_object()
+        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        engine.finalize_object()
         for symbol in self._functions:
             addr = engine.get_function_address(symbol)
             if not addr:
@@ -169,6 +167,21 @@ class NativeLibrary:
             llvm.add_symbol(symbol, addr)
         self._engine, self.path = engine, path
         return self
+
+
+#: the cache file's first bytes, then the SHA-256 of the object code, then the object code
+_MAGIC = b"minicnn native object 1\n"
+
+
+def _read_checked(path: Path) -> bytes | None:
+    """The object code in the cache file ``path``, or None if it is absent, unreadable or fails
+    its checksum (a damaged object file could crash LLVM's loader, so it is never loaded)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    head, digest, obj = data[:len(_MAGIC)], data[len(_MAGIC):len(_MAGIC) + 32], data[len(_MAGIC) + 32:]
+    return obj if head == _MAGIC and hashlib.sha256(obj).digest() == digest else None
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
