@@ -4,8 +4,8 @@ by symbol, instead of numba linking (and re-optimising, re-generating) their IR 
 Why: numba links a callee into its caller as *IR*: a kernel's library gets a copy of every
 function it calls, directly or not, and LLVM optimises and generates machine code for all of it
 again, once for the parallel kernel's gufunc and once for the kernel around it. The FMA tiles
-(:mod:`.tiles`: 15 unrolled register-blocked loops) were compiled seven times in the seed model's
-first step that way (``benchmarks/compile_profile.py``).
+(:mod:`.tiles`: 15 register-blocked loop nests per dtype) were compiled up to seven times in the
+seed model's first step that way (``benchmarks/compile_profile.py`` has the per-kernel table).
 
 Here the functions are emitted by their Python emitters into one LLVM module, optimised at O3 and
 compiled to machine code for the CPU numba targets (the same CPU name, features and relocation

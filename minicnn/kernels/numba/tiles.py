@@ -38,16 +38,23 @@ column blocks of 4 vectors, then 2, then 1; along the items the widest tile firs
 :func:`transpose16` is a 16 x 16 float32 transpose in registers (the dense backward's kernel
 blocks).
 
-**Compiling and caching.** :func:`tile_grid` (with :func:`_tile_run` inlined into it) and the
-small helpers are ordinary ``@njit`` functions, not ``inline="always"`` into the kernels: a
-kernel calls them (LLVM may still inline them), so numba types and lowers the 15 tile calls once
-per dtype instead of copying their IR into every parallel kernel, whose parfor passes then run on
-a small body
-(measured, seed model, cold cache: ``_dense_fwd_tiles`` 32 s -> 20 s, the first train step
-62 s -> 47 s on a loaded 2-core machine; the tiles' arithmetic is unchanged, so are the bits).
-numba's on-disk cache keys a kernel on its own source file only, and a cached kernel carries
-the drivers' code with it: after editing this file, delete the ``__pycache__`` of this package
-(or the cached kernels of ``conv``/``dense`` keep the old tiles).
+**Compiling and caching.** The 30 tile bodies (15 shapes, float32 and float64) and the transpose
+are compiled once per machine into a native library (:mod:`.native`, :data:`NATIVE`, built when
+this module is imported; later processes load its cached object file, ~4 ms of CPU) and called by symbol:
+a kernel's IR holds a declaration and a call, not a copy of them. numba links a callee into its
+caller as IR and optimises and generates all of it again, once for a parallel kernel's gufunc and
+once for the kernel around it: with the bodies in every module, the seed model's first step
+generated them up to seven times (tile_grid's library, then the gufunc and the kernel of
+``_conv_tiles``, ``_dense_fwd_tiles`` and ``_dense_bwd_tiles``). Measured with
+``benchmarks/compile_profile.py`` (cold cache, one run each on a loaded 2-core machine):
+``_dense_fwd_tiles`` 5.1 -> 1.7 s, ``_dense_bwd_tiles`` 6.2 -> 2.4 s, time under LLVM's lock in
+the first step 17.5 -> 7.6 s; the results are bitwise the same. :func:`tile_grid` (with :func:`_tile_run`
+inlined into it) and the small helpers are ordinary ``@njit`` functions, not ``inline="always"``
+into the kernels, so numba types the 15 tile calls once per dtype and the kernels' parfor passes
+run on a small body. numba's on-disk cache keys a kernel on its own source file only, and a
+cached kernel carries the drivers' code with it: after editing the drivers here, delete the
+``__pycache__`` of this package (editing a tile body needs nothing: the library's cache key
+covers this file, and the kernels call the bodies by name).
 """
 
 from __future__ import annotations
