@@ -7,7 +7,7 @@ Two entry points:
   step and the first ``predict`` minus their steady-state times. The parent sets
   ``NUMBA_CACHE_DIR`` to a temporary directory for both processes.
 * ``python -m benchmarks.compile_time [--presets seed,pooled] [--dtype float32] [--batch 32]
-  [--repeats 1] [--json out.json]``: per *preset* (``minicnn.presets``), a cold-cache process and
+  [--repeats 1] [--trees A,B] [--json out.json]``: per *preset* (``minicnn.presets``), a cold-cache process and
   then a warm-cache one, each timing ``import minicnn.kernels.numba_backend``, the first
   ``train_on_batch`` and the first ``predict`` (and their steady-state times). Every preset gets
   its own empty cache directory, so its cold figure is what a newcomer training only that preset
@@ -15,7 +15,9 @@ Two entry points:
   script always sets it, so the repository's own cache is neither used nor touched.
 
 Timings on a shared machine are noisy: ``--repeats N`` runs each cold/warm pair N times (a new
-empty cache each time) and reports medians; the load average is printed with them.
+empty cache each time) and reports medians; the load average is printed with them. The first
+step's process CPU time (``(cpu)``, every thread's; numba compiles on one) is printed beside its
+wall time: on a machine whose other processes take the cores, wall time grows, CPU time much less.
 """
 
 from __future__ import annotations
@@ -93,23 +95,28 @@ def _child(preset: str, dtype: str, batch: int) -> dict:
 
     step = lambda: model.train_on_batch(x, y)  # noqa: E731
     pred = lambda: model.predict(x, batch_size=batch)  # noqa: E731
-    first_step, first_pred = timed(step), timed(pred)
+    cpu0 = time.process_time()
+    first_step = timed(step)
+    first_step_cpu = time.process_time() - cpu0
+    first_pred = timed(pred)
     steady_step = statistics.median(timed(step) for _ in range(3))
     steady_pred = statistics.median(timed(pred) for _ in range(3))
     cache = os.environ.get("NUMBA_CACHE_DIR")
     return {"preset": preset, "dtype": dtype, "batch": batch, "import_s": t_import,
-            "first_step_s": first_step, "steady_step_s": steady_step, "first_predict_s": first_pred,
-            "steady_predict_s": steady_pred, "process_s": time.perf_counter() - t0,
+            "first_step_s": first_step, "first_step_cpu_s": first_step_cpu, "steady_step_s": steady_step,
+            "first_predict_s": first_pred, "steady_predict_s": steady_pred, "process_s": time.perf_counter() - t0,
             "cached_functions": len(list(Path(cache).rglob("*.nbi"))) if cache else None}
 
 
-def _run_child(preset: str, dtype: str, batch: int, cache_dir: str) -> dict:
+def _run_child(preset: str, dtype: str, batch: int, cache_dir: str, tree: Path = ROOT) -> dict:
+    """:func:`_child` (this file's) in a fresh interpreter that imports ``tree``'s minicnn."""
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = [sys.executable, "-m", "benchmarks.compile_time", "--child", preset, "--dtype", dtype,
-           "--batch", str(batch)]
+    env["PYTHONPATH"] = str(tree) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    code = ("import runpy, sys; sys.argv = [sys.argv[0]] + sys.argv[1:]; "
+            f"runpy.run_path({str(Path(__file__).resolve())!r}, run_name='__main__')")
+    cmd = [sys.executable, "-c", code, "--child", preset, "--dtype", dtype, "--batch", str(batch)]
     t = time.perf_counter()
-    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    p = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=False)
     if p.returncode != 0:
         raise RuntimeError(f"{preset}: child failed\n{p.stderr[-3000:]}")
     res = json.loads(p.stdout.strip().splitlines()[-1])
@@ -117,20 +124,26 @@ def _run_child(preset: str, dtype: str, batch: int, cache_dir: str) -> dict:
     return res
 
 
-def run_preset(preset: str, dtype: str = "float32", batch: int = 32, repeats: int = 1) -> dict:
-    """Cold then warm process for ``preset``, ``repeats`` times (a new empty cache each time)."""
-    runs = {"cold": [], "warm": []}
+def run_preset(preset: str, dtype: str = "float32", batch: int = 32, repeats: int = 1, trees=(ROOT,)) -> list:
+    """Cold then warm process for ``preset``, ``repeats`` times (a new empty cache each time), for
+    each checkout in ``trees`` in turn within a repeat (A/B interleaved); one result per tree."""
+    runs = [{"cold": [], "warm": []} for _ in trees]
     for _ in range(repeats):
-        with tempfile.TemporaryDirectory(prefix="minicnn-numba-cache-") as cache:
-            runs["cold"].append(_run_child(preset, dtype, batch, cache))
-            runs["warm"].append(_run_child(preset, dtype, batch, cache))
-    keys = ("import_s", "first_step_s", "steady_step_s", "first_predict_s", "steady_predict_s", "process_s",
-            "wall_s")
-    out = {"preset": preset, "dtype": dtype, "batch": batch, "repeats": repeats}
-    for kind, rs in runs.items():
-        out[kind] = {k: statistics.median(r[k] for r in rs) for k in keys}
-        out[kind]["cached_functions"] = rs[-1]["cached_functions"]
-    return out
+        for tree, tr in zip(trees, runs):
+            with tempfile.TemporaryDirectory(prefix="minicnn-numba-cache-") as cache:
+                tr["cold"].append(_run_child(preset, dtype, batch, cache, tree))
+                tr["warm"].append(_run_child(preset, dtype, batch, cache, tree))
+    keys = ("import_s", "first_step_s", "first_step_cpu_s", "steady_step_s", "first_predict_s",
+            "steady_predict_s", "process_s", "wall_s")
+    results = []
+    for tree, tr in zip(trees, runs):
+        out = {"preset": preset, "tree": str(tree), "dtype": dtype, "batch": batch, "repeats": repeats}
+        for kind, rs in tr.items():
+            out[kind] = {k: statistics.median(r[k] for r in rs) for k in keys}
+            out[kind]["spread"] = {k: [min(r[k] for r in rs), max(r[k] for r in rs)] for k in keys}
+            out[kind]["cached_functions"] = rs[-1]["cached_functions"]
+        results.append(out)
+    return results
 
 
 def loadavg() -> str:
@@ -146,6 +159,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--trees", default=str(ROOT),
+                    help="comma-separated checkouts whose minicnn to time, interleaved (A/B); default this one")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -156,17 +171,20 @@ def main(argv=None) -> int:
 
     presets = PRESETS if a.presets == "all" else tuple(a.presets.split(","))
     print(f"load average before: {loadavg()}  (dtype {a.dtype}, batch {a.batch}, repeats {a.repeats}, medians)")
-    print(f"{'preset':10} {'cache':5} {'import':>7} {'1st step':>9} {'steady':>7} {'1st pred':>9} "
+    trees = [Path(t).resolve() for t in a.trees.split(",")]
+    label = {t: (t.name if len(trees) > 1 else "") for t in trees}
+    print(f"{'preset':10} {'cache':5} {'import':>7} {'1st step':>9} {'(cpu)':>7} {'steady':>7} {'1st pred':>9} "
           f"{'steady':>7} {'process':>8} {'kernels':>7}")
     results = []
     for name in presets:
-        r = run_preset(name, a.dtype, a.batch, a.repeats)
-        results.append(r)
-        for kind in ("cold", "warm"):
-            f = r[kind]
-            print(f"{name:10} {kind:5} {f['import_s']:6.2f}s {f['first_step_s']:8.2f}s {f['steady_step_s']:6.3f}s "
-                  f"{f['first_predict_s']:8.2f}s {f['steady_predict_s']:6.3f}s {f['wall_s']:7.2f}s "
-                  f"{f['cached_functions']:>7}", flush=True)
+        for r in run_preset(name, a.dtype, a.batch, a.repeats, trees):
+            results.append(r)
+            for kind in ("cold", "warm"):
+                f = r[kind]
+                print(f"{name:10} {kind:5} {f['import_s']:6.2f}s {f['first_step_s']:8.2f}s "
+                      f"{f['first_step_cpu_s']:6.2f}s {f['steady_step_s']:6.3f}s "
+                      f"{f['first_predict_s']:8.2f}s {f['steady_predict_s']:6.3f}s {f['wall_s']:7.2f}s "
+                      f"{f['cached_functions']:>7} {label[Path(r['tree'])]}", flush=True)
     print(f"load average after: {loadavg()}")
     if a.json:
         Path(a.json).write_text(json.dumps({"loadavg": loadavg(), "results": results}, indent=1))

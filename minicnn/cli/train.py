@@ -123,7 +123,9 @@ def run_train(args) -> int:
     if not getattr(args, "no_warmup", False) and args.epochs > 0 and needs_warmup():
         # build the model first and compile its kernels while the data is read and decoded
         model = compiled_model(args, INPUT_SHAPES[args.dataset])
-        warmup = Warmup(model, args.batch_size, predict_batch=EVAL_BATCH).start()
+        # the evaluation at the end (EVAL_BATCH) and fit's validation batches (see training.loop)
+        val = (max(args.batch_size, 256),) if args.validation_split else ()
+        warmup = Warmup(model, args.batch_size, predict_batch=EVAL_BATCH, eval_batches=val).start()
     (xtr, ytr), (xte, yte) = load_dataset(args.dataset, args.data_dir)
     if args.limit:
         xtr, ytr = xtr[:args.limit], ytr[:args.limit]

@@ -94,15 +94,15 @@ class _Stop(Exception):
     pass
 
 
-@pytest.mark.parametrize("no_warmup", [False, True])
-def test_train_starts_the_warmup_before_loading_the_data(monkeypatch, no_warmup):
+@pytest.mark.parametrize(("no_warmup", "validation_split"), [(False, 0.0), (True, 0.0), (False, 0.1)])
+def test_train_starts_the_warmup_before_loading_the_data(monkeypatch, no_warmup, validation_split):
     """``minicnn train`` builds the model and starts the warm-up before reading the dataset
     (unless --no-warmup), and joins it before training."""
     events = []
 
     class FakeWarmup:
-        def __init__(self, model, batch_size, predict_batch=0):
-            events.append(("warmup", tuple(model.input_shape), batch_size, predict_batch))
+        def __init__(self, model, batch_size, predict_batch=0, eval_batches=()):
+            events.append(("warmup", tuple(model.input_shape), batch_size, predict_batch, tuple(eval_batches)))
             self.seconds = 0.0
 
         def start(self):
@@ -121,11 +121,27 @@ def test_train_starts_the_warmup_before_loading_the_data(monkeypatch, no_warmup)
     monkeypatch.setattr(train_cli, "needs_warmup", lambda: True)
     monkeypatch.setattr(train_cli, "load_dataset", fake_load)
     with pytest.raises(_Stop):
-        train_cli.run_train(_args(no_warmup=no_warmup))
+        train_cli.run_train(_args(no_warmup=no_warmup, validation_split=validation_split))
     if no_warmup:
         assert events == ["load"]
-    else:
-        assert events == [("warmup", (28, 28, 1), 4, train_cli.EVAL_BATCH), "start", "load"]
+    else:  # the validation batches of fit (max(batch, 256)) too when there is a validation split
+        val = (256,) if validation_split else ()
+        assert events == [("warmup", (28, 28, 1), 4, train_cli.EVAL_BATCH, val), "start", "load"]
+
+
+def test_warmup_evaluates_whole_batches_of_each_evaluation_size():
+    """The copy runs ``evaluate`` on one batch of each size, whole (``predict`` would cut it into
+    128-sample chunks, which take other kernel paths than the 1,000-sample evaluation)."""
+    model = small_model()
+    calls = []
+
+    def evaluate(x, y, batch_size=32, verbose=0):
+        calls.append((x.shape, y.shape, batch_size))
+        return [0.0, 0.0]
+
+    model.evaluate = evaluate  # an instance attribute: the copy has it too
+    Warmup(model, batch_size=5, predict_batch=300, eval_batches=(256, 300, 0)).start().join()
+    assert calls == [((300, 6, 6, 1), (300, 3), 300), ((256, 6, 6, 1), (256, 3), 256)]
 
 
 def test_train_cli_has_no_warmup_flag():

@@ -7,6 +7,7 @@
 ``blas``        numpy's OpenBLAS called from numba kernels (``gemm``), its threads
 ``fpu``         denormals flushed to zero inside kernels (MXCSR FTZ/DAZ)
 ``tiles``       the register-blocked FMA micro-kernels in LLVM IR and their drivers
+``native``      IR functions compiled once per machine, called by symbol (the tiles' bodies)
 ``conv``        conv2d: tiles, or im2col + GEMM
 ``dense``       dense: tiles, or GEMMs in fixed slices/blocks
 ``pool``        max pooling

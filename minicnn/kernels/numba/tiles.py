@@ -38,16 +38,23 @@ column blocks of 4 vectors, then 2, then 1; along the items the widest tile firs
 :func:`transpose16` is a 16 x 16 float32 transpose in registers (the dense backward's kernel
 blocks).
 
-**Compiling and caching.** :func:`tile_grid` (with :func:`_tile_run` inlined into it) and the
-small helpers are ordinary ``@njit`` functions, not ``inline="always"`` into the kernels: a
-kernel calls them (LLVM may still inline them), so numba types and lowers the 15 tile calls once
-per dtype instead of copying their IR into every parallel kernel, whose parfor passes then run on
-a small body
-(measured, seed model, cold cache: ``_dense_fwd_tiles`` 32 s -> 20 s, the first train step
-62 s -> 47 s on a loaded 2-core machine; the tiles' arithmetic is unchanged, so are the bits).
-numba's on-disk cache keys a kernel on its own source file only, and a cached kernel carries
-the drivers' code with it: after editing this file, delete the ``__pycache__`` of this package
-(or the cached kernels of ``conv``/``dense`` keep the old tiles).
+**Compiling and caching.** The 30 tile bodies (15 shapes, float32 and float64) and the transpose
+are compiled once per machine into a native library (:mod:`.native`, :data:`NATIVE`, built when
+this module is imported; later processes load its cached object file, ~4 ms of CPU) and called by symbol:
+a kernel's IR holds a declaration and a call, not a copy of them. numba links a callee into its
+caller as IR and optimises and generates all of it again, once for a parallel kernel's gufunc and
+once for the kernel around it: with the bodies in every module, the seed model's first step
+generated them up to seven times (tile_grid's library, then the gufunc and the kernel of
+``_conv_tiles``, ``_dense_fwd_tiles`` and ``_dense_bwd_tiles``). Measured with
+``benchmarks/compile_profile.py`` (cold cache, one run each on a loaded 2-core machine):
+``_dense_fwd_tiles`` 5.1 -> 1.7 s, ``_dense_bwd_tiles`` 6.2 -> 2.4 s, time under LLVM's lock in
+the first step 17.5 -> 7.6 s; the results are bitwise the same. :func:`tile_grid` (with :func:`_tile_run`
+inlined into it) and the small helpers are ordinary ``@njit`` functions, not ``inline="always"``
+into the kernels, so numba types the 15 tile calls once per dtype and the kernels' parfor passes
+run on a small body. numba's on-disk cache keys a kernel on its own source file only, and a
+cached kernel carries the drivers' code with it: after editing the drivers here, delete the
+``__pycache__`` of this package (editing a tile body needs nothing: the library's cache key
+covers this file, and the kernels call the bodies by name).
 """
 
 from __future__ import annotations
@@ -56,13 +63,18 @@ from typing import NamedTuple
 
 import numpy as np
 from llvmlite import ir
+import numba
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import config
+from .native import NativeLibrary
 
 __all__ = ["LANES", "TileA", "Loop", "TileOut", "one_loop", "tile_grid", "transpose16", "tiles_fit"]
+
+#: the tiles' and the transpose's machine code (:mod:`.native`), built at the end of this module
+NATIVE = NativeLibrary("tiles")
 
 #: lanes per 512-bit vector, by itemsize
 LANES = {4: 16, 8: 8}
@@ -228,9 +240,17 @@ def _flat_tile_args(context, builder, sig, args):
             level(0, 2), level(1, 2), level(2, 2), o_item, o_relu, o_acc, o_flag]
 
 
+def _tile_symbol(R, V, double):
+    return "minicnn_fma_tile_%dx%d_%s" % (R, V, "f64" if double else "f32")
+
+
 def _make_tile(R, V):
     """The R x V tile as a numba intrinsic ``tile(carrier, a: TileA, b: int, loops, out: TileOut)``
-    (``loops``: three :class:`Loop`, outer first)."""
+    (``loops``: three :class:`Loop`, outer first); its float32 and float64 bodies are added to
+    :data:`NATIVE`."""
+    for double in (False, True):
+        NATIVE.add(_tile_symbol(R, V, double), [ir.IntType(64)] * len(_TILE_PARAMS),
+                   lambda builder, args, double=double: _emit_tile_body(builder, R, V, double, args))
 
     @intrinsic
     def tile(typingctx, carrier, a, b, loops, out):
@@ -244,20 +264,9 @@ def _make_tile(R, V):
         sig = types.void(carrier, a, b, loops, out)
 
         def codegen(context, builder, signature, args):
-            # the body is a separate noinline function of the module, defined once: inlined at
-            # every call site it would multiply LLVM's optimisation time
-            mod = builder.module
-            name = "minicnn_fma_tile_%dx%d_%s" % (R, V, "f64" if double else "f32")
-            i64 = ir.IntType(64)
-            fnty = ir.FunctionType(ir.VoidType(), [i64] * len(_TILE_PARAMS))
-            fn = mod.globals.get(name)
-            if fn is None:
-                fn = ir.Function(mod, fnty, name)
-                fn.linkage = "internal"
-                fn.attributes.add("noinline")
-                body = ir.IRBuilder(fn.append_basic_block("entry"))
-                _emit_tile_body(body, R, V, double, list(fn.args))
-                body.ret_void()
+            # a call of the native library's function (:mod:`.native`): its body is compiled
+            # once per machine, not linked into and optimised again in every kernel's module
+            fn = NATIVE.declare(builder.module, _tile_symbol(R, V, double))
             builder.call(fn, _flat_tile_args(context, builder, signature, args))
             return context.get_dummy_value()
 
@@ -411,17 +420,12 @@ def transpose16(typingctx, src, lds, dst, ldd):
     sig = types.void(types.int64, types.int64, types.int64, types.int64)
 
     def codegen(context, builder, signature, args):
-        mod = builder.module
-        fn = mod.globals.get("minicnn_transpose16_f32")
-        if fn is None:
-            i64 = ir.IntType(64)
-            fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [i64] * 4), "minicnn_transpose16_f32")
-            fn.linkage = "internal"
-            fn.attributes.add("noinline")
-            body = ir.IRBuilder(fn.append_basic_block("entry"))
-            _emit_transpose16(body, list(fn.args))
-            body.ret_void()
-        builder.call(fn, list(args))
+        builder.call(NATIVE.declare(builder.module, "minicnn_transpose16_f32"), list(args))
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+NATIVE.add("minicnn_transpose16_f32", [ir.IntType(64)] * 4, _emit_transpose16)
+if not numba.config.DISABLE_JIT:  # before any kernel that calls the tiles is compiled or loaded
+    NATIVE.build()
