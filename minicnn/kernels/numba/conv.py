@@ -45,12 +45,19 @@ from . import blas, checks, config
 from .arrays import EMPTY2, EMPTY4, FLOATS, as_c, bias_or_zeros
 from .elementwise import relu_backward, sum_groups
 from .fpu import denormals_off, denormals_restore
-from .tiles import Loop, TileA, TileOut, tile_grid, tiles_fit
+from .tiles import Loop, TileA, TileOut, tile_grid
 
-__all__ = ["conv2d_forward", "conv2d_backward", "tiles_forward", "tiles_dx", "tiles_backward"]
+__all__ = ["conv2d_forward", "conv2d_backward", "conv_tiles_fit", "tiles_forward", "tiles_dx", "tiles_backward"]
 
 
 # ----------------------------------------------------------------------------- tile kernel
+def conv_tiles_fit(dtype) -> bool:
+    """Whether the conv kernels run on the FMA tiles for ``dtype``: float32 whenever
+    :data:`config.TILES` is on, for any channel count (the tiles' last vector is masked to the
+    columns left over, :func:`.tiles.tile_grid`)."""
+    return config.TILES and dtype == np.float32
+
+
 @njit(parallel=True, cache=True)
 def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, top, left, gimg, ngroups, relu,
                 xpad, mask, pbias):
@@ -452,7 +459,7 @@ def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None, dilat
     x = np.asarray(x)
     oh, ow = _dilated_args("conv2d_forward", x, kernel, bias, strides, pads, dilation)
     dh, dw = dilation
-    on_tiles = tiles_fit(x.dtype, np.shape(kernel)[3])
+    on_tiles = conv_tiles_fit(x.dtype)
     if x.dtype not in FLOATS or not (blas.FAST or on_tiles):
         return _ref.conv2d_forward(x, kernel, bias, strides, pads, relu=relu, cache=cache, dilation=dilation)
     x = np.ascontiguousarray(x)
@@ -497,12 +504,12 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu
     if n == 0 or oh * ow == 0:  # an empty batch: zero gradients (nothing to reduce)
         return (np.zeros(x.shape, dtype) if need_dx else None), np.zeros(kernel.shape, dtype), np.zeros(f, dtype)
     # dkernel/dbias: FMA tiles when F fills whole vectors, else im2col + GEMM
-    dw_mode = "tiles" if tiles_fit(dtype, f) and not dilated else "gemm"
+    dw_mode = "tiles" if conv_tiles_fit(dtype) and not dilated else "gemm"
     # dx: FMA tiles (a stride-1 correlation of the padded dy with the flipped kernel), else GEMM
     dx_mode = None
     if need_dx:
         fits = sh == 1 and sw == 1 and pads[0] < kh and pads[1] < kh and pads[2] < kw and pads[3] < kw
-        dx_mode = "tiles" if tiles_fit(dtype, c) and fits and not dilated else "gemm"
+        dx_mode = "tiles" if conv_tiles_fit(dtype) and fits and not dilated else "gemm"
     if not blas.FAST and "gemm" in (dw_mode, dx_mode):  # no BLAS to call from numba: the numpy backend
         return _ref.conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache, relu_y=relu_y,
                                     dilation=dilation)
