@@ -51,11 +51,28 @@ __all__ = ["conv2d_forward", "conv2d_backward", "conv_tiles_fit", "tiles_forward
 
 
 # ----------------------------------------------------------------------------- tile kernel
+@njit(cache=True)
+def dx_buffer(h, w, oh, ow, kh, kw, sw, left):
+    """The geometry (PH, PW, PT, PL) of the tiles' per-thread dz buffer when dx is computed: dz
+    (OH, OW) sits at rows PT.., columns PL.., zeros around it. Rows need no border (the dx rows
+    skip the kernel rows that would meet none: PT = 0, PH = OH); columns do, since a run of dx
+    pixels shares its taps: dx column s = q + t*sw (phase q) reads dz column
+    t + jb(q) + m for its m-th tap, jb(q) = (e + (-e mod sw)) / sw with e = q + left - kw + 1, so
+    PL = max(0, -min_q jb(q)), and the last column read is (W - 1 + left) // sw. Stride 1, pads
+    below the kernel size: (OH, W + KW - 1, 0, KW - 1 - left), within the (H + KH - 1, W + KW - 1)
+    that the callers of the stride-1 version allocated."""
+    pl = 0
+    for q in range(sw):
+        e = q + left - kw + 1
+        pl = max(pl, -((e + (-e) % sw) // sw))
+    return oh, pl + max(ow, (w - 1 + left) // sw + 1), 0, pl
+
+
 def conv_tiles_fit(dtype) -> bool:
     """Whether the conv kernels run on the FMA tiles for ``dtype``: float32 whenever
     :data:`config.TILES` is on, for any channel count (the tiles' last vector is masked to the
     columns left over, :func:`.tiles.tile_grid`)."""
-    return config.TILES and dtype == np.float32
+    return config.TILES and dtype in (np.float32, np.float64)
 
 
 @njit(parallel=True, cache=True)
@@ -140,7 +157,7 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
         total = ngroups
     # mode 1/2 buffer: dz of one image, (PH, PW, F), its interior at (pt, pl); without dx, no border
     if mode == 1 or has_dx:
-        ph, pw, pt, pl = hp + kh - 1, wp + kw - 1, kh - 1 - top, kw - 1 - left
+        ph, pw, pt, pl = dx_buffer(hp, wp, oh, ow, kh, kw, sw, left)
     else:
         ph, pw, pt, pl = oh, ow, 0, 0
     step = gimg if mode == 2 else 1  # images per iteration (mode 0: one output row)
@@ -178,7 +195,7 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
                                 v = dyr[o] if not masked or yr[o] > 0 else zeros[0]
                                 row[o] = v
                                 pb[o] += v
-                    ndx = hp if has_dx else 0
+                    ndx = hp * sw if has_dx else 0  # (dx row, column phase) pairs
                     nrows = ndx + kh
             for r in range(nrows):  # a single tile call site (tile_grid is a call, not inlined IR)
                 if mode == 0:  # output row (n_, i): ow pixels x f channels, reducing over (kh, kw, c)
@@ -189,14 +206,26 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
                     b = wb
                     loops = (Loop(kh, dh * wp * c, kw * c * f), Loop(kw, dw * c, c * f), Loop(c, 1, f))
                     dst = TileOut(ob + (u * ow) * f * isz, f, vb, relu, 0, 0)
-                elif mode == 1 or r < ndx:  # dx row r of image n: wp pixels x c channels, kernel rows d0..d1-1
-                    d0 = max(0, kh - 1 - top - r)
-                    d1 = min(kh, kh - 1 - top + oh - r)
-                    count, width = wp, c
-                    a = TileA(np.int64(scratch[numba.get_thread_id()].ctypes.data) + ((r + d0) * pw) * f * isz, f)
-                    b = wb + d0 * kw * f * c * isz
-                    loops = (Loop(max(0, d1 - d0), pw * f, kw * f * c), Loop(kw, f, f * c), Loop(f, 1, c))
-                    dst = TileOut(ob + ((n * hp + r) * wp) * c * isz, c, zb, 0, 0, 0)
+                elif mode == 1 or r < ndx:  # dx row rr of image n, its pixels q, q + sw, ... x c channels
+                    # flipped taps di' = di0 + mi*sh (mi0 <= mi < mi1: dz row ib + mi exists) and
+                    # dj' = dj0 + mj*sw (dz column t + jb + mj for the pixel t of the phase)
+                    rr = r // sw
+                    q = r - rr * sw
+                    er = rr + top - kh + 1
+                    di0 = (-er) % sh
+                    ib = (er + di0) // sh
+                    mi0 = max(0, -ib)
+                    mi1 = min((kh - di0 + sh - 1) // sh, oh - ib)
+                    e = q + left - kw + 1
+                    dj0 = (-e) % sw
+                    jb = (e + dj0) // sw
+                    count, width = (wp - q + sw - 1) // sw, c
+                    a = TileA(np.int64(scratch[numba.get_thread_id()].ctypes.data)
+                              + ((pt + ib + mi0) * pw + pl + jb) * f * isz, f)
+                    b = wb + ((di0 + mi0 * sh) * kw + dj0) * f * c * isz
+                    loops = (Loop(max(0, mi1 - mi0), pw * f, sh * kw * f * c),
+                             Loop(max(0, (kw - dj0 + sw - 1) // sw), f, sw * f * c), Loop(f, 1, c))
+                    dst = TileOut(ob + ((n * hp + rr) * wp + q) * c * isz, sw * c, zb, 0, 0, 0)
                 else:  # mode 2, dkernel[di] of image n (dz from the buffer), added to part[u]: its kw * c
                     # rows (dj, c) are consecutive in x too: x[.., j + dj, c] is element dj * C + c
                     # after pixel j; the reduction runs over the image's output pixels
@@ -505,10 +534,11 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu
         return (np.zeros(x.shape, dtype) if need_dx else None), np.zeros(kernel.shape, dtype), np.zeros(f, dtype)
     # dkernel/dbias: FMA tiles when F fills whole vectors, else im2col + GEMM
     dw_mode = "tiles" if conv_tiles_fit(dtype) and not dilated else "gemm"
-    # dx: FMA tiles (a stride-1 correlation of the padded dy with the flipped kernel), else GEMM
+    # dx: FMA tiles (dz in a zero-bordered buffer correlated with the flipped kernel, per column
+    # phase of the stride), else GEMM
     dx_mode = None
     if need_dx:
-        fits = sh == 1 and sw == 1 and pads[0] < kh and pads[1] < kh and pads[2] < kw and pads[3] < kw
+        fits = pads[0] < kh and pads[1] < kh and pads[2] < kw and pads[3] < kw
         dx_mode = "tiles" if conv_tiles_fit(dtype) and fits and not dilated else "gemm"
     if not blas.FAST and "gemm" in (dw_mode, dx_mode):  # no BLAS to call from numba: the numpy backend
         return _ref.conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache, relu_y=relu_y,
@@ -527,7 +557,7 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu
         pk = np.empty((ng, kdim * f), dtype=dtype)
         pb = np.empty((ng, f), dtype=dtype)
         tiles_dx_here = dx_mode == "tiles"
-        bh, bw = (x.shape[1] + kh - 1, x.shape[2] + kw - 1) if tiles_dx_here else (oh, ow)
+        bh, bw = dx_buffer(x.shape[1], x.shape[2], oh, ow, kh, kw, sw, pads[2])[:2] if tiles_dx_here else (oh, ow)
         scratch = np.empty((numba.get_num_threads(), bh, bw, f), dtype=dtype)
         tiles_backward(dy, None if relu_y is None else as_c(relu_y, dtype), _ref.pad_nhwc(x, pads), wt,
                        dx if tiles_dx_here else EMPTY4[dtype], strides, pads, gimg, scratch, zeros, pk, pb)
