@@ -3,21 +3,29 @@
 Layouts: NHWC activations, HWIO kernels, ``pads`` = (top, bottom, left, right). Algorithm,
 chosen by measurement on the seed model's shapes (``benchmarks/README.md``):
 
-* **float32, output channels a multiple of 16** (both of the seed model's convs; :func:`tiles_fit`):
-  direct convolution with the register-blocked tiles (:mod:`.tiles`): up to 6 output pixels x 64
-  channels accumulate in 24 AVX-512 registers over the whole (kh, kw, c) reduction; no im2col.
-  Forward: parallel over output rows, bias + relu fused into the store. Backward: one pass over
-  dy per image (images in fixed groups, one group per parallel iteration): dz = dy * (y > 0)
-  (relu's gradient, fused) goes into a per-thread zero-bordered buffer while dbias sums it;
-  dx (stride 1, input channels a multiple of 16) correlates that buffer with the flipped,
-  transposed kernel; dkernel, per kernel row, is a tile of (kw, c) rows x filters accumulated
+* **on the tiles** (float32 and float64 whenever :data:`config.TILES` is on, any channel count:
+  :func:`conv_tiles_fit`): direct convolution with the register-blocked tiles (:mod:`.tiles`): up
+  to 6 output pixels x 64 channels accumulate in 24 AVX-512 registers over the whole (kh, kw, c)
+  reduction; no im2col. Channel counts that do not fill whole vectors (LeNet's 6, a 3-channel
+  input's dx, 10 classes) end in one vector masked to the columns left over. Forward: parallel
+  over output rows, bias + relu fused into the store. Backward: one pass over dy per image
+  (images in fixed groups, one group per parallel iteration): dz = dy * (y > 0) (relu's gradient,
+  fused) goes into a per-thread zero-bordered buffer while dbias sums it; dx correlates that
+  buffer with the flipped, transposed kernel, per dx row and, for a strided conv, per column
+  phase of the stride (pixels q, q + sw, ... share their taps: only the taps that meet the row's
+  dz rows and the phase's dz columns are multiplied, none of the zeros a dilated dz would hold;
+  :func:`dx_buffer`); dkernel, per kernel row, is a tile of (kw, c) rows x filters accumulated
   over the image's pixels and added to the group's partial sum; the group partials are added
   in order. dz is never written to memory. ~90% of the machine's measured matmul peak for the
-  forward, versus ~75% for im2col + OpenBLAS on the same shapes.
-* **otherwise** (float64, odd channel counts, dx of strided convs): im2col + GEMM on chunks of
-  whole images (``config.CHUNK_ROWS`` output rows, so the chunk's im2col matrix stays in L2);
-  backward rebuilds the chunk, ``cols.T @ dy`` and ``dy @ W.T`` + a *gathering* col2im (each
-  input cell sums its patch entries in a fixed (kh, kw) order: no scatter, no race).
+  seed model's forward, versus ~75% for im2col + OpenBLAS on the same shapes. Measured against
+  im2col + GEMM (batch 100, float32, A/B in one process): LeNet-5's conv1 (5x5, 1 -> 6, 'same')
+  forward 6.7 -> 1.1 ms, backward 6.6 -> 2.0; allconv's stride-2 64-channel backward 10.3 -> 8.6
+  ms of CPU time.
+* **otherwise** (the tiles off, i.e. no AVX-512 or ``MINICNN_NUMBA_TILES=0``; dilated backward):
+  im2col + GEMM on chunks of whole images (``config.CHUNK_ROWS`` output rows, so the chunk's
+  im2col matrix stays in L2); backward rebuilds the chunk, ``cols.T @ dy`` and ``dy @ W.T`` + a
+  *gathering* col2im (each input cell sums its patch entries in a fixed (kh, kw) order: no
+  scatter, no race).
 
 **Dilation** (``dilation=(DH, DW)``, Keras's ``dilation_rate``: tap (di, dj) of output pixel (i, j)
 reads input cell (i*SH + di*DH - top, j*SW + dj*DW - left)). The forward tiles take it as the
@@ -99,12 +107,12 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
         At least max(C, F) zeros of the working dtype: the tiles' bias when there is none (mode 0
         passes the bias here too: only its dtype and address are used there).
     scratch : (threads, PH, PW, F) array
-        modes 1, 2: one dz buffer per numba thread, ``PH, PW = H + KH - 1, W + KW - 1`` when dx is
-        computed (dz in its interior at the forward's padding, a zero border), else OH, OW.
+        modes 1, 2: one dz buffer per numba thread, ``PH, PW`` from :func:`dx_buffer` when dx is
+        computed (dz with a zero border left and right), else OH, OW.
     part : (G, KH*KW*C*F) array
         mode 2: the per-group partial sums of dkernel.
     sh, sw : int
-        Strides (modes 1: 1).
+        Strides (mode 1: 1).
     dh, dw : int
         mode 0: the dilation (tap (di, dj) reads padded row i*sh + di*dh, column j*sw + dj*dw);
         modes 1, 2: 1.
@@ -123,10 +131,11 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
 
     What each mode does. 0: parallel over output rows, each a run of tiles of up to 6 pixels x
     64 channels, relu fused. 1 (stride 1; when dkernel goes by GEMM): per image, dy is copied into
-    the thread's zero-bordered buffer and correlated with ``wgt``; kernel rows that would only
-    meet the border are skipped. 2 (one pass over dy, relu's gradient fused): per group of
+    the thread's zero-bordered buffer and correlated with ``wgt``; kernel rows that would meet
+    no dz row are skipped. 2 (one pass over dy, relu's gradient fused): per group of
     ``gimg`` images, one image at a time: dz = dy * (y > 0) goes into the thread's buffer while
-    pbias[g] sums it; then the dx rows (as in mode 1) and, per kernel row di, a tile of the
+    pbias[g] sums it; then the dx rows (as in mode 1, per column phase of the stride: the
+    pixels q, q + sw, ... of a dx row share their taps) and, per kernel row di, a tile of the
     (kw, c) rows x f filters of dkernel[di] read dz from there (part[g] accumulates the group's
     images in order). dz never goes to memory.
     """

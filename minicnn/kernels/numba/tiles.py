@@ -338,6 +338,29 @@ def _out_cols(out, offset):
     return TileOut(out.addr + offset, out.item, out.bias + offset, out.relu, out.accumulate, out.flag)
 
 
+@njit(cache=True)
+def _tile_run1(carrier, count, a, b, loops, out, lanes):
+    """``count`` items of one vector masked to ``lanes`` columns (16, 8, 4, 2, 1 rows per tile);
+    a function of its own, called from the two places that need it, so that its tiles are typed
+    and lowered once."""
+    isz = carrier.itemsize
+    j = 0
+    while count - j >= 16:
+        _t16x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz), lanes)
+        j += 16
+    if count - j >= 8:
+        _t8x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz), lanes)
+        j += 8
+    if count - j >= 4:
+        _t4x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz), lanes)
+        j += 4
+    if count - j >= 2:
+        _t2x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz), lanes)
+        j += 2
+    if count - j >= 1:
+        _t1x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz), lanes)
+
+
 @njit(inline="always", cache=True)
 def _tile_run(carrier, v, count, a, b, loops, out, lanes):
     """``count`` items of ``v`` vectors (4, 2 or 1): the widest tile first, then 4, 2, 1 for the
@@ -376,20 +399,7 @@ def _tile_run(carrier, v, count, a, b, loops, out, lanes):
         if count - j >= 1:
             _t1x2(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
     else:
-        while count - j >= 16:
-            _t16x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz), lanes)
-            j += 16
-        if count - j >= 8:
-            _t8x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz), lanes)
-            j += 8
-        if count - j >= 4:
-            _t4x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz), lanes)
-            j += 4
-        if count - j >= 2:
-            _t2x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz), lanes)
-            j += 2
-        if count - j >= 1:
-            _t1x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz), lanes)
+        _tile_run1(carrier, count, a, b, loops, out, lanes)
 
 
 @njit(cache=True)
@@ -426,7 +436,7 @@ def tile_grid(carrier, count, width, a, b, loops, out):
         c0 += v
     rest = width - nvec * lanes
     if rest > 0:  # the last columns: a run of 1-vector tiles masked to them
-        _tile_run(carrier, 1, count, a, b + nvec * lanes * isz, loops, _out_cols(out, nvec * lanes * isz), rest)
+        _tile_run1(carrier, count, a, b + nvec * lanes * isz, loops, _out_cols(out, nvec * lanes * isz), rest)
 
 
 # ----------------------------------------------------------------------------- transpose

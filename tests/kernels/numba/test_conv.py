@@ -261,7 +261,7 @@ def test_conv_empty_batch(dt):
 def test_conv_reads_its_inputs_only_within_their_bounds(conv_path, dt, c, f, strides):
     """Inputs (x, kernel, bias, dy, relu_y) passed as C-contiguous views into buffers whose
     margins are NaN: the kernels read them in place (no padding, so no copies), and a read past
-    either end would put a NaN into the results. Tiles (float32, 16 | F) and im2col + GEMM."""
+    either end would put a NaN into the results. Tiles (any channel count) and im2col + GEMM."""
     x, k, dy = model_like_case(n=3, dt=dt, f=f)
     x, k = x[..., :c], np.ascontiguousarray(k[:, :, :c, :f])
     y_ref = ref.conv2d_forward(x, k, np.ones(f, dt), strides, (0, 0, 0, 0), relu=True)
