@@ -3,21 +3,29 @@
 Layouts: NHWC activations, HWIO kernels, ``pads`` = (top, bottom, left, right). Algorithm,
 chosen by measurement on the seed model's shapes (``benchmarks/README.md``):
 
-* **float32, output channels a multiple of 16** (both of the seed model's convs; :func:`tiles_fit`):
-  direct convolution with the register-blocked tiles (:mod:`.tiles`): up to 6 output pixels x 64
-  channels accumulate in 24 AVX-512 registers over the whole (kh, kw, c) reduction; no im2col.
-  Forward: parallel over output rows, bias + relu fused into the store. Backward: one pass over
-  dy per image (images in fixed groups, one group per parallel iteration): dz = dy * (y > 0)
-  (relu's gradient, fused) goes into a per-thread zero-bordered buffer while dbias sums it;
-  dx (stride 1, input channels a multiple of 16) correlates that buffer with the flipped,
-  transposed kernel; dkernel, per kernel row, is a tile of (kw, c) rows x filters accumulated
+* **on the tiles** (float32 and float64 whenever :data:`config.TILES` is on, any channel count:
+  :func:`conv_tiles_fit`): direct convolution with the register-blocked tiles (:mod:`.tiles`): up
+  to 6 output pixels x 64 channels accumulate in 24 AVX-512 registers over the whole (kh, kw, c)
+  reduction; no im2col. Channel counts that do not fill whole vectors (LeNet's 6, a 3-channel
+  input's dx, 10 classes) end in one vector masked to the columns left over. Forward: parallel
+  over output rows, bias + relu fused into the store. Backward: one pass over dy per image
+  (images in fixed groups, one group per parallel iteration): dz = dy * (y > 0) (relu's gradient,
+  fused) goes into a per-thread zero-bordered buffer while dbias sums it; dx correlates that
+  buffer with the flipped, transposed kernel, per dx row and, for a strided conv, per column
+  phase of the stride (pixels q, q + sw, ... share their taps: only the taps that meet the row's
+  dz rows and the phase's dz columns are multiplied, none of the zeros a dilated dz would hold;
+  :func:`dx_buffer`); dkernel, per kernel row, is a tile of (kw, c) rows x filters accumulated
   over the image's pixels and added to the group's partial sum; the group partials are added
   in order. dz is never written to memory. ~90% of the machine's measured matmul peak for the
-  forward, versus ~75% for im2col + OpenBLAS on the same shapes.
-* **otherwise** (float64, odd channel counts, dx of strided convs): im2col + GEMM on chunks of
-  whole images (``config.CHUNK_ROWS`` output rows, so the chunk's im2col matrix stays in L2);
-  backward rebuilds the chunk, ``cols.T @ dy`` and ``dy @ W.T`` + a *gathering* col2im (each
-  input cell sums its patch entries in a fixed (kh, kw) order: no scatter, no race).
+  seed model's forward, versus ~75% for im2col + OpenBLAS on the same shapes. Measured against
+  im2col + GEMM (batch 100, float32, A/B in one process): LeNet-5's conv1 (5x5, 1 -> 6, 'same')
+  forward 6.7 -> 1.1 ms, backward 6.6 -> 2.0; allconv's stride-2 64-channel backward 10.3 -> 8.6
+  ms of CPU time.
+* **otherwise** (the tiles off, i.e. no AVX-512 or ``MINICNN_NUMBA_TILES=0``; dilated backward):
+  im2col + GEMM on chunks of whole images (``config.CHUNK_ROWS`` output rows, so the chunk's
+  im2col matrix stays in L2); backward rebuilds the chunk, ``cols.T @ dy`` and ``dy @ W.T`` + a
+  *gathering* col2im (each input cell sums its patch entries in a fixed (kh, kw) order: no
+  scatter, no race).
 
 **Dilation** (``dilation=(DH, DW)``, Keras's ``dilation_rate``: tap (di, dj) of output pixel (i, j)
 reads input cell (i*SH + di*DH - top, j*SW + dj*DW - left)). The forward tiles take it as the
@@ -45,12 +53,36 @@ from . import blas, checks, config
 from .arrays import EMPTY2, EMPTY4, FLOATS, as_c, bias_or_zeros
 from .elementwise import relu_backward, sum_groups
 from .fpu import denormals_off, denormals_restore
-from .tiles import Loop, TileA, TileOut, tile_grid, tiles_fit
+from .tiles import Loop, TileA, TileOut, tile_grid
 
-__all__ = ["conv2d_forward", "conv2d_backward", "tiles_forward", "tiles_dx", "tiles_backward"]
+__all__ = ["conv2d_forward", "conv2d_backward", "conv_tiles_fit", "tiles_forward", "tiles_dx", "tiles_backward"]
 
 
 # ----------------------------------------------------------------------------- tile kernel
+@njit(cache=True)
+def dx_buffer(h, w, oh, ow, kh, kw, sw, left):
+    """The geometry (PH, PW, PT, PL) of the tiles' per-thread dz buffer when dx is computed: dz
+    (OH, OW) sits at rows PT.., columns PL.., zeros around it. Rows need no border (the dx rows
+    skip the kernel rows that would meet none: PT = 0, PH = OH); columns do, since a run of dx
+    pixels shares its taps: dx column s = q + t*sw (phase q) reads dz column
+    t + jb(q) + m for its m-th tap, jb(q) = (e + (-e mod sw)) / sw with e = q + left - kw + 1, so
+    PL = max(0, -min_q jb(q)), and the last column read is (W - 1 + left) // sw. Stride 1, pads
+    below the kernel size: (OH, W + KW - 1, 0, KW - 1 - left), within the (H + KH - 1, W + KW - 1)
+    that the callers of the stride-1 version allocated."""
+    pl = 0
+    for q in range(sw):
+        e = q + left - kw + 1
+        pl = max(pl, -((e + (-e) % sw) // sw))
+    return oh, pl + max(ow, (w - 1 + left) // sw + 1), 0, pl
+
+
+def conv_tiles_fit(dtype) -> bool:
+    """Whether the conv kernels run on the FMA tiles for ``dtype``: float32 whenever
+    :data:`config.TILES` is on, for any channel count (the tiles' last vector is masked to the
+    columns left over, :func:`.tiles.tile_grid`)."""
+    return config.TILES and dtype in (np.float32, np.float64)
+
+
 @njit(parallel=True, cache=True)
 def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, top, left, gimg, ngroups, relu,
                 xpad, mask, pbias):
@@ -75,12 +107,12 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
         At least max(C, F) zeros of the working dtype: the tiles' bias when there is none (mode 0
         passes the bias here too: only its dtype and address are used there).
     scratch : (threads, PH, PW, F) array
-        modes 1, 2: one dz buffer per numba thread, ``PH, PW = H + KH - 1, W + KW - 1`` when dx is
-        computed (dz in its interior at the forward's padding, a zero border), else OH, OW.
+        modes 1, 2: one dz buffer per numba thread, ``PH, PW`` from :func:`dx_buffer` when dx is
+        computed (dz with a zero border left and right), else OH, OW.
     part : (G, KH*KW*C*F) array
         mode 2: the per-group partial sums of dkernel.
     sh, sw : int
-        Strides (modes 1: 1).
+        Strides (mode 1: 1).
     dh, dw : int
         mode 0: the dilation (tap (di, dj) reads padded row i*sh + di*dh, column j*sw + dj*dw);
         modes 1, 2: 1.
@@ -99,10 +131,11 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
 
     What each mode does. 0: parallel over output rows, each a run of tiles of up to 6 pixels x
     64 channels, relu fused. 1 (stride 1; when dkernel goes by GEMM): per image, dy is copied into
-    the thread's zero-bordered buffer and correlated with ``wgt``; kernel rows that would only
-    meet the border are skipped. 2 (one pass over dy, relu's gradient fused): per group of
+    the thread's zero-bordered buffer and correlated with ``wgt``; kernel rows that would meet
+    no dz row are skipped. 2 (one pass over dy, relu's gradient fused): per group of
     ``gimg`` images, one image at a time: dz = dy * (y > 0) goes into the thread's buffer while
-    pbias[g] sums it; then the dx rows (as in mode 1) and, per kernel row di, a tile of the
+    pbias[g] sums it; then the dx rows (as in mode 1, per column phase of the stride: the
+    pixels q, q + sw, ... of a dx row share their taps) and, per kernel row di, a tile of the
     (kw, c) rows x f filters of dkernel[di] read dz from there (part[g] accumulates the group's
     images in order). dz never goes to memory.
     """
@@ -133,7 +166,7 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
         total = ngroups
     # mode 1/2 buffer: dz of one image, (PH, PW, F), its interior at (pt, pl); without dx, no border
     if mode == 1 or has_dx:
-        ph, pw, pt, pl = hp + kh - 1, wp + kw - 1, kh - 1 - top, kw - 1 - left
+        ph, pw, pt, pl = dx_buffer(hp, wp, oh, ow, kh, kw, sw, left)
     else:
         ph, pw, pt, pl = oh, ow, 0, 0
     step = gimg if mode == 2 else 1  # images per iteration (mode 0: one output row)
@@ -171,7 +204,7 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
                                 v = dyr[o] if not masked or yr[o] > 0 else zeros[0]
                                 row[o] = v
                                 pb[o] += v
-                    ndx = hp if has_dx else 0
+                    ndx = hp * sw if has_dx else 0  # (dx row, column phase) pairs
                     nrows = ndx + kh
             for r in range(nrows):  # a single tile call site (tile_grid is a call, not inlined IR)
                 if mode == 0:  # output row (n_, i): ow pixels x f channels, reducing over (kh, kw, c)
@@ -182,14 +215,26 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
                     b = wb
                     loops = (Loop(kh, dh * wp * c, kw * c * f), Loop(kw, dw * c, c * f), Loop(c, 1, f))
                     dst = TileOut(ob + (u * ow) * f * isz, f, vb, relu, 0, 0)
-                elif mode == 1 or r < ndx:  # dx row r of image n: wp pixels x c channels, kernel rows d0..d1-1
-                    d0 = max(0, kh - 1 - top - r)
-                    d1 = min(kh, kh - 1 - top + oh - r)
-                    count, width = wp, c
-                    a = TileA(np.int64(scratch[numba.get_thread_id()].ctypes.data) + ((r + d0) * pw) * f * isz, f)
-                    b = wb + d0 * kw * f * c * isz
-                    loops = (Loop(max(0, d1 - d0), pw * f, kw * f * c), Loop(kw, f, f * c), Loop(f, 1, c))
-                    dst = TileOut(ob + ((n * hp + r) * wp) * c * isz, c, zb, 0, 0, 0)
+                elif mode == 1 or r < ndx:  # dx row rr of image n, its pixels q, q + sw, ... x c channels
+                    # flipped taps di' = di0 + mi*sh (mi0 <= mi < mi1: dz row ib + mi exists) and
+                    # dj' = dj0 + mj*sw (dz column t + jb + mj for the pixel t of the phase)
+                    rr = r // sw
+                    q = r - rr * sw
+                    er = rr + top - kh + 1
+                    di0 = (-er) % sh
+                    ib = (er + di0) // sh
+                    mi0 = max(0, -ib)
+                    mi1 = min((kh - di0 + sh - 1) // sh, oh - ib)
+                    e = q + left - kw + 1
+                    dj0 = (-e) % sw
+                    jb = (e + dj0) // sw
+                    count, width = (wp - q + sw - 1) // sw, c
+                    a = TileA(np.int64(scratch[numba.get_thread_id()].ctypes.data)
+                              + ((pt + ib + mi0) * pw + pl + jb) * f * isz, f)
+                    b = wb + ((di0 + mi0 * sh) * kw + dj0) * f * c * isz
+                    loops = (Loop(max(0, mi1 - mi0), pw * f, sh * kw * f * c),
+                             Loop(max(0, (kw - dj0 + sw - 1) // sw), f, sw * f * c), Loop(f, 1, c))
+                    dst = TileOut(ob + ((n * hp + rr) * wp + q) * c * isz, sw * c, zb, 0, 0, 0)
                 else:  # mode 2, dkernel[di] of image n (dz from the buffer), added to part[u]: its kw * c
                     # rows (dj, c) are consecutive in x too: x[.., j + dj, c] is element dj * C + c
                     # after pixel j; the reduction runs over the image's output pixels
@@ -452,7 +497,7 @@ def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None, dilat
     x = np.asarray(x)
     oh, ow = _dilated_args("conv2d_forward", x, kernel, bias, strides, pads, dilation)
     dh, dw = dilation
-    on_tiles = tiles_fit(x.dtype, np.shape(kernel)[3])
+    on_tiles = conv_tiles_fit(x.dtype)
     if x.dtype not in FLOATS or not (blas.FAST or on_tiles):
         return _ref.conv2d_forward(x, kernel, bias, strides, pads, relu=relu, cache=cache, dilation=dilation)
     x = np.ascontiguousarray(x)
@@ -497,12 +542,13 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu
     if n == 0 or oh * ow == 0:  # an empty batch: zero gradients (nothing to reduce)
         return (np.zeros(x.shape, dtype) if need_dx else None), np.zeros(kernel.shape, dtype), np.zeros(f, dtype)
     # dkernel/dbias: FMA tiles when F fills whole vectors, else im2col + GEMM
-    dw_mode = "tiles" if tiles_fit(dtype, f) and not dilated else "gemm"
-    # dx: FMA tiles (a stride-1 correlation of the padded dy with the flipped kernel), else GEMM
+    dw_mode = "tiles" if conv_tiles_fit(dtype) and not dilated else "gemm"
+    # dx: FMA tiles (dz in a zero-bordered buffer correlated with the flipped kernel, per column
+    # phase of the stride), else GEMM
     dx_mode = None
     if need_dx:
-        fits = sh == 1 and sw == 1 and pads[0] < kh and pads[1] < kh and pads[2] < kw and pads[3] < kw
-        dx_mode = "tiles" if tiles_fit(dtype, c) and fits and not dilated else "gemm"
+        fits = pads[0] < kh and pads[1] < kh and pads[2] < kw and pads[3] < kw
+        dx_mode = "tiles" if conv_tiles_fit(dtype) and fits and not dilated else "gemm"
     if not blas.FAST and "gemm" in (dw_mode, dx_mode):  # no BLAS to call from numba: the numpy backend
         return _ref.conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache, relu_y=relu_y,
                                     dilation=dilation)
@@ -520,7 +566,7 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu
         pk = np.empty((ng, kdim * f), dtype=dtype)
         pb = np.empty((ng, f), dtype=dtype)
         tiles_dx_here = dx_mode == "tiles"
-        bh, bw = (x.shape[1] + kh - 1, x.shape[2] + kw - 1) if tiles_dx_here else (oh, ow)
+        bh, bw = dx_buffer(x.shape[1], x.shape[2], oh, ow, kh, kw, sw, pads[2])[:2] if tiles_dx_here else (oh, ow)
         scratch = np.empty((numba.get_num_threads(), bh, bw, f), dtype=dtype)
         tiles_backward(dy, None if relu_y is None else as_c(relu_y, dtype), _ref.pad_nhwc(x, pads), wt,
                        dx if tiles_dx_here else EMPTY4[dtype], strides, pads, gimg, scratch, zeros, pk, pb)

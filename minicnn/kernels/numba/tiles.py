@@ -31,9 +31,11 @@ int64 parameters, in the order :data:`_TILE_PARAMS` lists)::
               (Loop(n1, a1, b1), Loop(n2, a2, b2), Loop(n3, a3, b3)),   # the reduction, outer first
               TileOut(addr=o, item=o_item, bias=..., relu=..., accumulate=..., flag=...))
 
-:func:`tile_grid` covers ``count`` items x ``width`` columns (a multiple of L) with tiles:
-column blocks of 4 vectors, then 2, then 1; along the items the widest tile first
-(:func:`_tile_run`). Each output element is one tile's sum in a fixed order.
+:func:`tile_grid` covers ``count`` items x ``width`` columns (any number) with tiles:
+column blocks of 4 vectors, then 2, then 1, then, when ``width`` is not a multiple of L, one
+vector masked to the last ``width % L`` columns (every vector access of the 1-vector tiles is
+masked to a run-time lane count: LeNet's 6 filters, 3-channel inputs' dx); along the items the
+widest tile first (:func:`_tile_run`). Each output element is one tile's sum in a fixed order.
 
 :func:`transpose16` is a 16 x 16 float32 transpose in registers (the dense backward's kernel
 blocks).
@@ -142,7 +144,10 @@ _TILE_PARAMS = ("a.addr", "b", "out.addr", "out.bias", "loops[0].n", "loops[1].n
 # ----------------------------------------------------------------------------- the tile's IR
 def _emit_tile_body(builder, R, V, double, args):
     """The tile's IR (see the module docstring) into ``builder``; ``args`` are the 18 int64
-    values named by :data:`_TILE_PARAMS`."""
+    values named by :data:`_TILE_PARAMS`, and for a 1-vector tile (V == 1) a 19th: ``lanes``, the
+    columns it covers (1..L). Every vector access of such a tile (B, bias, out) is masked to its
+    first ``lanes`` lanes, so a grid of any width reads and writes exactly its columns (the masked
+    loads/stores cost what plain ones do on AVX-512)."""
     L = 8 if double else 16
     fty = ir.DoubleType() if double else ir.FloatType()
     vty = ir.VectorType(fty, L)
@@ -151,10 +156,35 @@ def _emit_tile_body(builder, R, V, double, args):
     fptr, vptr = fty.as_pointer(), vty.as_pointer()
     # a, b: operand addresses; out, bias: output and bias addresses; n1..n3: trip counts; a1..a3,
     # b1..b3: A's and B's steps per loop level; ar: A's step per item; ldo: out's step per item
-    (a, b, out, bias, n1, n2, n3, a1, a2, a3, ar, b1, b2, b3, ldo, relu, accumulate, flag) = args
+    (a, b, out, bias, n1, n2, n3, a1, a2, a3, ar, b1, b2, b3, ldo, relu, accumulate, flag) = args[:18]
     fma = cgutils.get_or_insert_function(
         builder.module, ir.FunctionType(vty, [vty, vty, vty]), "llvm.fma.v%d%s" % (L, "f64" if double else "f32"))
     zero = ir.Constant(vty, [0.0] * L)
+    if V == 1:  # lane k is on iff k < lanes
+        mty = ir.VectorType(ir.IntType(1), L)
+        lanes = builder.trunc(args[18], i32)
+        lanes_v = builder.shuffle_vector(builder.insert_element(ir.Constant(ir.VectorType(i32, L), ir.Undefined),
+                                                                lanes, ir.Constant(i32, 0)),
+                                         ir.Constant(ir.VectorType(i32, L), ir.Undefined),
+                                         ir.Constant(ir.VectorType(i32, L), [0] * L))
+        mask = builder.icmp_signed("<", ir.Constant(ir.VectorType(i32, L), list(range(L))), lanes_v)
+        suffix = "v%d%s.p0v%d%s" % (L, "f64" if double else "f32", L, "f64" if double else "f32")
+        mload = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vptr, i32, mty, vty]), "llvm.masked.load." + suffix)
+        mstore = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [vty, vptr, i32, mty]), "llvm.masked.store." + suffix)
+
+        def vload(p):
+            return builder.call(mload, [p, ir.Constant(i32, align), mask, zero])
+
+        def vstore(val, p):
+            builder.call(mstore, [val, p, ir.Constant(i32, align), mask])
+    else:
+        def vload(p):
+            return builder.load(p, align=align)
+
+        def vstore(val, p):
+            builder.store(val, p, align=align)
     undef = ir.Constant(vty, ir.Undefined)
     splat = ir.Constant(ir.VectorType(i32, L), [0] * L)
     acc = [[cgutils.alloca_once(builder, vty) for _ in range(V)] for _ in range(R)]
@@ -171,8 +201,8 @@ def _emit_tile_body(builder, R, V, double, args):
             with cgutils.for_range(builder, n3) as l3:
                 ao = builder.add(ao2, builder.mul(l3.index, a3))
                 bo = builder.add(bo2, builder.mul(l3.index, b3))
-                bv = [builder.load(builder.bitcast(builder.gep(bbase, [builder.add(bo, ir.Constant(i64, v * L))]),
-                                                   vptr), align=align) for v in range(V)]
+                bv = [vload(builder.bitcast(builder.gep(bbase, [builder.add(bo, ir.Constant(i64, v * L))]), vptr))
+                      for v in range(V)]
                 for r in range(R):
                     sc = builder.load(builder.gep(abase, [builder.add(ao, roff[r])]))
                     sv = builder.shuffle_vector(builder.insert_element(undef, sc, ir.Constant(i32, 0)), undef, splat)
@@ -181,8 +211,7 @@ def _emit_tile_body(builder, R, V, double, args):
     obase, biasbase = builder.inttoptr(out, fptr), builder.inttoptr(bias, fptr)
     do_relu = builder.icmp_signed("!=", relu, ir.Constant(i64, 0))
     do_acc = builder.icmp_signed("!=", accumulate, ir.Constant(i64, 0))
-    bias_v = [builder.load(builder.bitcast(builder.gep(biasbase, [ir.Constant(i64, v * L)]), vptr), align=align)
-              for v in range(V)]
+    bias_v = [vload(builder.bitcast(builder.gep(biasbase, [ir.Constant(i64, v * L)]), vptr)) for v in range(V)]
 
     def out_ptr(r, v):
         return builder.bitcast(builder.gep(obase, [builder.add(builder.mul(ldo, ir.Constant(i64, r)),
@@ -193,22 +222,21 @@ def _emit_tile_body(builder, R, V, double, args):
             for r in range(R):
                 for v in range(V):
                     p = out_ptr(r, v)
-                    builder.store(builder.fadd(builder.load(p, align=align), builder.load(acc[r][v])), p, align=align)
+                    vstore(builder.fadd(vload(p), builder.load(acc[r][v])), p)
         with otherwise:
             for r in range(R):
                 for v in range(V):
                     val = builder.fadd(builder.load(acc[r][v]), bias_v[v])
                     neg = builder.fcmp_ordered("<", val, zero)
                     val = builder.select(do_relu, builder.select(neg, zero, val), val)
-                    builder.store(val, out_ptr(r, v), align=align)
+                    vstore(val, out_ptr(r, v))
     # the finiteness flag (only for stored, not accumulated, outputs): v - v is NaN iff v is NaN/inf
     with builder.if_then(builder.and_(builder.icmp_signed("!=", flag, ir.Constant(i64, 0)),
                                       builder.not_(do_acc))):
         bad = None
         for r in range(R):
             for v in range(V):
-                p = out_ptr(r, v)
-                val = builder.load(p, align=align)
+                val = vload(out_ptr(r, v))  # (masked: the lanes off are 0)
                 nan = builder.fcmp_unordered("uno", builder.fsub(val, val), zero)
                 bad = nan if bad is None else builder.or_(bad, nan)
         anybad = builder.icmp_unsigned("!=", builder.bitcast(bad, ir.IntType(L)), ir.Constant(ir.IntType(L), 0))
@@ -224,8 +252,8 @@ def _is_args(ty, cls):
 
 def _flat_tile_args(context, builder, sig, args):
     """The 18 int64 IR values (:data:`_TILE_PARAMS`) from the tile's (a, b, loops, out) arguments."""
-    _, aty, bty, lty, oty = sig.args
-    _, a, b, loops, out = args
+    _, aty, bty, lty, oty = sig.args[:5]
+    _, a, b, loops, out = args[:5]
 
     def field(value, ty, i):
         return context.cast(builder, builder.extract_value(value, i), ty[i], types.int64)
@@ -241,36 +269,58 @@ def _flat_tile_args(context, builder, sig, args):
 
 
 def _tile_symbol(R, V, double):
-    return "minicnn_fma_tile_%dx%d_%s" % (R, V, "f64" if double else "f32")
+    """The native library's name of the R x V tile (``m``: the masked 1-vector tile)."""
+    return "minicnn_fma_tile_%dx%d%s_%s" % (R, V, "m" if V == 1 else "", "f64" if double else "f32")
+
+
+def _tile_types_ok(carrier, a, b, loops, out):
+    """The tile's (carrier, a, b, loops, out) argument types are what :func:`_make_tile` takes."""
+    return (isinstance(carrier, types.Array) and carrier.dtype in (types.float32, types.float64)
+            and _is_args(a, TileA) and isinstance(b, types.Integer) and _is_args(out, TileOut)
+            and isinstance(loops, types.BaseTuple) and len(loops) == 3
+            and all(_is_args(t, Loop) for t in loops))
+
+
+def _tile_codegen(R, V, double):
+    """The intrinsic's codegen: a call of the tile's native function (plus ``lanes`` when V == 1)."""
+
+    def codegen(context, builder, signature, args):
+        # a call of the native library's function (:mod:`.native`): its body is compiled
+        # once per machine, not linked into and optimised again in every kernel's module
+        fn = NATIVE.declare(builder.module, _tile_symbol(R, V, double))
+        flat = _flat_tile_args(context, builder, signature, args)
+        if V == 1:
+            flat.append(context.cast(builder, args[5], signature.args[5], types.int64))
+        builder.call(fn, flat)
+        return context.get_dummy_value()
+
+    return codegen
 
 
 def _make_tile(R, V):
     """The R x V tile as a numba intrinsic ``tile(carrier, a: TileA, b: int, loops, out: TileOut)``
     (``loops``: three :class:`Loop`, outer first); its float32 and float64 bodies are added to
-    :data:`NATIVE`."""
+    :data:`NATIVE`. A 1-vector tile (V == 1) takes one more argument, ``lanes``: the columns it
+    covers, 1..L (its vector accesses are masked to them)."""
+    nparams = len(_TILE_PARAMS) + (1 if V == 1 else 0)
     for double in (False, True):
-        NATIVE.add(_tile_symbol(R, V, double), [ir.IntType(64)] * len(_TILE_PARAMS),
+        NATIVE.add(_tile_symbol(R, V, double), [ir.IntType(64)] * nparams,
                    lambda builder, args, double=double: _emit_tile_body(builder, R, V, double, args))
-
-    @intrinsic
-    def tile(typingctx, carrier, a, b, loops, out):
-        """``carrier`` is any array of the working dtype (it picks float or double, nothing else)."""
-        if not (isinstance(carrier, types.Array) and carrier.dtype in (types.float32, types.float64)
-                and _is_args(a, TileA) and isinstance(b, types.Integer) and _is_args(out, TileOut)
-                and isinstance(loops, types.BaseTuple) and len(loops) == 3
-                and all(_is_args(t, Loop) for t in loops)):
-            return None  # numba reports the mismatch
-        double = carrier.dtype == types.float64
-        sig = types.void(carrier, a, b, loops, out)
-
-        def codegen(context, builder, signature, args):
-            # a call of the native library's function (:mod:`.native`): its body is compiled
-            # once per machine, not linked into and optimised again in every kernel's module
-            fn = NATIVE.declare(builder.module, _tile_symbol(R, V, double))
-            builder.call(fn, _flat_tile_args(context, builder, signature, args))
-            return context.get_dummy_value()
-
-        return sig, codegen
+    if V == 1:
+        @intrinsic
+        def tile(typingctx, carrier, a, b, loops, out, lanes):
+            """``carrier`` is any array of the working dtype (it picks float or double, nothing else)."""
+            if not (_tile_types_ok(carrier, a, b, loops, out) and isinstance(lanes, types.Integer)):
+                return None  # numba reports the mismatch
+            return (types.void(carrier, a, b, loops, out, lanes),
+                    _tile_codegen(R, V, carrier.dtype == types.float64))
+    else:
+        @intrinsic
+        def tile(typingctx, carrier, a, b, loops, out):
+            """``carrier`` is any array of the working dtype (it picks float or double, nothing else)."""
+            if not _tile_types_ok(carrier, a, b, loops, out):
+                return None  # numba reports the mismatch
+            return types.void(carrier, a, b, loops, out), _tile_codegen(R, V, carrier.dtype == types.float64)
 
     return tile
 
@@ -299,10 +349,33 @@ def _out_cols(out, offset):
     return TileOut(out.addr + offset, out.item, out.bias + offset, out.relu, out.accumulate, out.flag)
 
 
+@njit(cache=True)
+def _tile_run1(carrier, count, a, b, loops, out, lanes):
+    """``count`` items of one vector masked to ``lanes`` columns (16, 8, 4, 2, 1 rows per tile);
+    a function of its own, called from the two places that need it, so that its tiles are typed
+    and lowered once."""
+    isz = carrier.itemsize
+    j = 0
+    while count - j >= 16:
+        _t16x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz), lanes)
+        j += 16
+    if count - j >= 8:
+        _t8x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz), lanes)
+        j += 8
+    if count - j >= 4:
+        _t4x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz), lanes)
+        j += 4
+    if count - j >= 2:
+        _t2x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz), lanes)
+        j += 2
+    if count - j >= 1:
+        _t1x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz), lanes)
+
+
 @njit(inline="always", cache=True)
-def _tile_run(carrier, v, count, a, b, loops, out):
+def _tile_run(carrier, v, count, a, b, loops, out, lanes):
     """``count`` items of ``v`` vectors (4, 2 or 1): the widest tile first, then 4, 2, 1 for the
-    rest (arguments as in :func:`tile_grid`)."""
+    rest (arguments as in :func:`tile_grid`; ``lanes``: the columns of a 1-vector run, 1..L)."""
     isz = carrier.itemsize
     j = 0
     if v == 4:
@@ -337,20 +410,7 @@ def _tile_run(carrier, v, count, a, b, loops, out):
         if count - j >= 1:
             _t1x2(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
     else:
-        while count - j >= 16:
-            _t16x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
-            j += 16
-        if count - j >= 8:
-            _t8x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
-            j += 8
-        if count - j >= 4:
-            _t4x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
-            j += 4
-        if count - j >= 2:
-            _t2x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
-            j += 2
-        if count - j >= 1:
-            _t1x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
+        _tile_run1(carrier, count, a, b, loops, out, lanes)
 
 
 @njit(cache=True)
@@ -365,7 +425,9 @@ def tile_grid(carrier, count, width, a, b, loops, out):
     count : int
         Output items (the R direction of the tiles).
     width : int
-        Output columns, a multiple of the lanes L (16 float32, 8 float64).
+        Output columns, any number: whole vectors of L lanes (16 float32, 8 float64) first, then
+        the last ``width % L`` columns on 1-vector tiles masked to them (B, the bias and the
+        output are accessed only at the ``width`` columns).
     a : TileA
         Operand A, the broadcast scalars: its address and step per item.
     b : int
@@ -381,8 +443,11 @@ def tile_grid(carrier, count, width, a, b, loops, out):
     c0 = 0
     while c0 < nvec:
         v = 4 if nvec - c0 >= 4 else 2 if nvec - c0 >= 2 else 1
-        _tile_run(carrier, v, count, a, b + c0 * lanes * isz, loops, _out_cols(out, c0 * lanes * isz))
+        _tile_run(carrier, v, count, a, b + c0 * lanes * isz, loops, _out_cols(out, c0 * lanes * isz), lanes)
         c0 += v
+    rest = width - nvec * lanes
+    if rest > 0:  # the last columns: a run of 1-vector tiles masked to them
+        _tile_run1(carrier, count, a, b + nvec * lanes * isz, loops, _out_cols(out, nvec * lanes * isz), rest)
 
 
 # ----------------------------------------------------------------------------- transpose

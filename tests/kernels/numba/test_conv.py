@@ -27,10 +27,10 @@ def conv_cases(draw):
     w = draw(st.integers(1, 9))
     # channel counts that are and are not multiples of the vector width (16 float32 / 8 float64
     # lanes) reach the FMA-tile kernels and the direct-loop / im2col + GEMM fallbacks
-    c = draw(st.sampled_from([1, 2, 3, 5, 8, 16]))
+    c = draw(st.sampled_from([1, 2, 3, 5, 6, 8, 16, 17]))
     kh = draw(st.sampled_from([1, 2, 3, 4, h]))
     kw = draw(st.sampled_from([1, 2, 3, 5, w]))
-    f = draw(st.sampled_from([1, 2, 3, 5, 8, 16, 32, 48]))
+    f = draw(st.sampled_from([1, 2, 3, 5, 6, 8, 16, 20, 32, 48]))
     s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     padding = draw(st.sampled_from(["valid", "same"]))
     (oh, ow), pads = window_output((h, w), (kh, kw), s, padding)
@@ -186,8 +186,8 @@ def test_conv_backward_is_bitwise_deterministic(conv_path):
 
 
 def test_conv_fallback_path_matches(monkeypatch):
-    """Without BLAS in numba: float64 goes to the numpy backend; float32 with 32 filters keeps the
-    tiles (they need no BLAS), and dx of a strided conv falls back whole."""
+    """Without BLAS in numba: the tiles need none, so with them on every undilated conv keeps
+    them (strided dx included); with them off, everything goes to the numpy backend."""
     monkeypatch.setattr(blas, "FAST", False)
     x, k, dy = model_like_case(n=2, dt=np.float64)
     y = nb.conv2d_forward(x, k, None, (2, 1), (1, 1, 0, 1), relu=True)
@@ -200,6 +200,50 @@ def test_conv_fallback_path_matches(monkeypatch):
         for g, w in zip(nb.conv2d_backward(dy, x, k, strides, (0, 0, 0, 0)),
                         ref.conv2d_backward(dy, x, k, strides, (0, 0, 0, 0))):
             assert_close(g, w, np.float32, "fallback f32 backward")
+
+
+#: the zoo's conv shapes that the general tile paths serve: (H, W, C, F, k, strides, padding)
+ZOO_CONVS = {
+    "lenet5 conv1": (28, 28, 1, 6, 5, (1, 1), "same"),
+    "lenet5 conv2": (14, 14, 6, 16, 5, (1, 1), "valid"),
+    "allconv stride 2": (14, 14, 32, 32, 3, (2, 2), "same"),
+    "cifar 3-channel input": (16, 16, 3, 32, 3, (1, 1), "same"),
+    "odd channels, stride (2, 3)": (11, 13, 5, 7, 3, (2, 3), "same"),
+    "1x1 to 10 classes": (7, 7, 64, 10, 1, (1, 1), "valid"),
+}
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", list(ZOO_CONVS), ids=list(ZOO_CONVS))
+def test_zoo_convs_are_bitwise_independent_of_the_thread_count(conv_path, dt, shape):
+    """Forward (bias, relu) and the whole backward (relu's gradient, dx, dkernel, dbias) on 1
+    numba thread and on all of them, bit for bit, and within tolerance of the numpy backend;
+    9 images: groups of the dkernel partial sums are not a multiple of the thread count."""
+    import numba
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("one numba thread only")
+    h, w, c, f, k, strides, padding = ZOO_CONVS[shape]
+    (oh, ow), pads = window_output((h, w), (k, k), strides, padding)
+    rng = np.random.default_rng(h * c + f)
+    x = rng.standard_normal((9, h, w, c)).astype(dt)
+    kern = rng.standard_normal((k, k, c, f)).astype(dt)
+    bias = rng.standard_normal(f).astype(dt)
+    dy = rng.standard_normal((9, oh, ow, f)).astype(dt)
+
+    def run():
+        y = nb.conv2d_forward(x, kern, bias, strides, pads, relu=True)
+        return (y, *nb.conv2d_backward(dy, x, kern, strides, pads, relu_y=y))
+
+    many = run()
+    one = one_thread(run)
+    for a, b in zip(many, one):
+        assert a.tobytes() == b.tobytes()
+    y_ref = ref.conv2d_forward(x, kern, bias, strides, pads, relu=True)
+    assert_close(many[0], y_ref, dt, "forward")
+    for name, got, want in zip(("dx", "dkernel", "dbias"), many[1:],
+                               ref.conv2d_backward(dy, x, kern, strides, pads, relu_y=y_ref)):
+        assert_close(got, want, dt, name)
 
 
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
@@ -217,7 +261,7 @@ def test_conv_empty_batch(dt):
 def test_conv_reads_its_inputs_only_within_their_bounds(conv_path, dt, c, f, strides):
     """Inputs (x, kernel, bias, dy, relu_y) passed as C-contiguous views into buffers whose
     margins are NaN: the kernels read them in place (no padding, so no copies), and a read past
-    either end would put a NaN into the results. Tiles (float32, 16 | F) and im2col + GEMM."""
+    either end would put a NaN into the results. Tiles (any channel count) and im2col + GEMM."""
     x, k, dy = model_like_case(n=3, dt=dt, f=f)
     x, k = x[..., :c], np.ascontiguousarray(k[:, :, :c, :f])
     y_ref = ref.conv2d_forward(x, k, np.ones(f, dt), strides, (0, 0, 0, 0), relu=True)

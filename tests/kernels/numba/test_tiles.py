@@ -54,8 +54,10 @@ def _addr(c: Canary):
 @st.composite
 def grids(draw):
     """A tile_grid problem: items and columns (every run of tiles: 6/4/2/1 x 4 vectors, 13/12/8/4/2/1
-    x 2, 16/8/4/2/1 x 1), a loop nest with 0 to 4 iterations per level, arbitrary steps."""
-    return dict(count=draw(st.integers(1, 40)), nvec=draw(st.integers(1, 7)),
+    x 2, 16/8/4/2/1 x 1; ``rest`` columns past the whole vectors on the masked 1-vector tiles), a
+    loop nest with 0 to 4 iterations per level, arbitrary steps."""
+    rest = draw(st.sampled_from([0, 0, 1, 3, 6, 10, 15]))
+    return dict(count=draw(st.integers(1, 40)), nvec=draw(st.integers(0 if rest else 1, 7)), rest=rest,
                 n=[draw(st.integers(0, 4)) for _ in range(3)],
                 a_steps=[draw(st.integers(0, 9)) for _ in range(3)], a_item=draw(st.integers(0, 11)),
                 b_steps=[draw(st.integers(0, 150)) for _ in range(3)], out_gap=draw(st.sampled_from([0, 1, 16, 37])),
@@ -79,22 +81,23 @@ def test_tile_grid_reads_and_writes_exactly_its_elements(case):
 
 
 def test_tile_grid_covers_every_run_of_tiles():
-    """Every (items, vectors) up to (40, 7) once: each tail of each run of tiles, with a loop nest
-    of 1 to 3 iterations per level and random steps."""
+    """Every (items, vectors) up to (40, 7) once, and (items, leftover columns) up to (40, 15) on
+    the masked tiles: each tail of each run of tiles, with a loop nest of 1 to 3 iterations per
+    level and random steps."""
     rng = np.random.default_rng(0)
     for count in range(1, 41):
-        for nvec in range(1, 8):
-            _check_grid(dict(count=count, nvec=nvec, n=rng.integers(1, 4, 3).tolist(),
+        for nvec, rest in [(v, 0) for v in range(1, 8)] + [(int(rng.integers(3)), r) for r in range(1, L)]:
+            _check_grid(dict(count=count, nvec=nvec, rest=rest, n=rng.integers(1, 4, 3).tolist(),
                              a_steps=rng.integers(0, 10, 3).tolist(), a_item=int(rng.integers(0, 12)),
                              b_steps=rng.integers(0, 151, 3).tolist(), out_gap=int(rng.choice([0, 1, 16, 37])),
                              relu=bool(rng.integers(2)), accumulate=bool(rng.integers(2)), flag=True, bad=None,
-                             seed=count * 8 + nvec))
+                             seed=count * 64 + nvec * 16 + rest))
 
 
 def _check_grid(case):
     """One tile_grid call on canaried operands (see the module docstring), against float64."""
     rng = np.random.default_rng(case["seed"])
-    count, width, (n1, n2, n3) = case["count"], case["nvec"] * L, case["n"]
+    count, width, (n1, n2, n3) = case["count"], case["nvec"] * L + case.get("rest", 0), case["n"]
     (a1, a2, a3), (b1, b2, b3), a_item = case["a_steps"], case["b_steps"], case["a_item"]
     k1, k2, k3 = np.ix_(np.arange(n1), np.arange(n2), np.arange(n3))
     ia = np.arange(count)[:, None, None, None] * a_item + (k1 * a1 + k2 * a2 + k3 * a3)[None]  # (count, n1, n2, n3)
@@ -187,7 +190,8 @@ def _kernel_t(kern):
     return np.ascontiguousarray(kern[::-1, ::-1].transpose(0, 1, 3, 2))
 
 
-@pytest.mark.parametrize(("c", "f", "padding"), [(16, 32, "valid"), (32, 16, "same"), (16, 48, "same")])
+@pytest.mark.parametrize(("c", "f", "padding"), [(16, 32, "valid"), (32, 16, "same"), (16, 48, "same"),
+                                                 (6, 16, "valid"), (3, 5, "same")])
 def test_conv_dx_tiles_stay_in_bounds(c, f, padding):
     x, kern, _ = _conv_case(2, 7, 9, c, f, 3, seed=c + f)
     (oh, ow), pads = window_output((7, 9), (3, 3), (1, 1), padding)
@@ -204,12 +208,14 @@ def test_conv_dx_tiles_stay_in_bounds(c, f, padding):
 @pytest.mark.parametrize("with_dx", [True, False])
 @pytest.mark.parametrize("relu", [True, False])
 @pytest.mark.parametrize(("n", "strides", "padding"),
-                         [(5, (1, 1), "same"), (3, (2, 1), "valid"), (67, (1, 1), "valid")])
-def test_conv_backward_tiles_stay_in_bounds(with_dx, relu, n, strides, padding):
+                         [(5, (1, 1), "same"), (3, (2, 1), "valid"), (67, (1, 1), "valid"), (4, (2, 2), "same"),
+                          (3, (3, 2), "same"), (2, (1, 3), "valid")])
+@pytest.mark.parametrize(("c", "f"), [(16, 32), (6, 16), (3, 5)])
+def test_conv_backward_tiles_stay_in_bounds(with_dx, relu, n, strides, padding, c, f):
     """The one-pass backward: dz into the per-thread buffer, dbias/dkernel partial sums per group
-    (67 images: more than MAX_GROUPS, so groups of 2 and a last one of 1), dx."""
-    with_dx = with_dx and strides == (1, 1)
-    c, f = 16, 32
+    (67 images: more than MAX_GROUPS, so groups of 2 and a last one of 1), dx (strided: per
+    column phase, from the buffer that conv.dx_buffer sizes); channel counts that fill whole
+    vectors and ones that end in a masked vector."""
     x, kern, bias = _conv_case(n, 8, 7, c, f, 3, seed=n)
     (oh, ow), pads = window_output((8, 7), (3, 3), strides, padding)
     y = ref.conv2d_forward(x, kern, bias, strides, pads, relu=True)
@@ -220,7 +226,7 @@ def test_conv_backward_tiles_stay_in_bounds(with_dx, relu, n, strides, padding):
     ins = [Canary.holding(a) for a in (dy, y, ref.pad_nhwc(x, pads), _kernel_t(kern) if with_dx else
                                          np.empty((3, 3, 0, 0), F32), np.zeros(max(c, f), F32))]
     dyc, yc, xc, ktc, zeros = ins
-    bh, bw = (8 + 2, 7 + 2) if with_dx else (oh, ow)
+    bh, bw = conv.dx_buffer(8, 7, oh, ow, 3, 3, strides[1], pads[2])[:2] if with_dx else (oh, ow)
     scratch = Canary((numba.get_num_threads(), bh, bw, f), F32)
     pk, pb = Canary((ng, kdim * f), F32), Canary((ng, f), F32)
     dx = Canary(x.shape if with_dx else (0, 0, 0, 0), F32)
