@@ -11,8 +11,9 @@ cells, TensorFlow's tie rule of the global max gradient: documented there). Ever
   expression, once per window), then a gather, parallel over the N*H input rows: each cell adds
   the shares of the windows covering it in (di, dj) order onto 0, the order of numpy's
   scatter-adds (which window offset (di, dj) of a cell belongs to: small index tables, computed once).
-  When no two windows share a cell (pool <= stride, LeNet-5's 2x2/2), one pass instead: each
-  input row, flat, gathers ``0 + dy / count`` of its cells' windows (:func:`_avg_disjoint_row`).
+  When no two windows share a cell (pool <= stride, LeNet-5's 2x2/2) and C < 16, one pass
+  instead: each input row, flat, gathers ``0 + dy / count`` of its cells' windows
+  (:func:`_avg_disjoint_row`; ``DISJOINT_MAX_C`` says why 16).
 * **Global average pooling**: per (image, channel) the H*W values added in (h, w) order onto 0,
   which is what numpy's ``mean`` does when C > 1 (its reduction runs along the channels); for
   C = 1 numpy sums each image's contiguous H*W values pairwise (8 accumulators, halves above 128
@@ -129,32 +130,19 @@ def _avg_bwd_serial(share, rows, cols, dx):
 
 
 @njit(cache=True, error_model="numpy")
-def _avg_disjoint_row(dy, cnt, row_of, col_of, idx, valid, n, r, dxr):
+def _avg_disjoint_row(dy, cnt, row_of, idx, valid, n, r, dxr):
     """Input row (n, r) when every cell lies in at most one window (pool <= stride on both axes):
     ``dxr`` (W*C,) = ``0 + dy / count`` of the cell's window (numpy's share added onto 0: the
     same bits, -0 included), 0 for a cell in none. dy (N, OH, OW*C), cnt (OH, OW*C) the counts
-    tiled over the channels, row_of (H,) / col_of (W,) the window row / column or -1, idx (W*C,)
-    the position in a window row, valid (W*C,) whether the cell has a window. Below 16 channels
-    one gathering loop along the whole row (C = 6 in LeNet-5: per-cell loops of C values stayed
-    scalar), from 16 on a contiguous loop per cell."""
+    tiled over the channels, row_of (H,) the window row or -1, idx (W*C,) the position in a window
+    row, valid (W*C,) whether the cell has a window. One gathering loop along the whole row:
+    per-cell loops of C = 6 values (LeNet-5) stay scalar."""
     zero = np.zeros(1, dtype=dxr.dtype)[0]
     i = row_of[r]
     if i < 0:
         dxr[:] = zero
         return
     dyr, cr = dy[n, i], cnt[i]
-    c = idx.shape[0] // col_of.shape[0]
-    if c >= 16:  # a cell's C values are whole vectors: contiguous, no gather (the gather: 0.8x here)
-        for s in range(col_of.shape[0]):
-            j = col_of[s]
-            out = dxr[s * c:(s + 1) * c]
-            if j < 0:
-                out[:] = zero
-                continue
-            src, cs = dyr[j * c:(j + 1) * c], cr[j * c:(j + 1) * c]
-            for ch in range(c):
-                out[ch] = zero + src[ch] / cs[ch]
-        return
     for q in range(dxr.shape[0]):
         k = idx[q]
         v = dyr[k] / cr[k]
@@ -162,27 +150,33 @@ def _avg_disjoint_row(dy, cnt, row_of, col_of, idx, valid, n, r, dxr):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _avg_bwd_disjoint(dy, cnt, row_of, col_of, idx, valid, dx):
+def _avg_bwd_disjoint(dy, cnt, row_of, idx, valid, dx):
     """dx (N, H, W*C) by :func:`_avg_disjoint_row`, parallel over the N*H input rows."""
     h = dx.shape[1]
     for t in prange(dx.shape[0] * h):
         n = t // h
-        _avg_disjoint_row(dy, cnt, row_of, col_of, idx, valid, n, t - n * h, dx[n, t - n * h])
+        _avg_disjoint_row(dy, cnt, row_of, idx, valid, n, t - n * h, dx[n, t - n * h])
 
 
 @njit(cache=True, error_model="numpy")
-def _avg_bwd_disjoint_serial(dy, cnt, row_of, col_of, idx, valid, dx):
+def _avg_bwd_disjoint_serial(dy, cnt, row_of, idx, valid, dx):
     h = dx.shape[1]
     for t in range(dx.shape[0] * h):
         n = t // h
-        _avg_disjoint_row(dy, cnt, row_of, col_of, idx, valid, n, t - n * h, dx[n, t - n * h])
+        _avg_disjoint_row(dy, cnt, row_of, idx, valid, n, t - n * h, dx[n, t - n * h])
 
+
+#: the one-pass backward of disjoint windows (no cell in two) runs below this many channels:
+#: measured one thread, batch 100, 2x2/2, float32 (interleaved, medians of 35): C = 6 (LeNet-5's
+#: first pool) 0.78 -> 0.46 ms, C = 3 1.05 -> 0.39, but C = 16 (its second) 0.128 -> 0.140, where
+#: the per-cell loop of whole vectors of the general gather is as fast and divides 4x less
+DISJOINT_MAX_C = 16
 
 _DISJOINT_TABLES = {}
 
 
 def _disjoint_tables(x_shape, pool_size, strides, pads, dtype):
-    """(cnt (OH, OW*C), row_of (H,), col_of (W,), idx (W*C,), valid (W*C,)) of :func:`_avg_disjoint_row`, kept
+    """(cnt (OH, OW*C), row_of (H,), idx (W*C,), valid (W*C,)) of :func:`_avg_disjoint_row`, kept
     per shape (a layer asks for the same few every step; building them cost as much as the
     LeNet-5 second pool's whole backward)."""
     key = (x_shape[1:], tuple(pool_size), tuple(strides), tuple(pads), np.dtype(dtype))
@@ -194,7 +188,7 @@ def _disjoint_tables(x_shape, pool_size, strides, pads, dtype):
         row_of = _window_of(h, pool_size[0], strides[0], pads[0], oh).max(axis=1)
         col_of = _window_of(w, pool_size[1], strides[1], pads[2], ow).max(axis=1)
         idx = (np.maximum(col_of, 0)[:, None] * c + np.arange(c)[None, :]).reshape(-1)
-        tables = (np.ascontiguousarray(np.repeat(cnt, c, axis=1)), row_of, col_of, idx, np.repeat(col_of >= 0, c))
+        tables = (np.ascontiguousarray(np.repeat(cnt, c, axis=1)), row_of, idx, np.repeat(col_of >= 0, c))
         if len(_DISJOINT_TABLES) > 64:
             _DISJOINT_TABLES.clear()
         _DISJOINT_TABLES[key] = tables
@@ -483,7 +477,7 @@ def avgpool2d_backward(dy, x_shape, pool_size, strides, pads):
     checks.pool_dy_args("avgpool2d_backward", dy, x_shape, pool_size, strides, pads)
     if dy.dtype not in FLOATS or dy.size == 0:
         return _ref.avgpool2d_backward(dy, x_shape, pool_size, strides, pads)
-    if pool_size[0] <= strides[0] and pool_size[1] <= strides[1]:  # no cell in two windows
+    if pool_size[0] <= strides[0] and pool_size[1] <= strides[1] and x_shape[3] < DISJOINT_MAX_C:
         return _disjoint_backward(dy, x_shape, pool_size, strides, pads)
     cnt = _ref.avgpool2d_counts(x_shape, pool_size, strides, pads).astype(dy.dtype)
     oh, ow = dy.shape[1:3]
