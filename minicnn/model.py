@@ -243,13 +243,25 @@ class Network:
 
     # ------------------------------------------------------------------------------ passes
     def forward(self, x, training=False, record=False):
-        """Run every layer. With ``record=True`` returns (output, [each layer's output])."""
+        """Run every layer. With ``record=True`` returns (output, [each layer's output]).
+
+        Without ``record``, a layer that fuses the next one (``layer.fuses_next``: a
+        BatchNormalization followed by a plain ReLU) computes both outputs in one pass, and the
+        next layer adopts the result (the same values, one pass over the activations fewer); with
+        ``record`` every layer runs alone, so that each output is there to record."""
         self._ensure_built(x)
         outputs = []
-        for layer in self.layers:
+        layers, i = self.layers, 0
+        while i < len(layers):
+            layer = layers[i]
+            if not record and i + 1 < len(layers) and layer.fuses_next(layers[i + 1]):
+                x = layers[i + 1].adopt_output(layer.forward(x, training=training, relu=True), training)
+                i += 2
+                continue
             x = layer.forward(x, training=training)
             if record:
                 outputs.append(x)
+            i += 1
         return (x, outputs) if record else x
 
     def backward(self, dy, need_input_grad=False, from_logits=False, record=False, penalties=True):
@@ -267,15 +279,20 @@ class Network:
         if hasattr(first, "need_dx"):
             first.need_dx = need_input_grad
         grads = [None] * len(self.layers)
-        for i in range(len(self.layers) - 1, -1, -1):
+        i = len(self.layers) - 1
+        while i >= 0:
             layer = self.layers[i]
             if i == len(self.layers) - 1 and from_logits:
                 dy = layer.logits_backward(dy)
+            elif not record and i > 0 and self.layers[i - 1].fuses_next(layer):  # as in forward
+                i -= 1
+                dy = self.layers[i].backward(dy, relu_y=layer.fused_output())
             else:
                 dy = layer.backward(dy)
             grads[i] = dy
             if dy is None:
                 break
+            i -= 1
         if penalties:
             for layer in self.layers:
                 layer.add_regularization_gradients()

@@ -268,3 +268,59 @@ def test_input_validation_messages():
         model.fit(bad, y, verbose=0)
     with pytest.raises(ValueError, match="y has 9 samples but x has 10"):
         model.fit(x, y[:9], verbose=0)
+
+
+def _bn_relu_model(dtype="float64"):
+    from minicnn.layers import BatchNormalization, ReLU
+    return Sequential([Conv2D(4, 3, padding="same", use_bias=False), BatchNormalization(), ReLU(),
+                       Conv2D(5, 3, use_bias=False), BatchNormalization(), ReLU(max_value=6.0), Flatten(),
+                       Dense(6, use_bias=False), BatchNormalization(), ReLU(), Dense(3, activation="softmax")],
+                      input_shape=(7, 7, 2), dtype=dtype, seed=4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batchnorm_relu_pairs_are_fused_with_the_same_bits(backend, dtype, monkeypatch):
+    """A BatchNormalization before a plain ReLU runs as one pair (its kernels write the relu'd
+    output, and apply relu's gradient in the backward); a capped ReLU is not fused. Forward,
+    every gradient and the moving statistics equal the unfused layers' bit for bit, and
+    record=True (which runs the layers one by one) gives the same output."""
+    from minicnn.layers.batchnorm import BatchNormalization
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 7, 7, 2)).astype(dtype)
+    y = np.eye(3, dtype=dtype)[rng.integers(0, 3, 6)]
+    fused_calls = []
+    forward = BatchNormalization.forward
+    monkeypatch.setattr(BatchNormalization, "forward",
+                        lambda self, x, training=False, relu=False: fused_calls.append(relu) or forward(
+                            self, x, training, relu))
+
+    def step():
+        model = _bn_relu_model(dtype)
+        model.compile("adam", "categorical_crossentropy")
+        out = model.forward(x, training=True)
+        loss, g, fused = model.loss_and_output_grad(y, out)
+        model.backward(g, from_logits=fused)
+        return [out, model.forward(x), *(l.grads[k] for l in model.layers for k in sorted(l.grads)),
+                *model.non_trainable_weights()]
+
+    fused = step()
+    assert fused_calls == [True, False, True] * 2  # training forward, then inference
+    monkeypatch.setattr(BatchNormalization, "fuses_next", lambda self, layer: False)
+    fused_calls.clear()
+    unfused = step()
+    assert fused_calls == [False] * 6
+    assert len(fused) == len(unfused) > 10
+    for a, b in zip(fused, unfused):
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    monkeypatch.undo()
+    model = _bn_relu_model(dtype)
+    np.testing.assert_array_equal(model.forward(x, record=True)[0], model.forward(x))
+
+
+def test_batchnorm_relu_fusion_passes_gradcheck(backend):
+    model = _bn_relu_model("float64")
+    model.compile("adam", "categorical_crossentropy")
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((4, 7, 7, 2)), np.eye(3)[rng.integers(0, 3, 4)]
+    errs = gradcheck.check_model(model, x, y)
+    assert max(errs.values()) <= GRADCHECK_RTOL, errs

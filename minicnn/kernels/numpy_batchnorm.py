@@ -51,7 +51,14 @@ def batchnorm_inv_std(var, epsilon):
     return 1 / np.sqrt(var + var.dtype.type(epsilon))
 
 
-def batchnorm_forward(x, gamma, beta, mean, var, epsilon):
+def batchnorm_forward(x, gamma, beta, mean, var, epsilon, relu=False):
+    """Normalise ``x`` (N, ..., C) with the given statistics, then scale and shift (then, with
+    ``relu``, ``max(., 0)``: a BatchNormalization followed by a ReLU layer, fused by the fast backend)."""
+    y = _affine_forward(x, gamma, beta, mean, var, epsilon)
+    return np.maximum(y, 0) if relu else y
+
+
+def _affine_forward(x, gamma, beta, mean, var, epsilon):
     """Normalise ``x`` (N, ..., C) with the given statistics, then scale and shift.
 
     Parameters
@@ -73,8 +80,9 @@ def batchnorm_forward(x, gamma, beta, mean, var, epsilon):
     return x * inv + shift
 
 
-def batchnorm_train_forward(x, gamma, beta, epsilon):
-    """The training-mode forward pass: normalise ``x`` with its own batch statistics.
+def batchnorm_train_forward(x, gamma, beta, epsilon, relu=False):
+    """The training-mode forward pass: normalise ``x`` with its own batch statistics (and with
+    ``relu``, ``max(., 0)`` of the result).
 
     Returns
     -------
@@ -83,7 +91,7 @@ def batchnorm_train_forward(x, gamma, beta, epsilon):
     :func:`batchnorm_backward`.
     """
     mean, var = batchnorm_moments(x)
-    return batchnorm_forward(x, gamma, beta, mean, var, epsilon), mean, var
+    return batchnorm_forward(x, gamma, beta, mean, var, epsilon, relu=relu), mean, var
 
 
 def batchnorm_update_moving(moving_mean, moving_var, mean, var, momentum):
@@ -102,7 +110,7 @@ def batchnorm_update_moving(moving_mean, moving_var, mean, var, momentum):
     moving_var[...] = moving_var * m + var * one_minus
 
 
-def batchnorm_backward(dy, x, gamma, mean, var, epsilon, batch_stats=True):
+def batchnorm_backward(dy, x, gamma, mean, var, epsilon, batch_stats=True, relu_y=None):
     """Gradients of :func:`batchnorm_forward` w.r.t. ``x``, ``gamma`` and ``beta``.
 
     Parameters
@@ -114,6 +122,8 @@ def batchnorm_backward(dy, x, gamma, mean, var, epsilon, batch_stats=True):
     batch_stats : True if they were the batch's own (training mode): the gradient then flows
         through the batch mean and variance too; False for fixed (moving) statistics, where the
         layer is the affine map ``x * inv + shift``.
+    relu_y : (N, ..., C) or None: the output of a forward with ``relu``; dy is first passed
+        through relu's gradient (``dy where relu_y > 0, else 0``; the fast backend fuses the two).
 
     Returns
     -------
@@ -125,6 +135,8 @@ def batchnorm_backward(dy, x, gamma, mean, var, epsilon, batch_stats=True):
 
         dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat))
     """
+    if relu_y is not None:
+        dy = np.where(relu_y > 0, dy, 0).astype(dy.dtype, copy=False)
     inv_std = batchnorm_inv_std(var, epsilon)
     xhat = (x - mean) * inv_std
     dbeta = _channel_sum(dy)

@@ -50,6 +50,24 @@ class _Elementwise(Layer):
             return dy
         return self._act.backward(dy, self._cached(self._act.needs))
 
+    @property
+    def plain_relu(self) -> bool:
+        """max(x, 0) with relu's default options: a layer before it may fuse it (the network then
+        calls :meth:`adopt_output` instead of :meth:`forward`, and hands the cached output to that
+        layer's backward instead of calling :meth:`backward`)."""
+        return self._act.name == "relu" and not any(self._act.options.values())
+
+    def adopt_output(self, y, training=False):
+        """Take ``y``, this relu's output computed by the layer before it (fused), as :meth:`forward`
+        would have returned it: cached for the backward when ``training``."""
+        self._cache = {"y": y} if training else {}
+        return y
+
+    def fused_output(self):
+        """The output cached by :meth:`adopt_output` (or a training forward): what the fusing
+        layer's backward applies relu's gradient with."""
+        return self._cached("y")
+
     def logits_backward(self, dz):
         return dz
 

@@ -139,6 +139,12 @@ class Layer:
     def backward(self, dy: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def fuses_next(self, layer: "Layer") -> bool:
+        """Whether this layer's kernels can compute ``layer`` (the next one in a network) in their
+        own passes; the network then runs the pair as one (see :meth:`minicnn.model.Network.forward`).
+        None by default; BatchNormalization fuses a plain ReLU."""
+        return False
+
     # -- weights & config ------------------------------------------------------------------
     @property
     def trainable_names(self) -> list[str]:

@@ -129,24 +129,33 @@ class BatchNormalization(Layer):
         return f"momentum {self.momentum:g}, epsilon {self.epsilon:g}" + "".join(f", no {w}" for w in off)
 
     # -- the maths -------------------------------------------------------------------------
-    def forward(self, x, training=False):
+    def fuses_next(self, layer) -> bool:
+        """Whether ``layer`` (the next one) is a plain ReLU (max(x, 0), Keras's defaults) that the
+        network may fuse into this layer: :meth:`forward` with ``relu=True`` gives the ReLU's output
+        in the normalisation's own pass, :meth:`backward` with its output applies relu's gradient
+        inside the batch-norm passes (dz never stored)."""
+        return getattr(layer, "plain_relu", False)
+
+    def forward(self, x, training=False, relu=False):
         self._check_input(x)
         be, p = get_backend(), self.params
         gamma, beta = p.get("gamma"), p.get("beta")
         if training:
-            y, mean, var = be.batchnorm_train_forward(x, gamma, beta, self.epsilon)
+            y, mean, var = be.batchnorm_train_forward(x, gamma, beta, self.epsilon, relu=relu)
             be.batchnorm_update_moving(p["moving_mean"], p["moving_variance"], mean, var, self.momentum)
         else:  # copies: a frozen layer's backward uses the statistics its forward used
             mean, var = p["moving_mean"].copy(), p["moving_variance"].copy()
-            y = be.batchnorm_forward(x, gamma, beta, mean, var, self.epsilon)
+            y = be.batchnorm_forward(x, gamma, beta, mean, var, self.epsilon, relu=relu)
         self._cache = {"x": x, "mean": mean, "var": var, "batch_stats": bool(training)}
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, relu_y=None):
+        """dx from dy; with ``relu_y`` (the output of a fused ReLU, :meth:`fuses_next`), dy is the
+        gradient w.r.t. that ReLU's output and relu's gradient is applied first."""
         x = self._cached("x")
         dx, dgamma, dbeta = get_backend().batchnorm_backward(
             dy, x, self.params.get("gamma"), self._cache["mean"], self._cache["var"], self.epsilon,
-            batch_stats=self._cache["batch_stats"])
+            batch_stats=self._cache["batch_stats"], relu_y=relu_y)
         if self.scale:
             self.grads["gamma"] = dgamma
         if self.center:

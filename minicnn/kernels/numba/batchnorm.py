@@ -166,17 +166,23 @@ def _affine(gamma, beta, mean, var, eps, inv, shift):
 
 
 @njit(cache=True, error_model="numpy")
-def _normalise_block(xb, inv, shift, yb):
-    """``yb = xb * inv + shift`` per channel (two roundings, as numpy); xb, yb (R, C), inv, shift (C,)."""
+def _normalise_block(xb, inv, shift, yb, relu):
+    """``yb = xb * inv + shift`` per channel (two roundings, as numpy), with ``relu`` then
+    ``max(., 0)`` (NaN stays NaN, as the relu kernel); xb, yb (R, C), inv, shift (C,)."""
     rows, c = xb.shape
     for r in range(rows):
         xr, yr = xb[r], yb[r]
-        for j in range(c):
-            yr[j] = xr[j] * inv[j] + shift[j]
+        if relu:
+            for j in range(c):
+                v = xr[j] * inv[j] + shift[j]
+                yr[j] = 0 if v < 0 else v
+        else:
+            for j in range(c):
+                yr[j] = xr[j] * inv[j] + shift[j]
 
 
 @njit(cache=True, error_model="numpy")
-def _grad_sums_block(dyb, xb, mean, inv_std, scale, sb, sg, dxb, write_dx):
+def _grad_sums_block(dyb, xb, ryb, mean, inv_std, scale, sb, sg, dxb, write_dx):
     """The block's float64 partials ``sb = sum(dy)``, ``sg = sum(dy * xhat)``, and with
     ``write_dx`` the fixed-statistics gradient ``dxb = dy * scale`` in the same pass.
 
@@ -184,6 +190,8 @@ def _grad_sums_block(dyb, xb, mean, inv_std, scale, sb, sg, dxb, write_dx):
     ----------
     dyb, xb : (R, C) arrays
         One block of rows of dy and x.
+    ryb : (R, C) array or an empty one
+        A fused relu's output: dy is used where it is > 0, 0 elsewhere (relu's gradient).
     mean, inv_std, scale : (C,) arrays of their dtype
         ``xhat = (x - mean) * inv_std`` (numpy's roundings); ``scale = inv_std * gamma``.
     sb, sg : (C,) float64 arrays
@@ -192,32 +200,56 @@ def _grad_sums_block(dyb, xb, mean, inv_std, scale, sb, sg, dxb, write_dx):
         ``dy * scale`` (output, only when ``write_dx``).
     """
     rows, c = xb.shape
+    relu = ryb.shape[0] > 0
+    zero = np.zeros(1, dtype=dyb.dtype)[0]  # a literal 0 would make d a float64 (and d * xh unrounded)
     for j in range(c):
         sb[j] = 0.0
         sg[j] = 0.0
     for r in range(rows):
         dr, xr = dyb[r], xb[r]
-        for j in range(c):
-            d = dr[j]
-            xh = (xr[j] - mean[j]) * inv_std[j]
-            sb[j] += d
-            sg[j] += d * xh
+        if relu:
+            yr = ryb[r]
+            for j in range(c):
+                d = dr[j] if yr[j] > 0 else zero
+                xh = (xr[j] - mean[j]) * inv_std[j]
+                sb[j] += d
+                sg[j] += d * xh
+        else:
+            for j in range(c):
+                d = dr[j]
+                xh = (xr[j] - mean[j]) * inv_std[j]
+                sb[j] += d
+                sg[j] += d * xh
         if write_dx:
             dxr = dxb[r]
-            for j in range(c):
-                dxr[j] = dr[j] * scale[j]
+            if relu:
+                yr = ryb[r]
+                for j in range(c):
+                    dxr[j] = (dr[j] if yr[j] > 0 else zero) * scale[j]
+            else:
+                for j in range(c):
+                    dxr[j] = dr[j] * scale[j]
 
 
 @njit(cache=True, error_model="numpy")
-def _dx_block(dyb, xb, mean, inv_std, a, b, scale, dxb):
+def _dx_block(dyb, xb, ryb, mean, inv_std, a, b, scale, dxb):
     """``dx = (dy - a - xhat * b) * scale`` per channel (numpy's roundings), ``a = dbeta / M``,
-    ``b = dgamma / M``, ``xhat = (x - mean) * inv_std``; all (R, C) or (C,) of one dtype."""
+    ``b = dgamma / M``, ``xhat = (x - mean) * inv_std``; all (R, C) or (C,) of one dtype; with a
+    fused relu's output ``ryb`` (non-empty), dy is 0 where ``ryb`` is not > 0."""
     rows, c = xb.shape
+    relu = ryb.shape[0] > 0
+    zero = np.zeros(1, dtype=dyb.dtype)[0]  # (see _grad_sums_block)
     for r in range(rows):
         dr, xr, dxr = dyb[r], xb[r], dxb[r]
-        for j in range(c):
-            xh = (xr[j] - mean[j]) * inv_std[j]
-            dxr[j] = (dr[j] - a[j] - xh * b[j]) * scale[j]
+        if relu:
+            yr = ryb[r]
+            for j in range(c):
+                xh = (xr[j] - mean[j]) * inv_std[j]
+                dxr[j] = ((dr[j] if yr[j] > 0 else zero) - a[j] - xh * b[j]) * scale[j]
+        else:
+            for j in range(c):
+                xh = (xr[j] - mean[j]) * inv_std[j]
+                dxr[j] = (dr[j] - a[j] - xh * b[j]) * scale[j]
 
 
 @njit(cache=True, error_model="numpy")
@@ -261,7 +293,7 @@ def _prologue(mode, gamma, beta, mean, var, eps, vec):
 
 
 @njit(cache=True, error_model="numpy")
-def _block(mode, phase, g, rows, x, dy, mean, vec, part, out):
+def _block(mode, phase, g, rows, x, dy, ry, relu, mean, vec, part, out):
     """Block ``g`` (rows ``g * rows`` on) of pass ``phase`` of ``mode`` (arguments as in :func:`_bn`):
     pass 0 the statistics (TRAIN) or the channel sums (BACKWARD; FROZEN: and dx) into ``part[:, g]``;
     pass 1 the normalisation (FORWARD, TRAIN) or dx (BACKWARD) into ``out``."""
@@ -272,12 +304,12 @@ def _block(mode, phase, g, rows, x, dy, mean, vec, part, out):
         if mode == TRAIN:
             _moments_block(x[r0:r1], part[0, g], part[1, g], np.empty(c))
         else:
-            _grad_sums_block(dy[r0:r1], x[r0:r1], mean, vec[0], vec[1], part[0, g], part[1, g], out[r0:r1],
-                             mode == FROZEN)
+            _grad_sums_block(dy[r0:r1], x[r0:r1], ry[r0:r1] if relu else ry, mean, vec[0], vec[1], part[0, g],
+                             part[1, g], out[r0:r1], mode == FROZEN)
     elif mode <= TRAIN:
-        _normalise_block(x[r0:r1], vec[0], vec[1], out[r0:r1])
+        _normalise_block(x[r0:r1], vec[0], vec[1], out[r0:r1], relu)
     else:
-        _dx_block(dy[r0:r1], x[r0:r1], mean, vec[0], vec[2], vec[3], vec[1], out[r0:r1])
+        _dx_block(dy[r0:r1], x[r0:r1], ry[r0:r1] if relu else ry, mean, vec[0], vec[2], vec[3], vec[1], out[r0:r1])
 
 
 @njit(cache=True, error_model="numpy")
@@ -293,7 +325,7 @@ def _merge(mode, part, rows, m, gamma, beta, eps, count, mean, var, vec, dgamma,
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _bn(mode, x, dy, rows, gamma, beta, mean, var, eps, count, out, dgamma, dbeta):
+def _bn(mode, x, dy, ry, relu, rows, gamma, beta, mean, var, eps, count, out, dgamma, dbeta):
     """Every batch normalisation kernel, parallel over the row blocks: one ``prange`` loop run once
     or twice (numba compiles a ``prange`` loop slowly: one loop for all modes, once per dtype).
 
@@ -306,6 +338,9 @@ def _bn(mode, x, dy, rows, gamma, beta, mean, var, eps, count, out, dgamma, dbet
         FROZEN ``dgamma``, ``dbeta`` and ``out = dy * scale`` (one pass).
     x, dy : (M, C) arrays
         The input (M >= 1) and, for the backward, the upstream gradient (the forward: x again).
+    ry, relu : (M, C) array or an empty (0, C) one, bool
+        A ReLU after the layer, fused: the forwards write ``max(y, 0)`` when ``relu``; the
+        backwards (``relu`` and ``ry`` = that output) use dy only where ``ry > 0``.
     rows : int
         Rows per block (:func:`block_rows`).
     gamma, beta : (C,) arrays or empty ones (the backward: beta empty).
@@ -326,14 +361,14 @@ def _bn(mode, x, dy, rows, gamma, beta, mean, var, eps, count, out, dgamma, dbet
     for phase in range(1 if mode == FORWARD else 0, 1 if mode == FROZEN else 2):
         for g in prange(groups):
             fpu = denormals_off()  # (see fpu)
-            _block(mode, phase, g, rows, x, dy, mean, vec, part, out)
+            _block(mode, phase, g, rows, x, dy, ry, relu, mean, vec, part, out)
             denormals_restore(fpu)
         if phase == 0:
             _merge(mode, part, rows, m, gamma, beta, eps, count, mean, var, vec, dgamma, dbeta)
 
 
 @njit(cache=True, error_model="numpy")
-def _bn_serial(mode, x, dy, rows, gamma, beta, mean, var, eps, count, out, dgamma, dbeta):
+def _bn_serial(mode, x, dy, ry, relu, rows, gamma, beta, mean, var, eps, count, out, dgamma, dbeta):
     """:func:`_bn` on the calling thread: the same blocks in order, the same bits."""
     m, c = x.shape
     groups = (m + rows - 1) // rows
@@ -343,7 +378,7 @@ def _bn_serial(mode, x, dy, rows, gamma, beta, mean, var, eps, count, out, dgamm
     for phase in range(1 if mode == FORWARD else 0, 1 if mode == FROZEN else 2):
         fpu = denormals_off()
         for g in range(groups):
-            _block(mode, phase, g, rows, x, dy, mean, vec, part, out)
+            _block(mode, phase, g, rows, x, dy, ry, relu, mean, vec, part, out)
         denormals_restore(fpu)
         if phase == 0:
             _merge(mode, part, rows, m, gamma, beta, eps, count, mean, var, vec, dgamma, dbeta)
@@ -378,37 +413,41 @@ def _vector(v, dtype):
     return _NONE[dtype] if v is None else as_c(v, dtype)
 
 
-def _run(mode, x2, dy2, gamma, beta, mean, var, eps, count, out, dgamma, dbeta):
-    """:func:`_bn` or, below ``config.BN_SMALL`` values, :func:`_bn_serial` (2-D arrays)."""
+def _run(mode, x2, dy2, gamma, beta, mean, var, eps, count, out, dgamma, dbeta, relu=False, ry=None):
+    """:func:`_bn` or, below ``config.BN_SMALL`` values, :func:`_bn_serial` (2-D arrays; ``ry``:
+    the backward's fused relu output, 2-D, or None)."""
     kernel = _bn_serial if x2.size < config.BN_SMALL else _bn
-    kernel(mode, x2, dy2, block_rows(*x2.shape), gamma, beta, mean, var, eps, count, out, dgamma, dbeta)
+    ry = x2[:0] if ry is None else ry
+    kernel(mode, x2, dy2, ry, relu or ry.shape[0] > 0, block_rows(*x2.shape), gamma, beta, mean, var, eps, count,
+           out, dgamma, dbeta)
 
 
-def batchnorm_forward(x, gamma, beta, mean, var, epsilon):
-    """As :func:`minicnn.kernels.numpy_batchnorm.batchnorm_forward` (numba)."""
+def batchnorm_forward(x, gamma, beta, mean, var, epsilon, relu=False):
+    """As :func:`minicnn.kernels.numpy_batchnorm.batchnorm_forward` (numba; ``relu`` fused into the
+    normalisation pass: bitwise the relu kernel applied to the unfused output)."""
     x = np.ascontiguousarray(x)
     c = _channels("batchnorm_forward", x, ("gamma", "beta", "mean", "var"), gamma, beta, mean, var)
     dt = x.dtype
     if dt not in FLOATS or x.size == 0:
-        return _ref.batchnorm_forward(x, gamma, beta, mean, var, epsilon)
+        return _ref.batchnorm_forward(x, gamma, beta, mean, var, epsilon, relu=relu)
     x2, y = x.reshape(-1, c), np.empty_like(x)
     eps = dt.type(epsilon)
     _run(FORWARD, x2, x2, _vector(gamma, dt), _vector(beta, dt), as_c(mean, dt), as_c(var, dt), eps, eps,
-         y.reshape(x2.shape), _NONE[dt], _NONE[dt])
+         y.reshape(x2.shape), _NONE[dt], _NONE[dt], relu=bool(relu))
     return y
 
 
-def batchnorm_train_forward(x, gamma, beta, epsilon):
+def batchnorm_train_forward(x, gamma, beta, epsilon, relu=False):
     """As :func:`minicnn.kernels.numpy_batchnorm.batchnorm_train_forward` (numba): ``(y, mean, var)``."""
     x = np.ascontiguousarray(x)
     c = _channels("batchnorm_train_forward", x, ("gamma", "beta"), gamma, beta)
     dt = x.dtype
     if dt not in FLOATS or x.size == 0:
-        return _ref.batchnorm_train_forward(x, gamma, beta, epsilon)
+        return _ref.batchnorm_train_forward(x, gamma, beta, epsilon, relu=relu)
     x2, y, mean, var = x.reshape(-1, c), np.empty_like(x), np.empty(c, dt), np.empty(c, dt)
     eps = dt.type(epsilon)
     _run(TRAIN, x2, x2, _vector(gamma, dt), _vector(beta, dt), mean, var, eps, eps, y.reshape(x2.shape),
-         _NONE[dt], _NONE[dt])
+         _NONE[dt], _NONE[dt], relu=bool(relu))
     return y, mean, var
 
 
@@ -430,16 +469,21 @@ def batchnorm_update_moving(moving_mean, moving_var, mean, var, momentum):
     return None
 
 
-def batchnorm_backward(dy, x, gamma, mean, var, epsilon, batch_stats=True):
-    """As :func:`minicnn.kernels.numpy_batchnorm.batchnorm_backward` (numba): ``(dx, dgamma, dbeta)``."""
+def batchnorm_backward(dy, x, gamma, mean, var, epsilon, batch_stats=True, relu_y=None):
+    """As :func:`minicnn.kernels.numpy_batchnorm.batchnorm_backward` (numba): ``(dx, dgamma, dbeta)``;
+    relu's gradient (``relu_y``) is applied to dy inside both passes, never stored."""
     dy = np.ascontiguousarray(dy)
     checks.same_shape("batchnorm_backward", ("dy", "x"), dy, x)
+    if relu_y is not None:
+        checks.same_shape("batchnorm_backward", ("dy", "relu_y"), dy, relu_y)
     c = _channels("batchnorm_backward", dy, ("gamma", "mean", "var"), gamma, mean, var)
     dt = dy.dtype
     if dt not in FLOATS or dy.size == 0:
-        return _ref.batchnorm_backward(dy, np.asarray(x, dtype=dt), gamma, mean, var, epsilon, batch_stats)
+        return _ref.batchnorm_backward(dy, np.asarray(x, dtype=dt), gamma, mean, var, epsilon, batch_stats,
+                                       relu_y=relu_y)
     dy2 = dy.reshape(-1, c)
     dx, dgamma, dbeta = np.empty_like(dy), np.empty(c, dt), np.empty(c, dt)
     _run(BACKWARD if batch_stats else FROZEN, as_c(x, dt).reshape(dy2.shape), dy2, _vector(gamma, dt), _NONE[dt],
-         as_c(mean, dt), as_c(var, dt), dt.type(epsilon), dt.type(dy2.shape[0]), dx.reshape(dy2.shape), dgamma, dbeta)
+         as_c(mean, dt), as_c(var, dt), dt.type(epsilon), dt.type(dy2.shape[0]), dx.reshape(dy2.shape), dgamma, dbeta,
+         ry=None if relu_y is None else as_c(relu_y, dt).reshape(dy2.shape))
     return dx, dgamma, dbeta

@@ -16,6 +16,14 @@ tap the loops run only over the output pixels whose input cell lies inside the i
   own dx (no other iteration writes it), dz * k. A dx cell gets its taps in (di, dj) order. The
   group partials are added in group order (:func:`~.elementwise.sum_groups`).
 
+* **Flat path** (:func:`_dw_fwd_flat`, :func:`_dw_bwd_flat`; multiplier 1 and column stride 1,
+  every depthwise layer of the ``mobile`` preset but the stride-2 one): the input cells a tap
+  reads for a run of output columns are contiguous, so each tap is one loop over (columns x C)
+  values against the kernel tiled along the row. Measured one thread, batch 100, float32, 3x3
+  (interleaved A/B, medians of 60): (14, 14, 16) forward 0.88 -> 0.36 ms, backward 1.97 -> 0.79;
+  (7, 7, 64) 0.41 -> 0.33 and 0.86 -> 0.66 (loops of C = 16 values are one vector plus the loop
+  overhead: 2.3x slower per value than C = 64 before).
+
 Why no GEMM: a depthwise im2col matrix is block diagonal (C blocks of KH*KW x M), mostly zeros.
 The reduction per output element is only KH*KW long, so the inner loops run along the C*M
 contiguous channels instead (vectorised), the taps outside.
@@ -197,6 +205,155 @@ def _dw_bwd(dy, mask, x, k3, sh, sw, dh, dw, top, left, gimg, need_dx, scratch, 
         denormals_restore(fpu)
 
 
+# ----------------------------------------------------------------------------- the flat path
+@njit(parallel=True, cache=True)
+def _dw_fwd_flat(x, kt, bt, sh, dh, dw, top, left, c, use_bias, relu, y):
+    """:func:`_dw_fwd` for multiplier 1 and column stride 1, on rows seen as flat vectors.
+
+    With ``M = 1`` and ``SW = 1`` the input cells a tap reads for the output columns j0..j1-1 are
+    contiguous, so each tap is one long vectorised loop over ``(j1 - j0) * C`` values against the
+    kernel tiled along the row, instead of ``j1 - j0`` loops of C (C = 16: a vector and the
+    loop's remainder, 2.3x slower per value than C = 64). The same operations in the same order
+    as :func:`_dw_fwd`: the same bits.
+
+    Parameters
+    ----------
+    x : (N, H, W*C) array
+        The unpadded input, each row flat.
+    kt : (KH, KW, OW*C) array
+        The kernel, each tap's C values repeated OW times (:func:`_tiled`).
+    bt : (OW*C,) array
+        The bias tiled likewise (read only when ``use_bias``).
+    sh, dh, dw, top, left : int
+        Row stride, dilation, the padding at the top and left.
+    c : int
+        Channels.
+    use_bias, relu : bool
+        As in :func:`_dw_fwd`.
+    y : (N, OH, OW*C) array
+        The output, one parallel iteration per row (n, i).
+    """
+    n_img, h, wc = x.shape
+    w = wc // c
+    kh, kw, owc = kt.shape
+    ow = owc // c
+    oh = y.shape[1]
+    for t in prange(n_img * oh):
+        fpu = denormals_off()  # (see fpu)
+        n = t // oh
+        i = t - n * oh
+        yr = y[n, i]
+        yr[:] = 0
+        for di in range(kh):
+            r = i * sh + di * dh - top
+            if r < 0 or r >= h:
+                continue
+            xr = x[n, r]
+            for dj in range(kw):
+                off = dj * dw - left
+                j0, j1 = _tap_cols(off, 1, w, ow)
+                a0, a1 = j0 * c, j1 * c
+                ys, xs, ks = yr[a0:a1], xr[a0 + off * c:a1 + off * c], kt[di, dj, a0:a1]
+                for q in range(a1 - a0):
+                    ys[q] += xs[q] * ks[q]
+        if use_bias or relu:
+            for q in range(owc):
+                v = yr[q] + bt[q] if use_bias else yr[q]
+                yr[q] = 0 if relu and v < 0 else v
+        denormals_restore(fpu)
+
+
+@njit(parallel=True, cache=True)
+def _dw_bwd_flat(dy, mask, x, kt, sh, dh, dw, top, left, c, gimg, need_dx, scratch, kacc, bacc, pk, pb, dx):
+    """:func:`_dw_bwd` for multiplier 1 and column stride 1, on flat rows (as :func:`_dw_fwd_flat`).
+
+    The dkernel and dbias sums run per output column too, in the thread's ``kacc`` (KH, KW, OW*C)
+    and ``bacc`` (OW*C) (zeroed per group: one long vectorised loop per tap, no reduction inside
+    it); at the end of the group the OW columns are added in order into ``pk[g]``, ``pb[g]``.
+    Another summation order than the numpy twin's (within the tolerances), fixed by the shape:
+    bitwise the same for any thread count. dx as :func:`_dw_bwd` (its bits).
+
+    Parameters
+    ----------
+    dy, mask : (N, OH, OW*C) arrays (mask: the forward's relu output, or empty)
+    x : (N, H, W*C) array; kt : (KH, KW, OW*C) the tiled kernel
+    sh, dh, dw, top, left, c, gimg, need_dx : as in :func:`_dw_fwd_flat` and :func:`_dw_bwd`
+    scratch : (threads, OH, OW*C) array
+        dz per thread (used only with a mask).
+    kacc : (threads, KH, KW, OW*C) array; bacc : (threads, OW*C) array
+        The per-column sums of each thread's current group.
+    pk : (G, KH, KW, C) array; pb : (G, C) array
+        The per-group partial sums (outputs).
+    dx : (N, H, W*C) array
+        The input gradient (output; untouched unless ``need_dx``).
+    """
+    n_img, oh, owc = dy.shape
+    h, wc = x.shape[1], x.shape[2]
+    w, ow = wc // c, owc // c
+    kh, kw = kt.shape[0], kt.shape[1]
+    masked = mask.shape[0] > 0
+    for g in prange(pk.shape[0]):
+        fpu = denormals_off()  # (see fpu)
+        tid = numba.get_thread_id()
+        ka, ba = kacc[tid], bacc[tid]
+        ka[:] = 0
+        ba[:] = 0
+        for n in range(g * gimg, min(n_img, g * gimg + gimg)):
+            if masked:
+                dz = scratch[tid]
+                for i in range(oh):
+                    dzr, dyr, yr = dz[i], dy[n, i], mask[n, i]
+                    for q in range(owc):
+                        dzr[q] = dyr[q] if yr[q] > 0 else 0
+            else:
+                dz = dy[n]
+            for i in range(oh):
+                dzr = dz[i]
+                for q in range(owc):
+                    ba[q] += dzr[q]
+            if need_dx:
+                dx[n] = 0
+            for di in range(kh):
+                for i in range(oh):
+                    r = i * sh + di * dh - top
+                    if r < 0 or r >= h:
+                        continue
+                    xr, dzr = x[n, r], dz[i]
+                    for dj in range(kw):
+                        off = dj * dw - left
+                        j0, j1 = _tap_cols(off, 1, w, ow)
+                        a0, a1 = j0 * c, j1 * c
+                        ks, xs, ds = ka[di, dj, a0:a1], xr[a0 + off * c:a1 + off * c], dzr[a0:a1]
+                        for q in range(a1 - a0):
+                            ks[q] += xs[q] * ds[q]
+                        if need_dx:
+                            dxs, kv = dx[n, r, a0 + off * c:a1 + off * c], kt[di, dj, a0:a1]
+                            for q in range(a1 - a0):
+                                dxs[q] += ds[q] * kv[q]
+        pkg, pbg = pk[g], pb[g]
+        pkg[:] = 0
+        pbg[:] = 0
+        for j in range(ow):
+            for o in range(c):
+                pbg[o] += ba[j * c + o]
+            for di in range(kh):
+                for dj in range(kw):
+                    kr, kp = ka[di, dj], pkg[di, dj]
+                    for o in range(c):
+                        kp[o] += kr[j * c + o]
+        denormals_restore(fpu)
+
+
+def _flat(m, strides):
+    """Whether the flat kernels apply: multiplier 1 and column stride 1."""
+    return m == 1 and strides[1] == 1
+
+
+def _tiled(v, ow):
+    """``v`` (..., C) repeated ``ow`` times along its last axis: (..., OW*C), C-contiguous."""
+    return np.ascontiguousarray(np.tile(v, (1,) * (v.ndim - 1) + (ow,)))
+
+
 # ----------------------------------------------------------------------------- checks
 def _fail(where, message):
     raise ValueError(f"{where}: {message}")
@@ -233,7 +390,11 @@ def depthwise_conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=N
     k3 = as_c(kernel, dtype).reshape(kh, kw, c * m)
     b = as_c(bias, dtype) if bias is not None else np.zeros(c * m, dtype)
     y = np.empty((x.shape[0], max(oh, 0), max(ow, 0), c * m), dtype=dtype)
-    if y.size:
+    if y.size and _flat(m, strides):
+        n, h, w = x.shape[:3]
+        _dw_fwd_flat(x.reshape(n, h, w * c), _tiled(k3, ow), _tiled(b, ow), strides[0], dilation[0], dilation[1],
+                     pads[0], pads[2], c, bias is not None, bool(relu), y.reshape(n, oh, ow * c))
+    elif y.size:
         _dw_fwd(x, k3, b, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[2], bias is not None,
                 bool(relu), y)
     return y
@@ -265,13 +426,25 @@ def depthwise_conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=
     pk = np.empty((ng, kh, kw, c * m), dtype=dtype)
     pb = np.empty((ng, c * m), dtype=dtype)
     dx = np.empty(x.shape if need_dx else (0, 0, 0, 0), dtype=dtype)
+    threads = numba.get_num_threads()
     if relu_y is not None:
         mask = as_c(relu_y, dtype)
-        scratch = np.empty((numba.get_num_threads(), oh, ow, c * m), dtype=dtype)
+        scratch = np.empty((threads, oh, ow, c * m), dtype=dtype)
     else:
         mask = scratch = EMPTY4[dtype]
-    _dw_bwd(dy, mask, x, k3, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[2], gimg,
-            bool(need_dx), scratch, pk, pb, dx)
+    if _flat(m, strides):
+        h, w = x.shape[1:3]
+        if relu_y is not None:
+            mask3, scratch3 = mask.reshape(n, oh, ow * c), scratch.reshape(threads, oh, ow * c)
+        else:
+            mask3 = scratch3 = mask.reshape(0, 0, 0)
+        _dw_bwd_flat(dy.reshape(n, oh, ow * c), mask3, x.reshape(n, h, w * c), _tiled(k3, ow), strides[0],
+                     dilation[0], dilation[1], pads[0], pads[2], c, gimg, bool(need_dx), scratch3,
+                     np.empty((threads, kh, kw, ow * c), dtype), np.empty((threads, ow * c), dtype),
+                     pk, pb, dx.reshape(n, h, w * c) if need_dx else dx.reshape(0, 0, 0))
+    else:
+        _dw_bwd(dy, mask, x, k3, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[2], gimg,
+                bool(need_dx), scratch, pk, pb, dx)
     dkernel = np.empty(kh * kw * c * m, dtype=dtype)
     dbias = np.empty(c * m, dtype=dtype)
     sum_groups(pk.reshape(ng, -1), dkernel)

@@ -1,6 +1,6 @@
 """Batch normalisation of the numba backend (minicnn.kernels.numba.batchnorm) against the numpy
 kernels: training and inference forward, backward through the batch statistics and through fixed
-ones, the moving statistics; dtypes, layouts, blocks, paths and thread counts.
+ones, the moving statistics, a ReLU fused into both; dtypes, layouts, blocks, paths and thread counts.
 
 Tolerances (kernelcheck.TOL): 1e-12 in float64, 1e-5 in float32, relative to the largest
 reference value. The inference forward and the moving statistics are bitwise numpy's (the same
@@ -17,6 +17,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from minicnn.kernels import numpy_backend as ref_backend
 from minicnn.kernels import numpy_batchnorm as ref
 
 nb = pytest.importorskip("minicnn.kernels.numba_backend")
@@ -122,8 +123,30 @@ def check_case(case):
         for g, w, what in zip(got, want, ("dx", "dgamma", "dbeta")):
             assert_close(g, w, dt, f"{what} (batch_stats={batch_stats})")
 
+    check_fused_relu(case, x, x_in, dy, dy_in, gamma, beta, (mm, mv), y)
+
     now = [x_in, dy_in, mm, mv] + [v for v in (gamma, beta) if v is not None]
     assert all(np.array_equal(a, b) for a, b in zip(now, kept)), "an input was written"
+
+
+def check_fused_relu(case, x, x_in, dy, dy_in, gamma, beta, moving, y):
+    """A ReLU fused into the forwards is the relu kernel applied to the unfused output, bit for
+    bit; the backward with ``relu_y`` is the numpy twin's (relu's gradient, then batch norm)."""
+    dt, eps = case["dtype"], case["epsilon"]
+    y_relu, mean, var = nb.batchnorm_train_forward(x_in, gamma, beta, eps, relu=True)
+    assert y_relu.tobytes() == nb.relu_forward(y).tobytes(), "fused train forward"
+    y_relu_r, mean_r, var_r = ref.batchnorm_train_forward(x, gamma, beta, eps, relu=True)
+    assert_close(y_relu, y_relu_r, dt, "train forward + relu")
+    np.testing.assert_array_equal(nb.batchnorm_forward(x_in, gamma, beta, *moving, eps, relu=True),
+                                  ref.batchnorm_forward(x, gamma, beta, *moving, eps, relu=True))
+    for batch_stats, stats in ((True, (mean_r, var_r)), (False, moving)):
+        got = nb.batchnorm_backward(dy_in, x_in, gamma, *stats, eps, batch_stats=batch_stats, relu_y=y_relu_r)
+        want = ref.batchnorm_backward(dy, x, gamma, *stats, eps, batch_stats=batch_stats, relu_y=y_relu_r)
+        unfused = ref.batchnorm_backward(ref_backend.relu_backward(dy, y_relu_r), x, gamma, *stats, eps,
+                                         batch_stats=batch_stats)
+        for g, w, u, what in zip(got, want, unfused, ("dx", "dgamma", "dbeta")):
+            assert_close(g, w, dt, f"{what} with relu (batch_stats={batch_stats})")
+            np.testing.assert_array_equal(w, u)
 
 
 @pytest.mark.parametrize("dt", DTYPES)
@@ -182,9 +205,13 @@ def test_results_do_not_depend_on_threads_or_path(dt):
 
     def run():
         y, mean, var = nb.batchnorm_train_forward(x, gamma, beta, 1e-3)
+        y_relu = nb.batchnorm_train_forward(x, gamma, beta, 1e-3, relu=True)[0]
         return (y, mean, var, nb.batchnorm_forward(x, gamma, beta, mean, var, 1e-3),
                 *nb.batchnorm_backward(dy, x, gamma, mean, var, 1e-3),
-                *nb.batchnorm_backward(dy, x, None, mean, var, 1e-3, batch_stats=False))
+                *nb.batchnorm_backward(dy, x, None, mean, var, 1e-3, batch_stats=False),
+                y_relu, nb.batchnorm_forward(x, gamma, beta, mean, var, 1e-3, relu=True),
+                *nb.batchnorm_backward(dy, x, gamma, mean, var, 1e-3, relu_y=y_relu),
+                *nb.batchnorm_backward(dy, x, None, mean, var, 1e-3, batch_stats=False, relu_y=y_relu))
 
     saved = config.BN_SMALL, config.BN_BLOCK
     config.BN_BLOCK = 64  # 3 rows of 19 channels per block: 234 blocks, the last of 2 rows

@@ -218,3 +218,33 @@ def test_depthwise_and_dilated_conv_boundscheck_smoke(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-4000:]
     assert out.stdout.strip().endswith("ok")
+
+
+@pytest.mark.parametrize(("dt", "c", "relu"), [(np.float32, 16, True), (np.float64, 16, False), (np.float32, 64, True)])
+def test_flat_path_matches_the_general_kernels_at_the_mobile_preset_shapes(dt, c, relu, monkeypatch):
+    """Multiplier 1 and column stride 1 take the flat kernels (one long loop per tap): the forward
+    and dx are bitwise the general kernels' (the same operations in the same order), dkernel and
+    dbias (summed per column first) within the tolerance; both threads counts give the same bits."""
+    from minicnn.kernels.numba import depthwise as dw
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5, 14, 14, c)).astype(dt)
+    k = rng.standard_normal((3, 3, c, 1)).astype(dt)
+    b = rng.standard_normal(c).astype(dt)
+    pads = (1, 1, 1, 1)
+    dy = rng.standard_normal((5, 14, 14, c)).astype(dt)
+
+    def run():
+        y = nb.depthwise_conv2d_forward(x, k, b, (1, 1), pads, relu=relu)
+        return (y, *nb.depthwise_conv2d_backward(dy, x, k, (1, 1), pads, relu_y=y if relu else None))
+
+    assert dw._flat(1, (1, 1)) and dw._flat(1, (2, 1)) and not dw._flat(2, (1, 1)) and not dw._flat(1, (1, 2))
+    flat = run()
+    assert all(a.tobytes() == b_.tobytes() for a, b_ in zip(flat, one_thread(run)))
+    monkeypatch.setattr(dw, "_flat", lambda m, strides: False)
+    general = run()
+    for name, got, want in zip(("y", "dx", "dkernel", "dbias"), flat, general):
+        if name in ("y", "dx"):
+            assert got.tobytes() == want.tobytes(), name
+        else:
+            assert_close(got, want, dt, name)

@@ -176,6 +176,10 @@ def test_both_paths_and_any_thread_count_give_the_same_bits_and_stay_in_bounds(d
         for pads in ((0, 0, 0, 0), same):
             y = nb.avgpool2d_forward(x, (3, 3), (2, 2), pads)
             out += [y, nb.avgpool2d_backward(y, x.shape, (3, 3), (2, 2), pads)]
+        for pads in ((0, 0, 0, 0), (0, 1, 0, 1)):  # disjoint windows (2x2/2): C = 6 one pass, C = 16 the general gather
+            for a in (x, g):
+                y = nb.avgpool2d_forward(a, (2, 2), (2, 2), pads)
+                out += [y, nb.avgpool2d_backward(y, a.shape, (2, 2), (2, 2), pads)]
         gy = nb.global_maxpool2d_forward(g)
         dy = g[:, 0, 0, :] * 2
         out += [nb.global_avgpool2d_forward(g), nb.global_avgpool2d_backward(dy, g.shape), gy,
@@ -187,6 +191,10 @@ def test_both_paths_and_any_thread_count_give_the_same_bits_and_stay_in_bounds(d
     for pads in ((0, 0, 0, 0), same):
         y = ref.avgpool2d_forward(xc.a, (3, 3), (2, 2), pads)
         want += [y, ref.avgpool2d_backward(y, xc.a.shape, (3, 3), (2, 2), pads)]
+    for pads in ((0, 0, 0, 0), (0, 1, 0, 1)):
+        for a in (xc.a, gc.a):
+            y = ref.avgpool2d_forward(a, (2, 2), (2, 2), pads)
+            want += [y, ref.avgpool2d_backward(y, a.shape, (2, 2), (2, 2), pads)]
     results = []
     for path in ("serial", "parallel"):
         with pool_path(path):
