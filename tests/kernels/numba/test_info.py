@@ -72,7 +72,7 @@ def test_trace_records_the_path_taken_and_restores_every_global(dtype):
         y = run()
     np.testing.assert_array_equal(y, expected)
     assert all(vars(conv)[n] is o for n, o in before.items()) and all(vars(ref)[n] is o for n, o in ref_before.items())
-    on_tiles = config.TILES and dtype == np.float32
+    on_tiles = conv.conv_tiles_fit(np.dtype(dtype))
     if on_tiles:
         assert "conv._conv_tiles[0]" in names and info.path_of(names) == "FMA tiles"
     elif blas.FAST:
