@@ -35,6 +35,10 @@ def register(sub) -> None:
                    help="first N test images, or a seeded random sample")
     p.add_argument("--seed", type=int, default=0, help="seeds the weights, the upstream gradient and --sample random")
     p.add_argument("--data-dir", default=None, help="MNIST directory (default: $MINICNN_DATA_DIR, caches)")
+    p.add_argument("--frameworks", default=None, metavar="LIST",
+                   help="comma-separated Keras 3 backends (tensorflow,jax,torch), one subprocess each: every "
+                        "layer and K training steps of minicnn and each backend measured against a float64 "
+                        "reference (needs the jax / torch extras)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
     add_runtime_options(p)
     p.set_defaults(func=run_crosscheck)
