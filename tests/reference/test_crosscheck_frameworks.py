@@ -37,7 +37,7 @@ from reference.crosscheck.tolerances import reduction_rtol, tolerance  # noqa: E
 from reference.crosscheck.data import load_mnist_batch  # noqa: E402
 from tests.helpers import mnist_dir  # noqa: E402
 
-BATCH, STEPS = 4, 3
+BATCH, STEPS = 2, 2  # small: each report starts three worker processes
 #: layer kinds whose Keras ops run float64 in float32 on that backend (module docstring)
 FLOAT32_IN_FLOAT64 = {"jax": {"batch norm", "global pooling"},
                       "torch": {"batch norm", "global pooling", "dense", "dense+softmax"}}
@@ -112,7 +112,8 @@ def test_float32_every_framework_within_the_error_model(preset):
 @pytest.mark.slow
 def test_a_perturbed_weight_file_makes_that_framework_the_outlier(tmp_path):
     """Teeth: the jax worker gets a weights file whose first kernel is 1e-3 off; jax, and only
-    jax, is flagged on that layer's rows, and the others stay within tolerance."""
+    jax, is flagged on that layer's output and dX, and the others stay within tolerance (torch
+    stands for the unperturbed frameworks: one worker fewer to start)."""
     x, y, where = load_mnist_batch(BATCH, data_dir=mnist_dir())
     model = build_preset("pooled", seed=0)
     bad = convert.clone(model, dropout_rate=0.0)
@@ -120,13 +121,16 @@ def test_a_perturbed_weight_file_makes_that_framework_the_outlier(tmp_path):
     k *= np.float32(1 + 1e-3)
     path = tmp_path / "bad.weights.h5"
     save_weights(bad, str(path))
-    rep = fw.frameworks_check(model, x, y, steps=0, batch=BATCH, weights_override={"jax": str(path)}, timeout=600)
+    rep = fw.frameworks_check(model, x, y, frameworks=("jax", "torch"), steps=0, batch=BATCH,
+                              weights_override={"jax": str(path)}, timeout=600)
     first = [r for r in rep["layers"] if r["layer"] == model.layers[0].name]
     assert {r["tensor"] for r in first if "jax" in r["outliers"]} >= {"out", "dX"}
-    for r in first:
-        assert r["closest"] != "jax"
+    for r in first:  # dW and db rest on the pinned input and dy, not on the kernel
+        if r["tensor"] in ("out", "dX"):
+            assert r["closest"] != "jax", r
+            assert r["vs_minicnn"]["jax"] > 100 * r["vs_minicnn"]["torch"], r
     assert rep["summary"]["outliers"]["jax"]
-    for side in ("minicnn", "tensorflow", "torch"):
+    for side in ("minicnn", "torch"):
         assert not rep["summary"]["outliers"][side], side
     assert not rep["summary"]["passed"]
 
