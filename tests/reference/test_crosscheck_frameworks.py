@@ -82,7 +82,10 @@ def test_float64_every_framework_at_exact_arithmetic(preset):
     for side in ("minicnn", "tensorflow"):
         assert tr["max_loss_vs_float64"][side] <= tolerance("float64", "loss")[0], (side, tr)
         assert tr["final_weights_vs_float64"][side] <= tolerance("float64", "weights")[0], (side, tr)
-    for side in ("jax", "torch"):  # their float32 reductions, over a few steps
+    # JAX's and torch's Adam use the betas in float64, minicnn (the reference trajectory) rounds
+    # them to float32 as TensorFlow does (docs/parity.md, "Three frameworks"): a 1e-6 relative
+    # difference per update, well within float32's loss tolerance over two steps
+    for side in ("jax", "torch"):
         assert tr["max_loss_vs_float64"][side] <= tolerance("float32", "loss")[0], (side, tr)
 
 
