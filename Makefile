@@ -20,7 +20,7 @@ $(VENV)/.core: pyproject.toml
 $(VENV)/.all: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[tf,viz,explore,tensorboard,dev]'
+	$(PY) -m pip install --quiet -e '.[tf,jax,torch,viz,explore,tensorboard,dev]'
 	touch $(VENV)/.core $@
 
 train: $(VENV)/.core

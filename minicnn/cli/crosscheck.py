@@ -49,6 +49,10 @@ def register(sub) -> None:
                    help="with --bisect: measure and save states every C steps, then bisect the first "
                         "interval that exceeds (default ceil(sqrt(--steps)); 1 = measure every step, "
                         "which also catches excursions between checkpoints)")
+    p.add_argument("--frameworks", default=None, metavar="LIST",
+                   help="comma-separated Keras 3 backends (tensorflow,jax,torch), one subprocess each: every "
+                        "layer and K training steps of minicnn and each backend measured against a float64 "
+                        "reference (needs the jax / torch extras)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
     add_runtime_options(p)
     p.set_defaults(func=run_crosscheck)

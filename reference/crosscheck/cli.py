@@ -10,6 +10,8 @@ from minicnn.presets import build_preset
 
 from .check import crosscheck
 from .data import load_mnist_batch
+from .framework_report import format_frameworks_report
+from .frameworks import frameworks_check, parse_frameworks
 from .report import format_report
 
 
@@ -44,6 +46,8 @@ def run(args) -> int:
     if bisect_every is not None and not (bisect and bisect_every >= 1):
         raise ValueError(f"--bisect-every must be >= 1 and given with --bisect, got {bisect_every}")
     model = load_checked_model(args)
+    if getattr(args, "frameworks", None):
+        return run_frameworks(args, model)
     n = args.batch * max(1, args.steps)
     x, y, where = load_mnist_batch(n, args.sample, args.seed, args.data_dir, args.dtype)
     where = f"{where}; layer check on the first {args.batch}"
@@ -52,6 +56,24 @@ def run(args) -> int:
                         keras_floatx=getattr(args, "keras_floatx", None), bisect=bisect,
                         bisect_rtol=bisect_rtol, bisect_every=bisect_every)
     print(format_report(report, histograms=getattr(args, "histograms", False)))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+        print(f"report written to {args.json}")
+    return 0 if report["summary"]["passed"] else 1
+
+
+def run_frameworks(args, model) -> int:
+    """``--frameworks``: minicnn and Keras on each named backend against float64
+    (:mod:`.frameworks`); exit status 1 when a side is outside a row's tolerance."""
+    names = parse_frameworks(args.frameworks)
+    n = args.batch * max(1, args.steps)
+    x, y, where = load_mnist_batch(n, args.sample, args.seed, args.data_dir, args.dtype)
+    where = f"{where}; layer check on the first {args.batch}"
+    report = frameworks_check(model, x, y, names, dtype=args.dtype, steps=args.steps, optimizer=args.optimizer,
+                              seed=args.seed, batch=args.batch, data_source=where, threads=args.threads or 1)
+    text = format_frameworks_report(report)
+    print(text)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
