@@ -68,10 +68,10 @@ def goal_table(R, A) -> list[dict]:
     rows.append(_row("peak RSS of the one-epoch fit vs Keras", "<= 0.5x",
                      {"rss": mine["peak_rss_mb"] / keras["peak_rss_mb"] if both else None}, 0.5, higher=False,
                      wanted=["rss"], note=fit_note))
-    cold = ((R.get("compile") or {}).get("cold") or {}).get("models") or {}
     rows.append(_row("first-ever compile of the seed model's kernels (cold cache)", "<= 5 s",
-                     {"seed": (cold.get("seed") or {}).get("first_step_overhead_s")}, 5.0, higher=False,
-                     wanted=["seed"], unit=" s", note="first train step minus a steady one, empty NUMBA_CACHE_DIR"))
+                     {"seed": _seed_cold_compile(R)}, 5.0, higher=False, wanted=["seed"], unit=" s",
+                     note="import (the native tile library) + first train step minus a steady one, empty "
+                          "NUMBA_CACHE_DIR; counted only when seed is the first model the cold process compiles"))
     rows.append(_row("conv/dense ops with >= 16 channels in and out, % of the measured FMA peak",
                      ">= 75%", _wide_ops(A), 75.0, unit="%",
                      note="forward and backward of every such layer, every preset, dtype and batch"))
@@ -80,6 +80,19 @@ def goal_table(R, A) -> list[dict]:
                  "verdict": "not measured", "unit": "x", "note": "not a benchmark section: run `make train` and "
                  "compare its epoch times"})
     return rows
+
+
+def _seed_cold_compile(R):
+    """Seconds the seed model's first-ever step cost in the cold process, or None when that
+    process compiled another model first: the section compiles its models one after the other in
+    one process, so every later model reuses the kernels it shares with the earlier ones and its
+    overhead is not a first-ever compile (``python -m benchmarks.compile_time --presets seed``
+    measures it alone)."""
+    cold = (R.get("compile") or {}).get("cold") or {}
+    models = cold.get("models") or {}
+    if next(iter(models), None) != "seed":
+        return None
+    return cold.get("import_s", 0.0) + models["seed"]["first_step_overhead_s"]
 
 
 def _wide_ops(A) -> dict:

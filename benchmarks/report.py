@@ -258,7 +258,10 @@ def compile_section(R) -> list[str]:
         return []
     L = ["## numba compile time\n",
          "A fresh process with an empty `NUMBA_CACHE_DIR` (first-ever run: every kernel compiles), then a "
-         "second process on the warm cache. Overhead = first call - steady-state call.\n",
+         "second process on the warm cache. Overhead = first call - steady-state call. The models compile "
+         "one after the other in that process: only the first one's overhead is a first-ever compile, the "
+         "later ones reuse the kernels they share with it (`python -m benchmarks.compile_time --presets P` "
+         "measures each preset alone).\n",
          "| process | import s | model | first step s | step overhead s | first predict s | predict overhead s |",
          "|---|---|---|---|---|---|---|"]
     for label in ("cold", "warm"):
