@@ -24,6 +24,16 @@ def _bars(ax, groups, series, title, ylabel):
     ax.legend(fontsize=8)
 
 
+def _ops_node(R, label, dtype, b, fw=None):
+    """The per-op timings of ``fw`` (any framework when None) for one model, dtype and batch."""
+    for name in ([fw] if fw else FRAMEWORKS):
+        node = (R["frameworks"].get(name) or {}).get("models", {}).get(label, {}).get(dtype, {})
+        node = node.get("batches", {}).get(b, {}).get("ops")
+        if node:
+            return node
+    return None
+
+
 def plot(R, A, path):
     import matplotlib
 
@@ -35,31 +45,34 @@ def plot(R, A, path):
     if ops:
         label = next(iter(ops))
         dtype = next(iter(ops[label]))
-        b = next(iter(ops[label][dtype]))
+        b = next((b for b in ops[label][dtype] if _ops_node(R, label, dtype, b)), next(iter(ops[label][dtype])))
         rows = ops[label][dtype][b]
         groups = [f"{r['op']} {d}" for r in rows for d in ("fwd", "bwd")]
         series = {}
         for fw in FRAMEWORKS:
-            node = (R["frameworks"].get(fw) or {}).get("models", {}).get(label, {}).get(dtype, {})
-            node = node.get("batches", {}).get(b, {}).get("ops")
+            node = _ops_node(R, label, dtype, b, fw)
             if not node:
                 continue
             series[fw] = [((node.get(r["op"]) or {}).get(d) or {}).get("median_ms", np.nan)
                           for r in rows for d in ("fwd", "bwd")]
         _bars(axes[0], groups, series, f"Per op: {label}, {dtype}, batch {b}", "ms (median, log scale)")
+    # one dtype and one batch size per kind (a run over every preset, dtype and batch would make
+    # hundreds of bars): the first dtype, batch 100 for training when measured, the first
+    # inference batch; results.md has the rest
     groups, series = [], {}
     for key, what in (("steps", "train"), ("infer", "infer")):
         for label, by_dt in A.get(key, {}).items():
-            for dtype, by_b in by_dt.items():
-                for b, by_fw in by_b.items():
-                    groups.append(f"{label} f{dtype[-2:]} {what} B={b}")
-                    for fw in FRAMEWORKS:
-                        series.setdefault(fw, [])
-                    for fw in FRAMEWORKS:
-                        series[fw].append(by_fw.get(fw, {}).get("img_s", np.nan))
+            dtype = next(iter(by_dt), None)
+            by_b = by_dt.get(dtype) or {}
+            b = "100" if "100" in by_b else (100 if 100 in by_b else next(iter(by_b), None))
+            if b is not None:
+                by_fw = by_b[b]
+                groups.append(f"{label} f{dtype[-2:]} {what} B={b}")
+                for fw in FRAMEWORKS:
+                    series.setdefault(fw, []).append(by_fw.get(fw, {}).get("img_s", np.nan))
     series = {fw: v for fw, v in series.items() if not all(np.isnan(v))}
     if groups:
-        _bars(axes[1], groups, series, "Throughput", "images / s (log scale)")
+        _bars(axes[1], groups, series, "Throughput (first dtype; train at batch 100)", "images / s (log scale)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
