@@ -21,6 +21,7 @@
 ``info``        ``threading_info()``: what is active in this process
 ``checks``      the public functions' shape checks (the kernels index raw memory)
 ``arrays``      dtype/contiguity coercions shared by the public functions
+``cachestamp``  numba's on-disk cache of this package, dropped when any source changes
 =============== =====================================================================
 
 Every module follows the same tiers: ``@njit`` kernels (parallel ones over fixed, shape-only
@@ -45,3 +46,8 @@ paths fall back to the numpy backend; with JIT disabled, the tiles are off too.
 """
 
 from . import config  # noqa: F401 - first: the OpenMP policy must be set before numba starts threads
+from . import cachestamp as _cachestamp
+
+# before any kernel can load from numba's cache: a cached kernel carries the helpers it calls from
+# other files of this package, which numba does not check (see the module)
+_cachestamp.drop_stale()
