@@ -130,7 +130,7 @@ def _make_clock():
                 # register + register: Golden Cove and later fold "add reg, imm" chains in the
                 # renamer (zero latency), never a register operand
                 v = builder.asm(ir.FunctionType(i64, [i64, i64]), "add $2, $0\n\t" * CLOCK_ADDS,
-                                "=r,0,r", [builder.load(x), one], side_effect=True)
+                                "=r,0,r,~{flags}", [builder.load(x), one], side_effect=True)
                 builder.store(v, x)
             return builder.load(x)
 

@@ -60,3 +60,28 @@ def test_probe_emits_vector_fmas_and_runs():
     assert r["asm"]["fma_instructions_in_loop"] == peak.UNROLL * r["chains"]
     assert r["per_core_gflops"] > 1 and r["all_cores_gflops"] > 1
     assert peak.clock_probe(seconds=0.01, repeats=2)["ghz"] > 0.3
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 inline assembly")
+def test_clock_probe_ends_when_compiled_for_zen(tmp_path):
+    """The clock's inline ``add`` chain declares that it clobbers the flags. Without that, LLVM
+    tuning for Zen (``znver3``/``znver4``, the host CPU on AMD EPYC) put the loop's compare before
+    the asm and its branch after it, so the branch read flags the adds had overwritten and the loop
+    never ended: seen as a hung test suite on an EPYC. Compiled for znver4 on any x86 machine (the
+    loop is integer code only), the probe must end and read a plausible clock."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(peak.__file__).resolve().parents[1]
+    env = {**os.environ, "NUMBA_CPU_NAME": "znver4", "NUMBA_CACHE_DIR": str(tmp_path),
+           "PYTHONPATH": str(root)}
+    code = "from benchmarks import peak; print(peak.clock_probe(seconds=0.01, repeats=1)['ghz'])"
+    try:
+        out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True,
+                             timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the clock probe compiled for znver4 did not end within 120 s (its loop never exits)")
+    assert out.returncode == 0, out.stderr
+    assert 0.3 < float(out.stdout.strip().splitlines()[-1]) < 8

@@ -54,9 +54,9 @@ the first step 17.5 -> 7.6 s; the results are bitwise the same. :func:`tile_grid
 inlined into it) and the small helpers are ordinary ``@njit`` functions, not ``inline="always"``
 into the kernels, so numba types the 15 tile calls once per dtype and the kernels' parfor passes
 run on a small body. numba's on-disk cache keys a kernel on its own source file only, and a
-cached kernel carries the drivers' code with it: after editing the drivers here, delete the
-``__pycache__`` of this package (editing a tile body needs nothing: the library's cache key
-covers this file, and the kernels call the bodies by name).
+cached kernel carries the drivers' code with it: :mod:`.cachestamp` drops the package's cached
+kernels at import whenever any of its sources changed (the library's own cache key covers this
+file, and the kernels call the bodies by name).
 """
 
 from __future__ import annotations
