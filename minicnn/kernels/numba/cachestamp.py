@@ -12,8 +12,8 @@ SHA-256 of every source file of this package with the one stamped in the cache d
 when they differ, deletes the cached kernels there (``*.nbi`` index and ``*.nbc`` data files)
 and stamps the new digest. The cache directory is the one numba itself picks for this package's
 files (``NUMBA_CACHE_DIR``, else ``__pycache__`` beside the sources, else the user-wide cache),
-found with numba's own locator, so the two always agree. The cost is one hash of ~300 kB of
-source per import (well under a millisecond); the first process after a change recompiles.
+found with numba's own locator, so the two always agree. The cost is one hash of ~230 kB of
+source per import (about 1 ms with the locator); the first process after a change recompiles.
 
 Deleting is safe while another process uses the cache: numba reads an index and its data file
 each in one open, and a missing file is a cache miss (it recompiles and writes a new one).
