@@ -65,9 +65,9 @@ def test_probe_emits_vector_fmas_and_runs():
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 inline assembly")
 def test_clock_probe_ends_when_compiled_for_zen(tmp_path):
     """The clock's inline ``add`` chain declares that it clobbers the flags. Without that, LLVM
-    tuning for Zen (``znver3``/``znver4``, the host CPU on AMD EPYC) put the loop's compare before
-    the asm and its branch after it, so the branch read flags the adds had overwritten and the loop
-    never ended: seen as a hung test suite on an EPYC. Compiled for znver4 on any x86 machine (the
+    tuning for Zen (``znver3``/``znver4``, the host CPU on AMD EPYC) put the loop counter's ``decq``
+    before the asm and its ``jne`` after it, so the branch read the flags the adds had set and the
+    loop never ended: seen as a hung test suite on an EPYC. Compiled for znver4 on any x86 machine (the
     loop is integer code only), the probe must end and read a plausible clock."""
     import os
     import subprocess

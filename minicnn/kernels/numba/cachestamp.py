@@ -22,9 +22,9 @@ each in one open, and a missing file is a cache miss (it recompiles and writes a
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
+
+from .native import write_cache_file
 
 __all__ = ["STAMP", "sources_digest", "cache_path", "drop_stale"]
 
@@ -84,14 +84,5 @@ def drop_stale(where: Path | None = None, digest: str | None = None) -> list[Pat
                 pass  # another process dropped it first
             except OSError:
                 return dropped  # read-only cache: leave it and its stamp alone
-    try:  # the stamp is written whole or not at all (temporary file, then rename)
-        fd, tmp = tempfile.mkstemp(dir=where, prefix=STAMP, suffix=".tmp")
-    except OSError:
-        return dropped
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(digest + "\n")
-        os.replace(tmp, stamp)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
+    write_cache_file(stamp, (digest + "\n").encode())  # whole or not at all
     return dropped

@@ -42,7 +42,7 @@ import numba
 from llvmlite import ir
 from numba.core import codegen as _numba_codegen
 
-__all__ = ["NativeLibrary", "cache_dir"]
+__all__ = ["NativeLibrary", "cache_dir", "write_cache_file"]
 
 #: LLVM optimisation level of the library (numba's JIT default, ``NUMBA_OPT``: 3)
 OPT = 3
@@ -156,7 +156,7 @@ class NativeLibrary:
             obj = self._compile(self._module_ir(), tm)
             self.source = "compiled"
             if path is not None:
-                _write_atomic(path, _MAGIC + hashlib.sha256(obj).digest() + obj)
+                write_cache_file(path, _MAGIC + hashlib.sha256(obj).digest() + obj)
         engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
         engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         engine.finalize_object()
@@ -184,9 +184,11 @@ def _read_checked(path: Path) -> bytes | None:
     return obj if head == _MAGIC and hashlib.sha256(obj).digest() == digest else None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """``data`` to ``path`` through a temporary file in the same directory, then a rename; a
-    cache directory that cannot be written is skipped (the library is still built in memory)."""
+def write_cache_file(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` through a temporary file in the same directory, then a rename, with the
+    permissions numba gives its own cache files; a cache directory that cannot be written is
+    skipped (the caller goes on without the file). The library's object code and
+    :mod:`.cachestamp`'s stamp are written with it."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
