@@ -16,8 +16,8 @@ from .timing import ratio
 from .traffic import step_bytes
 
 #: every framework the report knows, in table order
-FRAMEWORKS = ("minicnn-numba", "minicnn-numba-gemm", "minicnn-numba-malloc", "minicnn-numpy", "tensorflow",
-              "pytorch")
+FRAMEWORKS = ("minicnn-numba", "minicnn-numba-pool", "minicnn-numba-gemm", "minicnn-numba-malloc", "minicnn-numpy",
+              "tensorflow", "pytorch")
 REFERENCE = "tensorflow"
 
 
@@ -67,7 +67,8 @@ def _traffic(desc, batch, t, what) -> dict:
 
 
 #: per framework, the batch-1 call its latency is quoted for (minicnn: what a user calls)
-LATENCY_CALL = {"minicnn-numba": "predict", "minicnn-numpy": "predict", "pytorch": "no_grad"}
+LATENCY_CALL = {"minicnn-numba": "predict", "minicnn-numba-pool": "predict", "minicnn-numpy": "predict",
+                "pytorch": "no_grad"}
 #: TensorFlow's calls the goal compares with: the faster of the two
 TF_LATENCY_CALLS = ("model_call", "predict_on_batch")
 

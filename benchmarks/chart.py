@@ -6,7 +6,8 @@ import numpy as np
 
 from .analyse import FRAMEWORKS
 
-COLORS = {"minicnn-numba": "#1f77b4", "minicnn-numba-gemm": "#6baed6", "minicnn-numba-malloc": "#08519c",
+COLORS = {"minicnn-numba": "#1f77b4", "minicnn-numba-pool": "#9ecae1", "minicnn-numba-gemm": "#6baed6",
+          "minicnn-numba-malloc": "#08519c",
           "minicnn-numpy": "#c6dbef", "tensorflow": "#ff7f0e", "pytorch": "#d62728"}
 
 

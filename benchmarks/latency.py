@@ -4,6 +4,7 @@ many back-to-back calls, median and p95 (``timing.measure_latency``; the sides' 
 from __future__ import annotations
 
 from .analyse import FRAMEWORKS
+from .paths import threads_note
 
 DASH = "—"
 
@@ -28,13 +29,15 @@ def section(R, A) -> list[str]:
                     if not isinstance(t, dict) or "median_ms" not in t:
                         continue
                     vs = d.get("vs_tf") if d.get("call") == call else None
-                    rows.append(f"| {label} | {dt} | {fw} | {CALLS.get(call, call)} | {t['median_ms']:.3f} | "
+                    rows.append(f"| {label} | {dt} | {fw}{threads_note(lat)} | {CALLS.get(call, call)} | "
+                                f"{t['median_ms']:.3f} | "
                                 f"{t['p95_ms']:.3f} | {DASH if vs is None else f'**{vs:.2f}x**'} |")
     if not rows:
         return []
     return ["## Batch-1 latency\n",
             "One image through each framework's inference call: back-to-back calls after 20 warm-up calls, "
             "no sample discarded; ms. \"vs TF\": the faster of Keras's `model(x)` and `predict_on_batch` over "
-            "this call (the goal's comparison).\n",
+            "this call (the goal's comparison). \"(1 thread)\": minicnn's thread picker ran the pass on the "
+            "calling thread, measured faster there than on the pool.\n",
             "| model | dtype | framework | call | median ms | p95 ms | vs TF |", "|---|---|---|---|---|---|---|"] + sorted(
                 rows, key=lambda r: r.split("|")[1]) + [""]

@@ -12,6 +12,19 @@ def _fw(R, fw=FW):
     return (R.get("frameworks") or {}).get(fw) or {}
 
 
+def threads_note(t) -> str:
+    """" (1 thread)" when minicnn's thread picker (``minicnn.kernels.threads``) ran the measured
+    pass on the calling thread instead of the pool; " (1 thread: chunks of 104)" when only some of
+    predict's chunk sizes did; "" otherwise (the pool, or no picker)."""
+    picks = (t or {}).get("threads") or {}
+    one = sorted((int(b) for b, c in picks.items() if (c or {}).get("threads") == "one"))
+    if not one:
+        return ""
+    if len(one) == len(picks):
+        return " (1 thread)"
+    return f" (1 thread: chunks of {', '.join(map(str, one))})"
+
+
 def isa_section(R) -> list[str]:
     """One paragraph: the codegen target (AVX-512 / AVX2) and the tiles switch, per minicnn worker."""
     L = []

@@ -140,7 +140,9 @@ def steps_section(R, A) -> list[str]:
          "Train step: forward + backward + Adam on one batch (minicnn: `model.train_on_batch`; TensorFlow: "
          "a `tf.function` step with GradientTape + Adam on `reference.convert.to_keras(model)`, same "
          "weights; PyTorch: eager autograd + Adam). Inference: minicnn `model.predict(x, batch_size=B)`, "
-         "TensorFlow a `tf.function` forward, PyTorch `no_grad`. GFLOP/s count the model's FLOPs "
+         "TensorFlow a `tf.function` forward, PyTorch `no_grad`. \"(1 thread)\": minicnn's thread picker "
+         "(`minicnn.kernels.threads`) measured the pass faster on the calling thread than on the pool and ran it "
+         "there (the same bits either way). GFLOP/s count the model's FLOPs "
          "(`layer.flops`): train = every layer's forward and backward less the first layer's input "
          "gradient; % of the FMA peak (the bold figure of the peak table). \"MB moved\": the compulsory traffic of "
          "the step or batch from the analytic model of `benchmarks/traffic.py` (each op reads its operands and "
@@ -163,7 +165,8 @@ def steps_section(R, A) -> list[str]:
                             continue
                         node = R["frameworks"][fw]["models"][label][dtype]
                         t = node["batches"][b]["train_step"] if extra else node["infer"][b]
-                        L.append(f"| {b} | {fw} | {fmt_ms(t)} | {e['img_s']:.0f} | {fmt_x(e['vs_tf'])} | "
+                        L.append(f"| {b} | {fw}{paths.threads_note(t)} | {fmt_ms(t)} | {e['img_s']:.0f} | "
+                                 f"{fmt_x(e['vs_tf'])} | "
                                  f"{fmt_gf(e['gflops'], e['pct_peak'])} | {_traffic_cell(e)} |"
                                  + (f" {e['epoch_s_extrapolated']:.1f} |" if extra else ""))
                     t = _tf_node(R, label, dtype, b, extra)

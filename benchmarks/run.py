@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import analyse, goals, machine, models, report
 from .sides.minicnn_side import MALLOC_ENV
+from minicnn.kernels.threads import ENV as PICK_ENV
 from .workers import ROOT, json_default, run_worker
 
 SECTIONS = ("peak", "ops", "steps", "latency", "traffic", "alternatives", "memory", "compile", "numba", "numpy", "tensorflow",
@@ -69,7 +70,8 @@ def parse_args(argv=None):
     ap.add_argument("--ops-dtype", default=None, help="dtypes of the per-op section (default: the first "
                     "--dtype; 'all')")
     ap.add_argument("--reference-grid", choices=("reduced", "all"), default="reduced",
-                    help="minicnn-numpy and the alternatives (numba-gemm, numba-malloc): 'reduced' (default) "
+                    help="minicnn-numpy and the alternatives (numba-gemm, numba-malloc; numba-pool, the thread "
+                    "picker off, always runs the first dtype's steps and latency): 'reduced' (default) "
                     "= the first per-op batch and dtype only, and minicnn-numpy on the first model only; "
                     "'all' = every model, batch and dtype")
     ap.add_argument("--skip", default="", help="comma-separated sections to skip: " + ",".join(SECTIONS)
@@ -168,6 +170,12 @@ def main(argv=None):
             if "steps" in sections:
                 fws.append(("minicnn-numba-malloc", "minicnn", {"backend": "numba", "sections": ["steps"], **ref},
                             MALLOC_ENV))
+            # the thread picker off (every pass on the pool, as before it existed): its effect in
+            # the same run, where it matters (small batches, batch 1), for the first dtype
+            pool_sections = [s for s in ("steps", "latency") if s in sections]
+            if pool_sections:
+                fws.append(("minicnn-numba-pool", "minicnn", {"backend": "numba", "sections": pool_sections,
+                                                             "dtypes": a.dtypes[:1]}, {PICK_ENV: "0"}))
     if "numpy" not in skip:
         fws.append(("minicnn-numpy", "minicnn", {"backend": "numpy", **ref_numpy}, None))
     if "tensorflow" not in skip:

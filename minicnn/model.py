@@ -14,6 +14,7 @@ import numpy as np
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
 from .arrays import all_finite, as_array, int_arg
+from .kernels.threads import ThreadPicker
 from .layers import LAYER_CLASSES, Layer
 
 DTYPES = ("float32", "float64")
@@ -250,6 +251,20 @@ class Network:
         next layer adopts the result (the same values, one pass over the activations fewer); with
         ``record`` every layer runs alone, so that each output is there to record."""
         self._ensure_built(x)
+        if not training:  # inference: on one thread or the pool, whichever measured faster
+            return self.thread_picker.run(("infer", int(np.shape(x)[0])), lambda: self._forward(x, False, record))
+        return self._forward(x, training, record)
+
+    @property
+    def thread_picker(self) -> ThreadPicker:
+        """Chooses, per kind of pass and batch size, one thread or the pool
+        (:mod:`minicnn.kernels.threads`; ``choices()`` tells what it picked)."""
+        picker = self.__dict__.get("_thread_picker")
+        if picker is None:
+            picker = self.__dict__["_thread_picker"] = ThreadPicker()
+        return picker
+
+    def _forward(self, x, training, record):
         outputs = []
         layers, i = self.layers, 0
         while i < len(layers):

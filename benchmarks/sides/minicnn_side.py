@@ -75,22 +75,47 @@ class MinicnnSide:
             fn()
         return {"kernels": list(names), "path": info.path_of(names)}
 
+    def _pick_calls(self) -> int:
+        """Calls the numba backend's thread picker needs per pass before its choice holds
+        (minicnn.kernels.threads; the numpy backend has no pool to pick)."""
+        from minicnn.kernels.threads import CALLS_TO_CHOOSE
+
+        return CALLS_TO_CHOOSE if self.backend == "numba" else 0
+
     def train_step(self, handle, model, batch, repeats):
         x, y = ops_mod.batch_data(model, batch)
-        out = measure(lambda: model.train_on_batch(x, y), repeats["step"], warmup=3)
+        out = measure(lambda: model.train_on_batch(x, y), repeats["step"], warmup=max(3, self._pick_calls()))
         if self.backend == "numba":
             out["paths"] = self._trace(lambda: model.train_on_batch(x, y))
-        return out
+        return _with_threads(out, model, "train", batch)
 
     def latency(self, handle, model, repeats):
         """One image: ``model.predict(x1)`` (what a user calls), ``model(x1)`` and the bare
         ``model.forward(x1)`` (no argument checks, no output copy)."""
         x, _ = ops_mod.batch_data(model, 1, seed=3)
         n = repeats["latency"]
-        return {"predict": measure_latency(lambda: model.predict(x), n),
-                "call": measure_latency(lambda: model(x), n),
-                "forward": measure_latency(lambda: model.forward(x), n)}
+        out = {"predict": measure_latency(lambda: model.predict(x), n),
+               "call": measure_latency(lambda: model(x), n),
+               "forward": measure_latency(lambda: model.forward(x), n)}
+        return _with_threads(out, model, "infer", 1)
 
     def infer(self, handle, model, batch, repeats):
         x, _ = ops_mod.batch_data(model, batch, seed=2)
-        return measure(lambda: model.predict(x, batch_size=batch), repeats["infer"])
+        # every predict call runs each of its chunk sizes at least once: after this many warm-up
+        # calls each has made its thread choice
+        out = measure(lambda: model.predict(x, batch_size=batch), repeats["infer"], warmup=max(2, self._pick_calls()))
+        from minicnn.model import PREDICT_CHUNK
+
+        step = min(batch, PREDICT_CHUNK)
+        chunks = sorted({step} | ({batch % step} if batch % step else set()))
+        return _with_threads(out, model, "infer", *chunks)
+
+
+def _with_threads(out, model, kind, *batches):
+    """``out`` with ``threads``: what the model's thread picker chose for these passes
+    (minicnn.kernels.threads), when it picked (the numba backend with more than one thread)."""
+    got = model.thread_picker.choices()
+    picked = {str(b): got[(kind, b)] for b in batches if (kind, b) in got}
+    if picked:
+        out["threads"] = picked
+    return out

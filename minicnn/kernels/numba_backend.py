@@ -2,7 +2,8 @@
 
 This module is the facade the registry loads (``minicnn.kernels.use_backend("numba")``): it
 exports the same public names, with the same signatures and return conventions, as
-:mod:`minicnn.kernels.numpy_backend` (the contract), plus :func:`threading_info`. The
+:mod:`minicnn.kernels.numpy_backend` (the contract), plus :func:`threading_info` and numba's
+``get_num_threads``/``set_num_threads`` (the pool that :mod:`minicnn.kernels.threads` picks for). The
 implementation lives in the package :mod:`minicnn.kernels.numba`, one module per seam (its
 docstring has the map, the contract and the determinism guarantees): conv2d in ``conv``, dense in
 ``dense``, max pooling in ``pool``, relu in ``elementwise``, Adam in ``optim``, batch normalisation in
@@ -20,7 +21,7 @@ from __future__ import annotations
 import sys
 import types
 
-from .numba import config as _config
+from .numba import config as _config  # first: it sets the OpenMP policy before numba's pool starts
 from .numba import activations as _activations
 from .numba.activations import *  # noqa: F401,F403  (its __all__: the element-wise activations)
 from .numba.avgpool import (avgpool2d_backward, avgpool2d_forward, global_avgpool2d_backward,
@@ -37,11 +38,13 @@ from .numba.optim import adam_update
 from .numba.pool import maxpool2d_backward, maxpool2d_forward
 from .numpy_backend import all_finite, col2im, im2col, pad_nhwc, windows
 
+from numba import get_num_threads, set_num_threads  # noqa: E402,I001 - the pool kernels.threads picks for
+
 NAME = "numba"
 
 __all__ = ["NAME", "pad_nhwc", "windows", "im2col", "col2im", "conv2d_forward", "conv2d_backward",
            "maxpool2d_forward", "maxpool2d_backward", "relu_forward", "relu_backward", "dense_forward",
-           "dense_backward", "all_finite", "adam_update", "threading_info",
+           "dense_backward", "all_finite", "adam_update", "threading_info", "get_num_threads", "set_num_threads",
            "depthwise_conv2d_backward", "depthwise_conv2d_forward",
            "batchnorm_backward", "batchnorm_forward", "batchnorm_train_forward", "batchnorm_update_moving",
            "avgpool2d_backward", "avgpool2d_forward",

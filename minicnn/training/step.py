@@ -22,12 +22,20 @@ def train_on_batch(model, x, y, where: str = ""):
     # weights a training forward pass updates itself (BatchNormalization's moving statistics):
     # a step the guard stops must leave them as they were, like every other weight
     state = [(p, p.copy()) for p in model.non_trainable_weights()]
+    # the whole step on one thread or the pool, whichever measured faster at this batch size
+    # (minicnn.kernels.threads: the same bits either way)
+    loss, out = model.thread_picker.run(("train", x.shape[0]), lambda: _step(model, x, y, where, state))
+    return [loss, losses.accuracy(y, out)] if model.metrics else [loss]
+
+
+def _step(model, x, y, where, state):
+    """The step after the checks: returns (loss, the model's output)."""
     out = model.forward(x, training=True)
     loss, g, fused = model.loss_and_output_grad(y, out)
     model.backward(g, from_logits=fused)
     guard_finite(model, loss, x, where, restore=state)
     model.optimizer.step(model.named_parameters())
-    return [loss, losses.accuracy(y, out)] if model.metrics else [loss]
+    return loss, out
 
 
 def guard_finite(model, loss: float, x, where: str, restore=()) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import analyse, models, report
+from benchmarks import analyse, models, paths, report
 from benchmarks.timing import summarize
 from minicnn.layers import Dense, Flatten
 from minicnn import Sequential
@@ -98,3 +98,15 @@ def test_fmt_ms():
     assert report.fmt_ms(t) == "0.500 [0.25–1]"
     t["noisy"] = True
     assert report.fmt_ms(t).endswith(" *")
+
+
+def test_the_thread_pickers_choice_is_named_where_it_ran_on_one_thread():
+    one, pool = {"threads": "one", "pool": 2}, {"threads": "pool", "pool": 2}
+    assert paths.threads_note({"threads": {"32": one}}) == " (1 thread)"
+    assert paths.threads_note({"threads": {"128": pool, "104": one}}) == " (1 thread: chunks of 104)"
+    assert paths.threads_note({"threads": {"32": pool}}) == paths.threads_note({}) == ""
+    R, _ = _results()
+    R["frameworks"]["minicnn-numba"]["models"]["tiny"]["float32"]["batches"]["10"]["train_step"]["threads"] = {
+        "10": one}
+    md = report.markdown(R, analyse.analyse(R))
+    assert "| 10 | minicnn-numba (1 thread) |" in md and "| 10 | tensorflow |" in md

@@ -63,6 +63,10 @@ def test_quick_numba_with_the_peak_probe(tmp_path):
     paths = node["batches"]["4"]["ops"]["conv2d"]["paths"]
     assert paths["fwd"]["kernels"] and paths["fwd"]["path"] and paths["bwd"]["path"]
     assert node["batches"]["4"]["train_step"]["paths"]["kernels"]
+    # what the thread picker chose for the measured step and batch-1 pass (after its trials)
+    if R["frameworks"]["minicnn-numba"]["info"]["threading"]["num_threads"] > 1:
+        for picked in (node["batches"]["4"]["train_step"]["threads"]["4"], node["latency"]["threads"]["1"]):
+            assert picked["threads"] in ("one", "pool") and picked["one_ms"] > 0 and picked["pool_ms"] > 0
     assert R["frameworks"]["minicnn-numba"]["info"]["threading"]["codegen"]["vector_isa"] in md
     assert "## Which numba path each op ran" in md and "| conv2d |" in md
 
