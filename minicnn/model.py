@@ -252,7 +252,8 @@ class Network:
         ``record`` every layer runs alone, so that each output is there to record."""
         self._ensure_built(x)
         if not training:  # inference: on one thread or the pool, whichever measured faster
-            return self.thread_picker.run(("infer", int(np.shape(x)[0])), lambda: self._forward(x, False, record))
+            return self.thread_picker.run(("infer", int(np.shape(x)[0])),
+                                          lambda: self._forward(x, False, record))
         return self._forward(x, training, record)
 
     @property

@@ -3,7 +3,7 @@
 This module is the facade the registry loads (``minicnn.kernels.use_backend("numba")``): it
 exports the same public names, with the same signatures and return conventions, as
 :mod:`minicnn.kernels.numpy_backend` (the contract), plus :func:`threading_info` and numba's
-``get_num_threads``/``set_num_threads`` (the pool that :mod:`minicnn.kernels.threads` picks for). The
+``get_num_threads``/``set_num_threads`` (the pool :mod:`minicnn.kernels.threads` picks for). The
 implementation lives in the package :mod:`minicnn.kernels.numba`, one module per seam (its
 docstring has the map, the contract and the determinism guarantees): conv2d in ``conv``, dense in
 ``dense``, max pooling in ``pool``, relu in ``elementwise``, Adam in ``optim``, batch normalisation in
@@ -38,13 +38,15 @@ from .numba.optim import adam_update
 from .numba.pool import maxpool2d_backward, maxpool2d_forward
 from .numpy_backend import all_finite, col2im, im2col, pad_nhwc, windows
 
-from numba import get_num_threads, set_num_threads  # noqa: E402,I001 - the pool kernels.threads picks for
+# the pool's size, which kernels.threads picks (imported after config, which sets OpenMP's policy)
+from numba import get_num_threads, set_num_threads  # noqa: E402,I001
 
 NAME = "numba"
 
 __all__ = ["NAME", "pad_nhwc", "windows", "im2col", "col2im", "conv2d_forward", "conv2d_backward",
            "maxpool2d_forward", "maxpool2d_backward", "relu_forward", "relu_backward", "dense_forward",
-           "dense_backward", "all_finite", "adam_update", "threading_info", "get_num_threads", "set_num_threads",
+           "dense_backward", "all_finite", "adam_update", "threading_info",
+           "get_num_threads", "set_num_threads",
            "depthwise_conv2d_backward", "depthwise_conv2d_forward",
            "batchnorm_backward", "batchnorm_forward", "batchnorm_train_forward", "batchnorm_update_moving",
            "avgpool2d_backward", "avgpool2d_forward",

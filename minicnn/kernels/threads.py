@@ -155,7 +155,8 @@ class ThreadPicker:
         out = {}
         with self._lock:
             for (key, pool), t in self._keys.items():
-                out[key] = {"threads": None if t.choice is None else ("one" if t.choice == 1 else "pool"),
+                picked = None if t.choice is None else ("one" if t.choice == 1 else "pool")
+                out[key] = {"threads": picked,
                             "pool": pool,
                             "one_ms": round(_median(t.one) * 1e3, 4) if t.one else None,
                             "pool_ms": round(_median(t.pool) * 1e3, 4) if t.pool else None}

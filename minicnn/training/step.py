@@ -24,7 +24,8 @@ def train_on_batch(model, x, y, where: str = ""):
     state = [(p, p.copy()) for p in model.non_trainable_weights()]
     # the whole step on one thread or the pool, whichever measured faster at this batch size
     # (minicnn.kernels.threads: the same bits either way)
-    loss, out = model.thread_picker.run(("train", x.shape[0]), lambda: _step(model, x, y, where, state))
+    loss, out = model.thread_picker.run(("train", x.shape[0]),
+                                        lambda: _step(model, x, y, where, state))
     return [loss, losses.accuracy(y, out)] if model.metrics else [loss]
 
 
