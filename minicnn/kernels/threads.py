@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from statistics import median
 
 from . import get_backend
 
@@ -87,12 +88,6 @@ class _Trial:
         self.choice = None  # 1: the calling thread; 0: the pool
 
 
-def _median(v):
-    s = sorted(v)
-    n = len(s)
-    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
-
-
 class ThreadPicker:
     """Runs passes keyed by (kind, batch size) on one thread or on the pool, whichever its trials
     measured faster (see the module docstring). One per model; not shared between processes."""
@@ -146,7 +141,7 @@ class ThreadPicker:
             with self._lock:
                 (trial.one if one else trial.pool).append(dt)
                 if trial.choice is None and len(trial.one) >= TRIALS and len(trial.pool) >= TRIALS:
-                    trial.choice = 1 if _median(trial.one) < MARGIN * _median(trial.pool) else 0
+                    trial.choice = 1 if median(trial.one) < MARGIN * median(trial.pool) else 0
         return out
 
     def choices(self) -> dict:
@@ -158,6 +153,6 @@ class ThreadPicker:
                 picked = None if t.choice is None else ("one" if t.choice == 1 else "pool")
                 out[key] = {"threads": picked,
                             "pool": pool,
-                            "one_ms": round(_median(t.one) * 1e3, 4) if t.one else None,
-                            "pool_ms": round(_median(t.pool) * 1e3, 4) if t.pool else None}
+                            "one_ms": round(median(t.one) * 1e3, 4) if t.one else None,
+                            "pool_ms": round(median(t.pool) * 1e3, 4) if t.pool else None}
         return out
