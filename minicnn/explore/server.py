@@ -295,6 +295,25 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
 
+def _announcing_server(config, announce):
+    """A uvicorn server that calls ``announce()`` once it is accepting connections.
+
+    The URL is printed only then, not before ``server.run``: by that time uvicorn has installed its
+    SIGINT/SIGTERM handlers, so a Ctrl-C sent by someone who has just read the URL always stops the
+    server. (Printed earlier, a SIGINT could land in the gap before the handlers: in a process started
+    with SIGINT ignored, as under ``nohup ... &``, it was then lost and the server kept running.)
+    """
+    import uvicorn
+
+    class AnnouncingServer(uvicorn.Server):
+        async def startup(self, sockets=None):
+            await super().startup(sockets=sockets)
+            if self.started and not self.should_exit:
+                announce()
+
+    return AnnouncingServer(config)
+
+
 def serve(explorer: Explorer, host="127.0.0.1", port=0, open_browser=True, print_fn=print) -> int:
     """Run the app until Ctrl-C (uvicorn shuts down cleanly on SIGINT/SIGTERM)."""
     require_server_libraries()
@@ -311,10 +330,13 @@ def serve(explorer: Explorer, host="127.0.0.1", port=0, open_browser=True, print
     # in the process (absl's, installed by an imported TensorFlow, then closes the stream it holds)
     config = uvicorn.Config(app, log_level=os.environ.get("MINICNN_EXPLORE_LOG", "warning"),
                             log_config=None, lifespan="off", ws="none", timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
-    print_fn(f"minicnn explore: {explorer.name} at {url}  (Ctrl-C stops it)")
-    if open_browser:
-        threading.Timer(0.5, webbrowser.open, args=(url,)).start()
+
+    def announce():
+        print_fn(f"minicnn explore: {explorer.name} at {url}  (Ctrl-C stops it)")
+        if open_browser:
+            threading.Timer(0.5, webbrowser.open, args=(url,)).start()
+
+    server = _announcing_server(config, announce)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it shut down on
