@@ -31,7 +31,8 @@ _EPOCH_END = re.compile(r"^\d+/\d+ - ")
 _WAITED = re.compile(r"waited ([\d.]+) s")
 
 
-def run_once(preset: str, epochs: int, batch: int, limit: int, cache: str, out_dir: str, tree: Path = ROOT) -> dict:
+def run_once(preset: str, epochs: int, batch: int, limit: int, cache: str, out_dir: str, tree: Path = ROOT,
+             data_dir: str | None = None) -> dict:
     """One ``minicnn train`` process of ``tree``'s minicnn on the cache ``cache``; its timings."""
     env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONUNBUFFERED="1")  # each line as it is printed
     env["PYTHONPATH"] = str(tree) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -40,6 +41,8 @@ def run_once(preset: str, epochs: int, batch: int, limit: int, cache: str, out_d
            "--out", str(Path(out_dir) / f"{preset}.npz")]
     if limit:
         cmd += ["--limit", str(limit)]
+    if data_dir:
+        cmd += ["--data-dir", str(data_dir)]
     t0 = time.perf_counter()
     stamps = []
     with subprocess.Popen(cmd, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -49,16 +52,28 @@ def run_once(preset: str, epochs: int, batch: int, limit: int, cache: str, out_d
         err = p.stderr.read()
     if p.returncode != 0:
         raise RuntimeError(f"minicnn train failed ({p.returncode}):\n{err[-3000:]}")
-    start = next(t for t, line in stamps if line.startswith("minicnn: training"))
+    return {**timings(stamps, epochs), "process_s": time.perf_counter() - t0,
+            "preset": preset, "batch": batch, "limit": limit, "epochs": epochs}
+
+
+def timings(stamps: list[tuple[float, str]], epochs: int) -> dict:
+    """Epoch times from ``minicnn train --verbose 2``'s output lines, each stamped with the seconds
+    since the process started: epoch 1 runs from the "minicnn: training" line to the first epoch's
+    summary line, each later epoch between summary lines; the warm-up line says how long training
+    waited for the background compile."""
+    start = next((t for t, line in stamps if line.startswith("minicnn: training")), None)
+    if start is None:
+        raise RuntimeError("no 'minicnn: training' line in the output:\n" + "\n".join(s for _, s in stamps))
     warm = [line for _, line in stamps if line.startswith("minicnn: kernels")]
     ends = [t for t, line in stamps if _EPOCH_END.match(line)]
-    if len(ends) != epochs:
-        raise RuntimeError(f"expected {epochs} epoch lines, got {len(ends)}:\n" + "\n".join(s for _, s in stamps))
+    if len(ends) != epochs or epochs < 2:
+        raise RuntimeError(f"expected {epochs} (>= 2) epoch lines, got {len(ends)}:\n"
+                           + "\n".join(s for _, s in stamps))
     epoch_s = [ends[0] - start] + [b - a for a, b in zip(ends, ends[1:])]
     waited = float(_WAITED.search(warm[0]).group(1)) if warm and _WAITED.search(warm[0]) else 0.0
     return {"startup_s": start, "epoch_s": epoch_s, "to_epoch1_s": ends[0], "ratio": epoch_s[0] / epoch_s[1],
             "waited_s": waited, "ratio_with_wait": (epoch_s[0] + waited) / epoch_s[1],
-            "warmup_line": warm[0] if warm else None, "process_s": time.perf_counter() - t0}
+            "warmup_line": warm[0] if warm else None}
 
 
 def main(argv=None) -> int:

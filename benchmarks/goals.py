@@ -75,11 +75,25 @@ def goal_table(R, A) -> list[dict]:
     rows.append(_row("conv/dense ops with >= 16 channels in and out, % of the measured FMA peak",
                      ">= 75%", _wide_ops(A), 75.0, unit="%",
                      note="forward and backward of every such layer, every preset, dtype and batch"))
-    rows.append({"goal": "`make train` from a fresh clone: first epoch within 1.3x of the second", "target": "<= 1.3x",
-                 "worst": None, "worst_case": None, "failing": [], "measured_cases": 0, "missing": [],
-                 "verdict": "not measured", "unit": "x", "note": "not a benchmark section: run `make train` and "
-                 "compare its epoch times"})
+    rows.append(_first_epoch_row(R))
     return rows
+
+
+def _first_epoch_row(R) -> dict:
+    """``make train``'s first epoch over its second (section first_epoch): the wait for the
+    background compile counts as part of epoch 1, since a newcomer waits for it all the same."""
+    fe = R.get("first_epoch") or {}
+    ok = "ratio_with_wait" in fe
+    note = "the wait for the background compile counted in epoch 1"
+    if ok:
+        note += (f"; epoch 1 alone {fe['ratio']:.2f}x; epochs {fe['epoch_s'][0]:.1f} s and {fe['epoch_s'][1]:.1f} s, "
+                 f"waited {fe['waited_s']:.1f} s")
+        if fe.get("limit"):
+            note += f"; a {fe['limit']:,}-image epoch (--quick), not make train's 60,000"
+    elif fe.get("error"):
+        note += f"; failed: {fe['error'][-200:]}"
+    return _row("`make train` from a fresh clone: first epoch within 1.3x of the second", "<= 1.3x",
+                {"seed": fe["ratio_with_wait"] if ok else None}, 1.3, higher=False, wanted=["seed"], note=note)
 
 
 def _seed_cold_compile(R):

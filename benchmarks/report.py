@@ -279,6 +279,28 @@ def compile_section(R) -> list[str]:
     return L + [""]
 
 
+def first_epoch_section(R) -> list[str]:
+    """``make train``'s first epoch against its second (``benchmarks.first_epoch``)."""
+    fe = R.get("first_epoch") or {}
+    if not fe:
+        return []
+    L = ["## `make train`'s first epoch\n",
+         "`minicnn train` (the seed model, MNIST, batch 100, two epochs) in a fresh process on an empty "
+         "`NUMBA_CACHE_DIR`, each output line time-stamped as it arrives: the kernels compile in the "
+         "background while the data loads, and training waits for what is left. Epoch 1 runs from the "
+         "\"training\" line to its summary line; `python -m benchmarks.first_epoch` runs it alone.\n"]
+    if "error" in fe:
+        return L + [f"Failed: {fe['error'][-500:]}", ""]
+    images = f"{fe['limit']:,} images (--quick)" if fe.get("limit") else "the full training set"
+    L += ["| on | process start to training s | waited for kernels s | epoch 1 s | epoch 2 s | epoch 1 / 2 "
+          "| (wait + epoch 1) / epoch 2 |", "|---|---|---|---|---|---|---|",
+          f"| {images} | {fe['startup_s']:.1f} | {fe['waited_s']:.1f} | {fe['epoch_s'][0]:.1f} | "
+          f"{fe['epoch_s'][1]:.1f} | {fe['ratio']:.2f}x | {fe['ratio_with_wait']:.2f}x |", ""]
+    if fe.get("warmup_line"):
+        L += [f"Its warm-up line: `{fe['warmup_line']}`", ""]
+    return L
+
+
 def durations_section(R) -> list[str]:
     """Wall and CPU seconds of every worker process: what a bigger run would cost (CPU time hardly
     depends on what else the machine runs; wall time does)."""
@@ -286,6 +308,7 @@ def durations_section(R) -> list[str]:
     items += [(fw, v) for fw, v in (R.get("frameworks") or {}).items()]
     items += [(f"fit: {fw}", v) for fw, v in (R.get("fit") or {}).items()]
     items += [(f"compile: {k} cache", v) for k, v in (R.get("compile") or {}).items()]
+    items.append(("make train's first epoch", R.get("first_epoch")))
     rows = [f"| {name} | {v['wall_s']:.0f} | {v['cpu_s']:.0f} |" if v.get("cpu_s") is not None
             else f"| {name} | {v['wall_s']:.0f} | {DASH} |" for name, v in items if isinstance(v, dict) and v.get("wall_s")]
     if not rows:
@@ -307,6 +330,7 @@ def markdown(R, A) -> str:
     L += goals.section(A.get("goals") or goals.goal_table(R, A))
     L += machine_section(R, A) + paths.isa_section(R) + steps_section(R, A) + latency.section(R, A)
     L += traffic.section(R) + ops_section(R, A) + paths.section(R) + fit_section(R) + compile_section(R)
+    L += first_epoch_section(R)
     L += durations_section(R)
     errs = [(k, v["error"]) for k, v in (R.get("frameworks") or {}).items() if isinstance(v, dict) and "error" in v]
     for fw, v in (R.get("frameworks") or {}).items():

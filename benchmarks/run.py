@@ -23,11 +23,11 @@ from pathlib import Path
 from . import analyse, goals, machine, models, report
 from .sides.minicnn_side import MALLOC_ENV
 from minicnn.kernels.threads import ENV as PICK_ENV
-from .workers import ROOT, json_default, run_worker
+from .workers import ROOT, children_cpu_s, json_default, run_worker
 
-SECTIONS = ("peak", "ops", "steps", "latency", "traffic", "alternatives", "memory", "compile", "numba", "numpy", "tensorflow",
-            "pytorch")
-ALIASES = {"fit": "memory", "tf": "tensorflow", "torch": "pytorch"}
+SECTIONS = ("peak", "ops", "steps", "latency", "traffic", "alternatives", "memory", "compile", "first_epoch",
+            "numba", "numpy", "tensorflow", "pytorch")
+ALIASES = {"fit": "memory", "tf": "tensorflow", "torch": "pytorch", "first-epoch": "first_epoch"}
 
 
 def _csv(s):
@@ -213,6 +213,9 @@ def main(argv=None):
             cargs = {**base, "specs": order, "dtype": a.dtypes[0], "batch": a.batches[0]}
             R["compile"] = {"cold": step("numba compile: cold cache", lambda: run_worker("compile", cargs, env)),
                             "warm": step("numba compile: warm cache", lambda: run_worker("compile", cargs, env))}
+    if "first_epoch" not in skip and "numba" not in skip:
+        R["first_epoch"] = step("make train's first epoch: minicnn train --epochs 2, cold cache",
+                                lambda: _first_epoch(a, quick))
     if "peak" not in skip:
         R["peak_recheck"] = step("FMA peak probe again (end of run)",
                                  lambda: run_worker("peak", {**peak_args, "fma_only": True, "quick": True}))
@@ -237,6 +240,24 @@ def main(argv=None):
     for v in A["peak_violations"]:
         print(f"WARNING: above the measured FMA peak: {v}", file=sys.stderr)
     return 0
+
+
+def _first_epoch(a, quick) -> dict:
+    """``make train``'s job (the seed model on MNIST, batch 100, whatever --preset and --dataset
+    say) for two epochs in a fresh ``minicnn train`` process on an empty numba cache: epoch 1
+    against epoch 2 (``benchmarks.first_epoch``). --quick trains on 6,000 images, not the 60,000
+    of make train."""
+    from . import first_epoch
+
+    t0, c0 = time.time(), children_cpu_s()
+    try:
+        with tempfile.TemporaryDirectory(prefix="minicnn-numba-cache-") as cache, \
+                tempfile.TemporaryDirectory(prefix="minicnn-first-epoch-") as out:
+            r = first_epoch.run_once("seed", 2, 100, 6000 if quick else 0, cache, out,
+                                     data_dir=a.data_dir if a.dataset == "mnist" else None)
+    except Exception as exc:  # noqa: BLE001 - e.g. no MNIST here: reported, the run goes on
+        r = {"error": f"{type(exc).__name__}: {exc}"}
+    return {**r, "wall_s": time.time() - t0, "cpu_s": children_cpu_s() - c0}
 
 
 def _measured_traffic(a, shp, skip) -> dict:

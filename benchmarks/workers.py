@@ -87,12 +87,12 @@ def run_worker(name: str, wargs: dict, env_extra: dict | None = None, timeout: f
         env.update(env_extra or {})
         cmd = [sys.executable, "-m", "benchmarks.workers", name, json.dumps(wargs, default=json_default),
                res_path]
-        t0, c0 = time.perf_counter(), _children_cpu_s()
+        t0, c0 = time.perf_counter(), children_cpu_s()
         try:
             p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return {"error": f"timed out after {timeout} s"}
-        wall, cpu = time.perf_counter() - t0, _children_cpu_s() - c0
+        wall, cpu = time.perf_counter() - t0, children_cpu_s() - c0
         if p.returncode != 0 or not os.path.exists(res_path):
             return {"error": f"exit {p.returncode}: {p.stderr.strip()[-3000:]}", "wall_s": wall, "cpu_s": cpu}
         with open(res_path) as f:
@@ -101,7 +101,7 @@ def run_worker(name: str, wargs: dict, env_extra: dict | None = None, timeout: f
         return out
 
 
-def _children_cpu_s() -> float:
+def children_cpu_s() -> float:
     """CPU seconds (user + system) of this process's finished children: a worker's CPU time, which
     unlike its wall time hardly depends on what else the machine runs (for duration estimates)."""
     import resource

@@ -91,6 +91,20 @@ def test_markdown_order_and_content():
     assert "torch is not importable" in md
 
 
+def test_the_first_epoch_section_gives_both_ratios_and_its_run_time():
+    R, _ = _results()
+    assert "make train's first epoch" not in report.markdown(R, analyse.analyse(R))
+    R["first_epoch"] = {"startup_s": 4.0, "waited_s": 2.5, "epoch_s": [12.0, 10.0], "ratio": 1.2,
+                        "ratio_with_wait": 1.45, "limit": 6000, "warmup_line": "minicnn: kernels ... (waited 2.5 s)",
+                        "wall_s": 30.0, "cpu_s": 50.0}
+    md = report.markdown(R, analyse.analyse(R))
+    assert "## `make train`'s first epoch" in md
+    assert "| 6,000 images (--quick) | 4.0 | 2.5 | 12.0 | 10.0 | 1.20x | 1.45x |" in md
+    assert "| make train's first epoch | 30 | 50 |" in md
+    R["first_epoch"] = {"error": "RuntimeError: no MNIST", "wall_s": 1.0, "cpu_s": 0.5}
+    assert "Failed: RuntimeError: no MNIST" in report.markdown(R, analyse.analyse(R))
+
+
 def test_fmt_ms():
     assert report.fmt_ms(None) == "—"
     assert report.fmt_ms({"unresolved": True}) == "< noise"

@@ -28,7 +28,7 @@ def _run(tmp_path, skip):
 
 
 def test_quick_numpy_only(tmp_path):
-    R, md = _run(tmp_path, "peak,numba,tensorflow,pytorch,alternatives,memory,compile")
+    R, md = _run(tmp_path, "peak,numba,tensorflow,pytorch,alternatives,memory,compile,first_epoch")
     node = R["frameworks"]["minicnn-numpy"]["models"]["tiny"]["float32"]
     ops = node["batches"]["4"]["ops"]
     assert set(ops) == {"conv2d", "max_pooling2d", "flatten", "dense", "loss"}
@@ -52,7 +52,7 @@ def test_quick_numpy_only(tmp_path):
 
 @pytest.mark.slow
 def test_quick_numba_with_the_peak_probe(tmp_path):
-    R, md = _run(tmp_path, "numpy,tensorflow,pytorch,memory")
+    R, md = _run(tmp_path, "numpy,tensorflow,pytorch,memory,first-epoch")
     A = R["derived"]
     assert A["peaks"]["float32"]["all_cores"] > 0
     assert R["peak"]["fma"]["float32"]["asm"]["ok"]
