@@ -11,8 +11,11 @@
   over the model's largest gradient.
 * **otherwise**: the forward cuts the inner dimension into the same fixed slices (one GEMM each,
   partial products added in order); the backward splits dkernel's rows and dx's columns into
-  blocks. Products under OpenBLAS's own threading threshold (``config.SMALL_GEMM``; dense2) go
-  straight to numpy.
+  blocks; each block of dkernel is checked for NaN/inf right after its GEMM wrote it, while it is
+  still in cache (``check_finite``), not by numpy in a pass over the whole gradient afterwards:
+  the seed model's dense1 backward with the check 15.5 -> 14.5 ms on a 2-core Zen 3 without
+  AVX-512 (the check itself 1.4 -> 0.4 ms; its step is 77 ms). Products under
+  OpenBLAS's own threading threshold (``config.SMALL_GEMM``; dense2) go straight to numpy.
 
 Slices and blocks depend on the shapes only: bitwise the same result for any thread count.
 
@@ -108,14 +111,28 @@ def _dense_finish(part, b, relu, y):
     denormals_restore(fpu)
 
 
+@njit(cache=True)
+def _rows_nonfinite(a2, r0, r1) -> bool:
+    """Whether rows r0..r1-1 of the 2-D ``a2`` hold a NaN or inf (v - v is NaN exactly then; an
+    integer OR of comparisons, so LLVM vectorizes it without reordering any float sum)."""
+    bad = False
+    for r in range(r0, r1):
+        for o in range(a2.shape[1]):
+            d = a2[r, o] - a2[r, o]
+            bad |= d != d
+    return bad
+
+
 @njit(parallel=True, cache=True)
-def _dense_bwd(dy, x, w, need_dx, blk, dx, dw):
+def _dense_bwd(dy, x, w, need_dx, blk, dx, dw, nonfinite):
     """dw = x^T @ dy by blocks of ``blk`` rows of dw; dx = dy @ w^T by the same blocks of dx's
     columns (one parallel iteration per block; dx untouched unless ``need_dx``).
 
     Parameters
     ----------
     dy : (M, N) array; x : (M, K) array; w : (K, N) array; dx : (M, K) array; dw : (K, N) array.
+    nonfinite : (ceil(K / blk),) bool array, or (0,) for no check
+        nonfinite[t] = whether block t of dw holds a NaN or inf, checked right after its GEMM.
     """
     m, k = x.shape
     n = w.shape[1]
@@ -128,6 +145,8 @@ def _dense_bwd(dy, x, w, need_dx, blk, dx, dw):
         r1 = min(k, r0 + blk)
         blas.gemm(single, True, False, r1 - r0, n, m, np.int64(x.ctypes.data) + r0 * isz, k,
                   np.int64(dy.ctypes.data), n, 0.0, np.int64(dw.ctypes.data) + r0 * n * isz, n)
+        if nonfinite.size:
+            nonfinite[t] = _rows_nonfinite(dw, r0, r1)
         if need_dx:
             blas.gemm(single, False, True, m, r1 - r0, n, np.int64(dy.ctypes.data), n,
                       np.int64(w.ctypes.data) + r0 * n * isz, n, 0.0, np.int64(dx.ctypes.data) + r0 * isz, k)
@@ -243,10 +262,11 @@ def dense_backward(dy, x, kernel, need_dx=True, check_finite=False):
         dw_finite = not nonfinite.any()  # checked by the tiles
     else:
         blk = max(config.DENSE_BLOCK, -(-k // config.DENSE_MAX_BLOCKS))
+        nonfinite = np.zeros(-(-k // blk) if check_finite else 0, dtype=np.bool_)
         with blas.openblas:
-            _dense_bwd(dy, x, kernel, bool(need_dx), blk, dx, dw)
-        dw_finite = None  # not checked yet
+            _dense_bwd(dy, x, kernel, bool(need_dx), blk, dx, dw, nonfinite)
+        dw_finite = not nonfinite.any()  # checked per block (nothing to check unless check_finite)
     grads = (dx if need_dx else None), dw, db
     if not check_finite:
         return grads
-    return (*grads, (_ref.all_finite(dw) if dw_finite is None else dw_finite) and _ref.all_finite(db))
+    return (*grads, dw_finite and _ref.all_finite(db))

@@ -84,9 +84,13 @@ def test_dense_tiles_path_is_taken_and_matches(monkeypatch, n_in):
 
 @pytest.mark.parametrize("use_tiles", [True, False])
 @pytest.mark.parametrize("where", [None, ("nan", 0, 0), ("inf", 5, 70), ("-inf", 36, 143), ("overflow", 0, 0)])
-def test_dense_backward_reports_non_finite_gradients(use_tiles, where):
+def test_dense_backward_reports_non_finite_gradients(monkeypatch, use_tiles, where):
     """check_finite=True adds whether dkernel/dbias are all finite: the tiles check each block in
-    registers, the BLAS path and numpy check the result; all must agree, wherever the bad value is."""
+    registers, the BLAS path each block right after its GEMM, numpy the result; all must agree,
+    wherever the bad value is (the first, second or last block of dkernel's rows)."""
+    ran = []
+    for name in ("_dense_bwd", "_dense_bwd_tiles"):
+        monkeypatch.setattr(dense, name, lambda *a, real=getattr(dense, name), name=name: ran.append(name) or real(*a))
     rng = np.random.default_rng(7)
     x = rng.standard_normal((37, 144)).astype(np.float32)  # 3 blocks of 64 rows (the last partial)
     k = rng.standard_normal((144, 32)).astype(np.float32)
@@ -101,6 +105,7 @@ def test_dense_backward_reports_non_finite_gradients(use_tiles, where):
         *grads, finite = nb.dense_backward(dy, x, k, check_finite=True)
     with np.errstate(all="ignore"):
         *want, want_finite = ref.dense_backward(dy, x, k, check_finite=True)
+    assert ran == ["_dense_bwd_tiles" if use_tiles and config.TILES else "_dense_bwd"]
     assert finite is want_finite is (where is None)
     assert len(grads) == 3 and np.isfinite(grads[1]).all() == finite
     assert nb.dense_backward(dy, x, k)[1].shape == (144, 32)  # without the flag: three values
