@@ -23,9 +23,11 @@ chosen by measurement on the seed model's shapes (``benchmarks/README.md``):
   ms of CPU time.
 * **otherwise** (the tiles off, i.e. no AVX-512 or ``MINICNN_NUMBA_TILES=0``; dilated backward):
   im2col + GEMM on chunks of whole images (``config.CHUNK_ROWS`` output rows, so the chunk's
-  im2col matrix stays in L2); backward rebuilds the chunk, ``cols.T @ dy`` and ``dy @ W.T`` + a
+  im2col matrix stays in L2); backward rebuilds the chunk, ``cols.T @ dz`` and ``dz @ W.T`` + a
   *gathering* col2im (each input cell sums its patch entries in a fixed (kh, kw) order: no
-  scatter, no race).
+  scatter, no race). dz is dy masked by relu's output chunk by chunk into a per-thread buffer, not
+  a whole array first: the same bits, one pass over dy less (seed conv2 backward 31.4 -> 30.1 ms,
+  train step 79.7 -> 76.2 ms, medians over 7 processes each, on a 2-core Zen 3 without AVX-512).
 
 **Dilation** (``dilation=(DH, DW)``, Keras's ``dilation_rate``: tap (di, dj) of output pixel (i, j)
 reads input cell (i*SH + di*DH - top, j*SW + dj*DW - left)). The forward tiles take it as the
@@ -51,7 +53,7 @@ from .. import numpy_backend as _ref
 from ..shapes import padded_output_hw
 from . import blas, checks, config
 from .arrays import EMPTY2, EMPTY4, FLOATS, as_c, bias_or_zeros
-from .elementwise import relu_backward, sum_groups
+from .elementwise import relu_backward, relu_bwd_range, sum_groups
 from .fpu import denormals_off, denormals_restore
 from .tiles import Loop, TileA, TileOut, tile_grid
 
@@ -399,9 +401,11 @@ def _conv_fwd_gemm(x, k4, b, sh, sw, dh, dw, top, left, relu, identity, cimg, sc
 
 @njit(parallel=True, cache=True)
 def _conv_bwd_gemm(dy, x, k4, sh, sw, dh, dw, top, left, need_dx, need_dw, identity, cimg, ngroups, scratch, pk,
-                   pb, dx):
-    """Per group of chunks: pk[g] = sum of im2col(x)^T @ dy, pb[g] = column sums of dy (chunks
-    in order); and dx = col2im(dy @ W^T) per chunk when ``need_dx``.
+                   pb, dx, relu_y, dzbuf):
+    """Per group of chunks: pk[g] = sum of im2col(x)^T @ dz, pb[g] = column sums of dz (chunks
+    in order); and dx = col2im(dz @ W^T) per chunk when ``need_dx``. dz = dy, or with ``relu_y``
+    relu's gradient dy * (relu_y > 0), made per chunk into the thread's ``dzbuf`` (in cache;
+    never a whole array in memory).
 
     Parameters
     ----------
@@ -417,6 +421,10 @@ def _conv_bwd_gemm(dy, x, k4, sh, sw, dh, dw, top, left, need_dx, need_dw, ident
         The partial sums of dkernel and dbias.
     dx : (N, H, W, C) array
         The input gradient (untouched unless ``need_dx``).
+    relu_y : (N, OH, OW, F) array, or (0, 0, 0, 0) for none
+        The forward's relu output: dy is masked by relu_y > 0.
+    dzbuf : (threads, cimg*OH*OW*F) array, or (threads, 0) without ``relu_y``
+        One masked-dy chunk buffer per numba thread.
     """
     n_img = x.shape[0]
     kh, kw, c, f = k4.shape
@@ -426,7 +434,9 @@ def _conv_bwd_gemm(dy, x, k4, sh, sw, dh, dw, top, left, need_dx, need_dw, ident
     single = x.itemsize == 4
     isz = x.itemsize
     nq = (n_img + cimg - 1) // cimg
-    dy2 = dy.reshape(n_img * p, f)
+    masked = relu_y.size > 0
+    dy1 = dy.reshape(n_img * p * f)
+    y1 = relu_y.reshape(relu_y.size)
     for g in prange(ngroups):
         fpu = denormals_off()  # (see fpu)
         q0 = g * nq // ngroups
@@ -438,8 +448,14 @@ def _conv_bwd_gemm(dy, x, k4, sh, sw, dh, dw, top, left, need_dx, need_dw, ident
             n0 = q * cimg
             n1 = min(n_img, n0 + cimg)
             rows = (n1 - n0) * p
-            dyp = np.int64(dy.ctypes.data) + n0 * p * f * isz
-            cols = scratch[numba.get_thread_id()]
+            tid = numba.get_thread_id()
+            if masked:  # dz of the chunk: dy where relu's output was positive
+                dz1 = dzbuf[tid]
+                relu_bwd_range(dy1, y1, n0 * p * f, n1 * p * f, dz1)
+            else:
+                dz1 = dy1[n0 * p * f:n1 * p * f]
+            dyp = np.int64(dz1.ctypes.data)
+            cols = scratch[tid]
             if identity:
                 src = np.int64(x.ctypes.data) + n0 * p * kdim * isz
             elif need_dw:
@@ -447,9 +463,9 @@ def _conv_bwd_gemm(dy, x, k4, sh, sw, dh, dw, top, left, need_dx, need_dw, ident
                 src = np.int64(cols.ctypes.data)
             if need_dw:
                 blas.gemm(single, True, False, kdim, f, rows, src, kdim, dyp, f, 0.0 if q == q0 else 1.0, pkg, f)
-                for r in range(n0 * p, n1 * p):
+                for r in range(rows):
                     for o in range(f):
-                        pb[g, o] += dy2[r, o]
+                        pb[g, o] += dz1[r * f + o]
             if need_dx:
                 if identity:
                     blas.gemm(single, False, True, rows, kdim, f, dyp, f, np.int64(k4.ctypes.data), f, 0.0,
@@ -575,19 +591,22 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu
         if dx_mode != "gemm":
             return (dx if need_dx else None), dkernel.reshape(kernel.shape), dbias
     # what is left: dx of a strided conv, or dkernel/dbias for F not filling whole vectors
-    if relu_y is not None:
-        dy = relu_backward(dy, relu_y)
+    cimg, _, ngroups = _conv_chunking(n, oh, ow)
+    if relu_y is not None and dx_mode == "tiles":  # the dx tiles read the whole dz
+        dy, relu_y = relu_backward(dy, relu_y), None
     if dx_mode == "tiles":  # (and dkernel by GEMM below)
         scratch = np.empty((numba.get_num_threads(), x.shape[1] + kh - 1, x.shape[2] + kw - 1, f), dtype=dtype)
         tiles_dx(dy, wt, dx, pads, scratch, zeros)
-    cimg, _, ngroups = _conv_chunking(n, oh, ow)
+    # relu's gradient fused: each chunk of dy masked into a cache-sized per-thread buffer
+    relu_y = EMPTY4[dtype] if relu_y is None else as_c(relu_y, dtype)
+    dzbuf = np.empty((numba.get_num_threads(), cimg * oh * ow * f if relu_y.size else 0), dtype=dtype)
     identity = kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads)
     scratch = _scratch(0 if identity else cimg * oh * ow, kdim, dtype)
     pk = np.empty((ngroups, kdim * f), dtype=dtype)
     pb = np.empty((ngroups, f), dtype=dtype)
     with blas.openblas:
         _conv_bwd_gemm(dy, x, kernel, sh, sw, dh, dw, pads[0], pads[2], dx_mode == "gemm", dw_mode == "gemm", identity,
-                       cimg, ngroups, scratch, pk, pb, dx)
+                       cimg, ngroups, scratch, pk, pb, dx, relu_y, dzbuf)
     if dw_mode == "gemm":
         sum_groups(pk, dkernel)
         sum_groups(pb, dbias)

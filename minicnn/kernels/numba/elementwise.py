@@ -1,7 +1,8 @@
 """Elementwise numba kernels: relu and its gradient, and the ordered sum of partial results.
 
 Tiers: parallel ``@njit`` kernels on 1-D arrays (:func:`_relu_fwd`, :func:`_relu_bwd`), the
-reduction :func:`sum_groups` (a kernel the conv module calls on its partial sums), and the
+reduction :func:`sum_groups` (a kernel the conv module calls on its partial sums), relu's
+gradient rule on a range (:func:`relu_bwd_range`, serial: the conv backward's chunks), and the
 public :func:`relu_forward` / :func:`relu_backward`, which take any layout and send small or
 non-float inputs to the numpy backend (``config.SMALL_ELEMENTWISE``).
 """
@@ -17,7 +18,7 @@ from .arrays import FLOATS, as_c
 from .config import EW_BLOCK, SUM_BLOCK
 from .fpu import denormals_off, denormals_restore
 
-__all__ = ["relu_forward", "relu_backward", "sum_groups"]
+__all__ = ["relu_forward", "relu_backward", "relu_bwd_range", "sum_groups"]
 
 
 @njit(parallel=True, cache=True)
@@ -38,9 +39,17 @@ def _relu_bwd(dy, y, dx):
     size = dy.shape[0]
     for t in prange((size + EW_BLOCK - 1) // EW_BLOCK):
         t0, t1 = t * EW_BLOCK, min(size, t * EW_BLOCK + EW_BLOCK)
-        dys, ys, dxs = dy[t0:t1], y[t0:t1], dx[t0:t1]
-        for i in range(dys.size):
-            dxs[i] = dys[i] if ys[i] > 0 else 0
+        relu_bwd_range(dy, y, t0, t1, dx[t0:t1])
+
+
+@njit(cache=True)
+def relu_bwd_range(dy, y, t0, t1, out):
+    """``out[i - t0] = dy[i] where y[i] > 0, else 0`` for t0 <= i < t1, on 1-D ``dy``, ``y`` (relu's
+    output) and ``out`` (at least t1 - t0 long): relu's gradient rule, serial, for the parallel
+    kernel above and for the conv backward's chunks (which mask dy into a cache-sized buffer)."""
+    dys, ys = dy[t0:t1], y[t0:t1]
+    for i in range(dys.size):
+        out[i] = dys[i] if ys[i] > 0 else 0
 
 
 @njit(parallel=True, cache=True)

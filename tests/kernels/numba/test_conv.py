@@ -246,6 +246,29 @@ def test_zoo_convs_are_bitwise_independent_of_the_thread_count(conv_path, dt, sh
         assert_close(got, want, dt, name)
 
 
+@pytest.mark.parametrize("need_dx", [True, False])
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", list(ZOO_CONVS), ids=list(ZOO_CONVS))
+def test_gemm_backward_fuses_relu_bit_for_bit(dt, shape, need_dx):
+    """On im2col + GEMM the backward masks each chunk of dy by relu's output into a per-thread
+    buffer (relu_y=y): the same values summed in the same order as masking the whole dy first
+    (relu_backward, then the backward without relu_y), so the same bits."""
+    h, w, c, f, k, strides, padding = ZOO_CONVS[shape]
+    (oh, ow), pads = window_output((h, w), (k, k), strides, padding)
+    rng = np.random.default_rng(h * c + f + 1)
+    x = rng.standard_normal((9, h, w, c)).astype(dt)
+    kern = rng.standard_normal((k, k, c, f)).astype(dt)
+    dy = rng.standard_normal((9, oh, ow, f)).astype(dt)
+    with tiles(False):
+        y = nb.conv2d_forward(x, kern, rng.standard_normal(f).astype(dt), strides, pads, relu=True)
+        assert 0 < np.count_nonzero(y) < y.size  # the mask drops some of dy, not all
+        fused = nb.conv2d_backward(dy, x, kern, strides, pads, need_dx=need_dx, relu_y=y)
+        masked_first = nb.conv2d_backward(nb.relu_backward(dy, y), x, kern, strides, pads, need_dx=need_dx)
+    assert (fused[0] is None) == (not need_dx)
+    for a, b in zip(fused, masked_first):
+        assert (a is None and b is None) or a.tobytes() == b.tobytes()
+
+
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
 def test_conv_empty_batch(dt):
     x, k = np.zeros((0, 5, 5, 16), dt), np.ones((3, 3, 16, 32), dt)
