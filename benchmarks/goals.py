@@ -89,7 +89,7 @@ def _first_epoch_row(R) -> dict:
         note += (f"; epoch 1 alone {fe['ratio']:.2f}x; epochs {fe['epoch_s'][0]:.1f} s and {fe['epoch_s'][1]:.1f} s, "
                  f"waited {fe['waited_s']:.1f} s")
         if fe.get("limit"):
-            note += f"; a {fe['limit']:,}-image epoch (--quick), not make train's 60,000"
+            note += f"; a {fe['limit']:,}-image epoch, not make train's whole training set"
     elif fe.get("error"):
         note += f"; failed: {fe['error'][-200:]}"
     return _row("`make train` from a fresh clone: first epoch within 1.3x of the second", "<= 1.3x",

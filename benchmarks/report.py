@@ -291,7 +291,7 @@ def first_epoch_section(R) -> list[str]:
          "\"training\" line to its summary line; `python -m benchmarks.first_epoch` runs it alone.\n"]
     if "error" in fe:
         return L + [f"Failed: {fe['error'][-500:]}", ""]
-    images = f"{fe['limit']:,} images (--quick)" if fe.get("limit") else "the full training set"
+    images = f"{fe['limit']:,} images" if fe.get("limit") else "the full training set"
     L += ["| on | process start to training s | waited for kernels s | epoch 1 s | epoch 2 s | epoch 1 / 2 "
           "| (wait + epoch 1) / epoch 2 |", "|---|---|---|---|---|---|---|",
           f"| {images} | {fe['startup_s']:.1f} | {fe['waited_s']:.1f} | {fe['epoch_s'][0]:.1f} | "

@@ -109,10 +109,10 @@ def test_make_train_first_epoch_counts_the_wait_for_the_kernels():
     row = _by_goal(goals.goal_table(R, A), "make train")
     # epoch 1 alone is within 1.3x of epoch 2; with the 6 s wait for the compile it is not
     assert row["verdict"] == "not met" and row["worst"] == pytest.approx(26.0 / 19.0)
-    assert "epoch 1 alone 1.05x" in row["note"] and "--quick" not in row["note"]
+    assert "epoch 1 alone 1.05x" in row["note"] and "image epoch" not in row["note"]
     R["first_epoch"] = {**fe, "waited_s": 0.5, "ratio_with_wait": 20.5 / 19.0, "limit": 6000}
     row = _by_goal(goals.goal_table(R, A), "make train")
-    assert row["verdict"] == "met" and "a 6,000-image epoch (--quick)" in row["note"]
+    assert row["verdict"] == "met" and "a 6,000-image epoch, not" in row["note"]
     R["first_epoch"] = {"error": "RuntimeError: minicnn train failed (2)"}
     row = _by_goal(goals.goal_table(R, A), "make train")
     assert row["verdict"] == "not measured" and "failed: RuntimeError" in row["note"]

@@ -99,7 +99,7 @@ def test_the_first_epoch_section_gives_both_ratios_and_its_run_time():
                         "wall_s": 30.0, "cpu_s": 50.0}
     md = report.markdown(R, analyse.analyse(R))
     assert "## `make train`'s first epoch" in md
-    assert "| 6,000 images (--quick) | 4.0 | 2.5 | 12.0 | 10.0 | 1.20x | 1.45x |" in md
+    assert "| 6,000 images | 4.0 | 2.5 | 12.0 | 10.0 | 1.20x | 1.45x |" in md
     assert "| make train's first epoch | 30 | 50 |" in md
     R["first_epoch"] = {"error": "RuntimeError: no MNIST", "wall_s": 1.0, "cpu_s": 0.5}
     assert "Failed: RuntimeError: no MNIST" in report.markdown(R, analyse.analyse(R))
