@@ -41,6 +41,20 @@ def conv_args(where, x, kernel, bias, strides, pads):
     return padded_output_hw(xs, ks[:2], strides, pads)
 
 
+def dilated_conv_args(where, x, kernel, bias, strides, pads, dilation, dy=None):
+    """:func:`conv_args` (layouts, window, strides, pads), and 2 positive dilations; with
+    ``dy``, that it has the forward's output shape. Returns (OH, OW) of the dilated window."""
+    conv_args(where, x, kernel, bias, strides, pads)
+    if len(dilation) != 2 or min(dilation) < 1:
+        _fail(where, f"dilation must be 2 positive ints, got {tuple(dilation)}")
+    oh, ow = padded_output_hw(np.shape(x), np.shape(kernel)[:2], strides, pads, dilation)
+    if dy is not None:
+        want = (np.shape(x)[0], max(oh, 0), max(ow, 0), np.shape(kernel)[3])
+        if np.shape(dy) != want:
+            _fail(where, f"dy has shape {np.shape(dy)}, the forward's output has {want}")
+    return oh, ow
+
+
 def conv_grad_args(where, dy, x, kernel, strides, pads):
     """As :func:`conv_args`, and dy (N, OH, OW, F) of the forward's output shape."""
     oh, ow = conv_args(where, x, kernel, None, strides, pads)

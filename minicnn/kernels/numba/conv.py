@@ -25,9 +25,8 @@ chosen by measurement on the seed model's shapes (``benchmarks/README.md``):
   im2col + GEMM on chunks of whole images (``config.CHUNK_ROWS`` output rows, so the chunk's
   im2col matrix stays in L2); backward rebuilds the chunk, ``cols.T @ dz`` and ``dz @ W.T`` + a
   *gathering* col2im (each input cell sums its patch entries in a fixed (kh, kw) order: no
-  scatter, no race). dz is dy masked by relu's output chunk by chunk into a per-thread buffer, not
-  a whole array first: the same bits, one pass over dy less (seed conv2 backward 31.4 -> 30.1 ms,
-  train step 79.7 -> 76.2 ms, medians over 7 processes each, on a 2-core Zen 3 without AVX-512).
+  scatter, no race); dz = dy masked by relu's output per chunk, in a per-thread buffer (seed
+  conv2 backward 31.4 -> 30.1 ms on a Zen 3 without AVX-512, against a whole-array pass first).
 
 **Dilation** (``dilation=(DH, DW)``, Keras's ``dilation_rate``: tap (di, dj) of output pixel (i, j)
 reads input cell (i*SH + di*DH - top, j*SW + dj*DW - left)). The forward tiles take it as the
@@ -50,7 +49,6 @@ import numpy as np
 from numba import njit, prange
 
 from .. import numpy_backend as _ref
-from ..shapes import padded_output_hw
 from . import blas, checks, config
 from .arrays import EMPTY2, EMPTY4, FLOATS, as_c, bias_or_zeros
 from .elementwise import relu_backward, relu_bwd_range, sum_groups
@@ -490,20 +488,6 @@ def _scratch(nrows, kdim, dtype):
 
 
 # ----------------------------------------------------------------------------- public
-def _dilated_args(where, x, kernel, bias, strides, pads, dilation, dy=None):
-    """:func:`checks.conv_args` (layouts, window, strides, pads), and 2 positive dilations; with
-    ``dy``, that it has the forward's output shape. Returns (OH, OW) of the dilated window."""
-    checks.conv_args(where, x, kernel, bias, strides, pads)
-    if len(dilation) != 2 or min(dilation) < 1:
-        raise ValueError(f"{where}: dilation must be 2 positive ints, got {tuple(dilation)}")
-    oh, ow = padded_output_hw(np.shape(x), np.shape(kernel)[:2], strides, pads, dilation)
-    if dy is not None:
-        want = (np.shape(x)[0], max(oh, 0), max(ow, 0), np.shape(kernel)[3])
-        if np.shape(dy) != want:
-            raise ValueError(f"{where}: dy has shape {np.shape(dy)}, the forward's output has {want}")
-    return oh, ow
-
-
 def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None, dilation=(1, 1)):
     """2-D cross-correlation, as :func:`minicnn.kernels.numpy_backend.conv2d_forward`.
 
@@ -511,7 +495,7 @@ def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None, dilat
     backend keeps nothing in it (the backward needs only x).
     """
     x = np.asarray(x)
-    oh, ow = _dilated_args("conv2d_forward", x, kernel, bias, strides, pads, dilation)
+    oh, ow = checks.dilated_conv_args("conv2d_forward", x, kernel, bias, strides, pads, dilation)
     dh, dw = dilation
     on_tiles = conv_tiles_fit(x.dtype)
     if x.dtype not in FLOATS or not (blas.FAST or on_tiles):
@@ -543,7 +527,7 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu
     if dy.dtype not in FLOATS or (relu_y is not None and np.shape(relu_y) != dy.shape):
         return _ref.conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache, relu_y=relu_y,
                                     dilation=dilation)
-    _dilated_args("conv2d_backward", x, kernel, None, strides, pads, dilation, dy=dy)
+    checks.dilated_conv_args("conv2d_backward", x, kernel, None, strides, pads, dilation, dy=dy)
     dh, dw = dilation
     dilated = dh != 1 or dw != 1
     dy = np.ascontiguousarray(dy)
