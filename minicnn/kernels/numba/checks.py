@@ -30,37 +30,27 @@ def _window_args(where, window, strides, pads):
                      "non-negative")
 
 
-def conv_args(where, x, kernel, bias, strides, pads):
-    """x (N, H, W, C), kernel (KH, KW, C, F), bias (F,) or None; returns (OH, OW)."""
+def conv_args(where, x, kernel, bias, strides, pads, dilation=(1, 1)):
+    """x (N, H, W, C), kernel (KH, KW, C, F), bias (F,) or None, 2 positive dilations; returns
+    (OH, OW) of the dilated window."""
     xs, ks = np.shape(x), np.shape(kernel)
     if len(xs) != 4 or len(ks) != 4 or ks[2] != xs[3]:
         _fail(where, f"x must be (N, H, W, C) and the kernel (KH, KW, C, F), got {xs} and {ks}")
     if bias is not None and np.shape(bias) != (ks[3],):
         _fail(where, f"bias must have shape ({ks[3]},), got {np.shape(bias)}")
     _window_args(where, ks[:2], strides, pads)
-    return padded_output_hw(xs, ks[:2], strides, pads)
-
-
-def dilated_conv_args(where, x, kernel, bias, strides, pads, dilation, dy=None):
-    """:func:`conv_args` (layouts, window, strides, pads), and 2 positive dilations; with
-    ``dy``, that it has the forward's output shape. Returns (OH, OW) of the dilated window."""
-    conv_args(where, x, kernel, bias, strides, pads)
     if len(dilation) != 2 or min(dilation) < 1:
         _fail(where, f"dilation must be 2 positive ints, got {tuple(dilation)}")
-    oh, ow = padded_output_hw(np.shape(x), np.shape(kernel)[:2], strides, pads, dilation)
-    if dy is not None:
-        want = (np.shape(x)[0], max(oh, 0), max(ow, 0), np.shape(kernel)[3])
-        if np.shape(dy) != want:
-            _fail(where, f"dy has shape {np.shape(dy)}, the forward's output has {want}")
-    return oh, ow
+    return padded_output_hw(xs, ks[:2], strides, pads, dilation)
 
 
-def conv_grad_args(where, dy, x, kernel, strides, pads):
-    """As :func:`conv_args`, and dy (N, OH, OW, F) of the forward's output shape."""
-    oh, ow = conv_args(where, x, kernel, None, strides, pads)
+def conv_grad_args(where, dy, x, kernel, strides, pads, dilation=(1, 1)):
+    """As :func:`conv_args`, and dy (N, OH, OW, F) of the forward's output shape; returns (OH, OW)."""
+    oh, ow = conv_args(where, x, kernel, None, strides, pads, dilation)
     want = (np.shape(x)[0], max(oh, 0), max(ow, 0), np.shape(kernel)[3])
     if np.shape(dy) != want:
         _fail(where, f"dy has shape {np.shape(dy)}, the forward's output has {want}")
+    return oh, ow
 
 
 def dense_args(where, x, kernel, bias):

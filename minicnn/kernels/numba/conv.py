@@ -495,7 +495,7 @@ def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None, dilat
     backend keeps nothing in it (the backward needs only x).
     """
     x = np.asarray(x)
-    oh, ow = checks.dilated_conv_args("conv2d_forward", x, kernel, bias, strides, pads, dilation)
+    oh, ow = checks.conv_args("conv2d_forward", x, kernel, bias, strides, pads, dilation)
     dh, dw = dilation
     on_tiles = conv_tiles_fit(x.dtype)
     if x.dtype not in FLOATS or not (blas.FAST or on_tiles):
@@ -527,7 +527,7 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu
     if dy.dtype not in FLOATS or (relu_y is not None and np.shape(relu_y) != dy.shape):
         return _ref.conv2d_backward(dy, x, kernel, strides, pads, need_dx=need_dx, cache=cache, relu_y=relu_y,
                                     dilation=dilation)
-    checks.dilated_conv_args("conv2d_backward", x, kernel, None, strides, pads, dilation, dy=dy)
+    checks.conv_grad_args("conv2d_backward", dy, x, kernel, strides, pads, dilation)
     dh, dw = dilation
     dilated = dh != 1 or dw != 1
     dy = np.ascontiguousarray(dy)
