@@ -27,6 +27,8 @@ chosen by measurement on the seed model's shapes (``benchmarks/README.md``):
   *gathering* col2im (each input cell sums its patch entries in a fixed (kh, kw) order: no
   scatter, no race); dz = dy masked by relu's output per chunk, in a per-thread buffer (seed
   conv2 backward 31.4 -> 30.1 ms on a Zen 3 without AVX-512, against a whole-array pass first).
+  Except the forward of a single-channel input at stride 1 (a first layer on MNIST): shifted
+  copies of the flattened padded image, no im2col (:mod:`.conv_planar`).
 
 **Dilation** (``dilation=(DH, DW)``, Keras's ``dilation_rate``: tap (di, dj) of output pixel (i, j)
 reads input cell (i*SH + di*DH - top, j*SW + dj*DW - left)). The forward tiles take it as the
@@ -36,7 +38,7 @@ GEMM (the chunking, the GEMMs and the ordered group sums of the undilated path).
 pads come from :mod:`minicnn.kernels.shapes` with the dilated span, as in the numpy backend.
 
 Tiers: ``@njit`` kernels (:func:`_conv_tiles`, :func:`_conv_fwd_gemm`, :func:`_conv_bwd_gemm` in
-parallel; :func:`_im2col_imgs`, :func:`_col2im_imgs`, :func:`_bias_act_rows` serial, called per
+parallel; :func:`_bias_act_rows` and :mod:`.im2col`'s im2col_imgs, col2im_imgs serial, called per
 chunk), Python launchers of the tile kernel's three modes (:func:`tiles_forward`,
 :func:`tiles_dx`, :func:`tiles_backward`: arguments by name, the unused ones filled in), and the
 public :func:`conv2d_forward` / :func:`conv2d_backward`.
@@ -51,8 +53,10 @@ from numba import njit, prange
 from .. import numpy_backend as _ref
 from . import blas, checks, config
 from .arrays import EMPTY2, EMPTY4, FLOATS, as_c, bias_or_zeros
+from .conv_planar import planar_fits, planar_forward
 from .elementwise import relu_backward, relu_bwd_range, sum_groups
 from .fpu import denormals_off, denormals_restore
+from .im2col import col2im_imgs, im2col_imgs
 from .tiles import Loop, TileA, TileOut, tile_grid
 
 __all__ = ["conv2d_forward", "conv2d_backward", "conv_tiles_fit", "tiles_forward", "tiles_dx", "tiles_backward"]
@@ -277,69 +281,6 @@ def tiles_backward(dy, relu_y, xpad, kernel_t, dx, strides, pads, gimg, scratch,
 
 # ----------------------------------------------------------------------------- im2col + GEMM kernels
 @njit(cache=True)
-def _im2col_imgs(x, n0, n1, kh, kw, sh, sw, dh, dw, top, left, oh, ow, cols):
-    """Rows of images n0..n1-1 of x (N, H, W, C) into cols[0:(n1-n0)*OH*OW]: one row per output
-    pixel, columns in (kh, kw, c) order (HWIO); tap (di, dj) of output pixel (i, j) is input cell
-    (i*sh + di*dh - top, j*sw + dj*dw - left) (``dh``, ``dw``: the dilation); cells in the padding
-    (``top``, ``left`` and past the far edges) are 0."""
-    _, h, w, c = x.shape
-    row = 0
-    for n in range(n0, n1):
-        for i in range(oh):
-            for j in range(ow):
-                for di in range(kh):
-                    r = i * sh + di * dh - top
-                    for dj in range(kw):
-                        s = j * sw + dj * dw - left
-                        off = (di * kw + dj) * c
-                        if 0 <= r < h and 0 <= s < w:
-                            for ch in range(c):
-                                cols[row, off + ch] = x[n, r, s, ch]
-                        else:
-                            for ch in range(c):
-                                cols[row, off + ch] = 0
-                row += 1
-
-
-@njit(cache=True)
-def _col2im_imgs(dcols, n0, n1, kh, kw, sh, sw, dh, dw, top, left, oh, ow, dx):
-    """Adjoint of :func:`_im2col_imgs` (same arguments) for images n0..n1-1, as a gather in
-    (di, dj) order: each cell of dx (N, H, W, C) is overwritten with the sum of its patch entries
-    (cell r is tap di of output row i when r + top - di*dh == i*sh)."""
-    _, h, w, c = dx.shape
-    for n in range(n0, n1):
-        base = (n - n0) * oh
-        for r in range(h):
-            for s in range(w):
-                for ch in range(c):
-                    dx[n, r, s, ch] = 0
-                for di in range(kh):
-                    ii = r + top - di * dh
-                    if sh == 1:
-                        if ii < 0 or ii >= oh:
-                            continue
-                        i = ii
-                    else:
-                        if ii < 0 or ii % sh != 0 or ii // sh >= oh:
-                            continue
-                        i = ii // sh
-                    for dj in range(kw):
-                        jj = s + left - dj * dw
-                        if sw == 1:
-                            if jj < 0 or jj >= ow:
-                                continue
-                            j = jj
-                        else:
-                            if jj < 0 or jj % sw != 0 or jj // sw >= ow:
-                                continue
-                            j = jj // sw
-                        row = (base + i) * ow + j
-                        off = (di * kw + dj) * c
-                        for ch in range(c):
-                            dx[n, r, s, ch] += dcols[row, off + ch]
-
-
-@njit(cache=True)
 def _bias_act_rows(y2, r0, r1, b, relu):
     """In place on rows r0..r1-1 of y2 (M, F): y += b, then max(., 0) if relu (NaN stays NaN)."""
     f = y2.shape[1]
@@ -389,7 +330,7 @@ def _conv_fwd_gemm(x, k4, b, sh, sw, dh, dw, top, left, relu, identity, cimg, sc
         if identity:
             src = np.int64(x.ctypes.data) + n0 * p * kdim * isz
         else:
-            _im2col_imgs(x, n0, n1, kh, kw, sh, sw, dh, dw, top, left, oh, ow, cols)
+            im2col_imgs(x, n0, n1, kh, kw, sh, sw, dh, dw, top, left, oh, ow, cols)
             src = np.int64(cols.ctypes.data)
         blas.gemm(single, False, False, (n1 - n0) * p, f, kdim, src, kdim,
                   np.int64(k4.ctypes.data), f, 0.0, np.int64(y.ctypes.data) + n0 * p * f * isz, f)
@@ -457,7 +398,7 @@ def _conv_bwd_gemm(dy, x, k4, sh, sw, dh, dw, top, left, need_dx, need_dw, ident
             if identity:
                 src = np.int64(x.ctypes.data) + n0 * p * kdim * isz
             elif need_dw:
-                _im2col_imgs(x, n0, n1, kh, kw, sh, sw, dh, dw, top, left, oh, ow, cols)
+                im2col_imgs(x, n0, n1, kh, kw, sh, sw, dh, dw, top, left, oh, ow, cols)
                 src = np.int64(cols.ctypes.data)
             if need_dw:
                 blas.gemm(single, True, False, kdim, f, rows, src, kdim, dyp, f, 0.0 if q == q0 else 1.0, pkg, f)
@@ -471,7 +412,7 @@ def _conv_bwd_gemm(dy, x, k4, sh, sw, dh, dw, top, left, need_dx, need_dw, ident
                 else:
                     blas.gemm(single, False, True, rows, kdim, f, dyp, f, np.int64(k4.ctypes.data), f, 0.0,
                               np.int64(cols.ctypes.data), kdim)
-                    _col2im_imgs(cols, n0, n1, kh, kw, sh, sw, dh, dw, top, left, oh, ow, dx)
+                    col2im_imgs(cols, n0, n1, kh, kw, sh, sw, dh, dw, top, left, oh, ow, dx)
         denormals_restore(fpu)
 
 
@@ -510,6 +451,8 @@ def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None, dilat
     y = np.empty((n, oh, ow, f), dtype=dtype)
     if on_tiles:
         tiles_forward(_ref.pad_nhwc(x, pads), kernel, b, y, (sh, sw), relu, (dh, dw))
+    elif planar_fits(x.shape, kernel.shape, strides):  # one input channel: no im2col (conv_planar)
+        planar_forward(x, kernel, b, pads, (dh, dw), relu, y)
     else:
         identity = kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads)
         cimg, _, _ = _conv_chunking(n, oh, ow)
