@@ -6,7 +6,7 @@ values (+-large, +-0, NaN, +-inf, denormals).
 Bitwise where the op is arithmetic and selects only (both kernels round the same operations in
 the same order): the backward of tanh, sigmoid and selu, leaky and capped relu, PReLU's forward
 and dz, gelu's float64 forward (erfc is the same C function on both sides), tanh's forward
-(numpy's). The float32 gelu's erfc is vmath's approximation (1.1e-7 relative: under 2 ulps
+where it is numpy's (AVX-512 CPUs: ``activations.NUMPY_TANH``; elsewhere vmath's expm1). The float32 gelu's erfc is vmath's approximation (1.1e-7 relative: under 2 ulps
 before rounding), inside the error model below.
 
 **Error model** of the others (where numpy calls exp, expm1 or log1p and the twin calls
@@ -32,7 +32,7 @@ from minicnn.kernels import numpy_activations as ref
 
 nb = pytest.importorskip("minicnn.kernels.numba_backend")
 
-from minicnn.kernels.numba import config  # noqa: E402
+from minicnn.kernels.numba import activations, config  # noqa: E402
 from minicnn.kernels.numba.vmath import erfc_for, vexp, vexpm1, vlog1p  # noqa: E402
 from tests.kernels.numba.kernelcheck import Canary, layout, one_thread  # noqa: E402
 
@@ -76,6 +76,8 @@ def scale(name, z, dy, dt, backward):
     z = z.astype(np.float64)
     dy = dy.astype(np.float64)
     with np.errstate(all="ignore"):
+        if name == "tanh":  # -m / (2 + m), m = expm1(-2|z|): m's error at most doubled, relative
+            return np.abs(np.tanh(z))
         s = 1 / (1 + np.exp(-z))
         if name == "sigmoid":
             return s
@@ -145,6 +147,7 @@ def run_op(name, z, dy, dt, how):
         dz = getattr(nb, name + "_backward")(dy_in, saved_in, *p)
     assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip((z_in, dy_in, saved_in), kept)), "input written"
     fwd_exact = fwd_exact and not (name == "gelu" and dt == np.float32)  # float32 gelu: vmath's erfc
+    fwd_exact = fwd_exact and not (name == "tanh" and not activations.NUMPY_TANH)  # numba's tanh
     check(y, y_ref, dt, f"{name} forward", fwd_exact, z=z, name=name)
     check(dz, dz_ref, dt, f"{name} backward", bwd_exact, z=z, dy=dy, name=name, backward=True)
     return y, dz
@@ -158,6 +161,22 @@ def test_every_activation_matches_numpy(name, dt, path):
     dy = values(rng, z.shape, dt, extremes=False)
     for how in ("c", "slice", "transpose"):
         run_op(name, z, dy, dt, how)
+
+
+@pytest.mark.parametrize("numpy_tanh", [True, False])
+@pytest.mark.parametrize("dt", DTYPES)
+def test_tanh_forward_on_either_side_of_the_cpu_switch(numpy_tanh, dt, path, monkeypatch):
+    """numpy's tanh (bitwise) or the numba op (within the error model), whichever the CPU gets:
+    both are checked on every machine; -0.0 keeps its sign, +-inf gives +-1."""
+    monkeypatch.setattr(activations, "NUMPY_TANH", numpy_tanh)
+    rng = np.random.default_rng(11)
+    z = values(rng, (3, 5, 7, 11), dt)
+    dy = values(rng, z.shape, dt, extremes=False)
+    for how in ("c", "slice", "transpose"):
+        run_op("tanh", z, dy, dt, how)
+    y = nb.tanh_forward(np.array([0.0, -0.0, np.inf, -np.inf, np.nan], dt))
+    assert np.array_equal(np.signbit(y[:4]), [False, True, False, True]) and np.isnan(y[4])
+    assert y[2] == 1 and y[3] == -1
 
 
 @pytest.mark.parametrize("dt", DTYPES)
