@@ -6,7 +6,8 @@ values (+-large, +-0, NaN, +-inf, denormals).
 Bitwise where the op is arithmetic and selects only (both kernels round the same operations in
 the same order): the backward of tanh, sigmoid and selu, leaky and capped relu, PReLU's forward
 and dz, gelu's float64 forward (erfc is the same C function on both sides), tanh's forward
-where it is numpy's (AVX-512 CPUs: ``activations.NUMPY_TANH``; elsewhere vmath's expm1). The float32 gelu's erfc is vmath's approximation (1.1e-7 relative: under 2 ulps
+where it is numpy's (AVX-512 CPUs: ``activations.NUMPY_TANH``; elsewhere vmath's expm1, in the
+error model). The float32 gelu's erfc is vmath's approximation (1.1e-7 relative: under 2 ulps
 before rounding), inside the error model below.
 
 **Error model** of the others (where numpy calls exp, expm1 or log1p and the twin calls

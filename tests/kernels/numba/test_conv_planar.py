@@ -27,6 +27,13 @@ def _direct(x, kernel, b, pads, dilation, relu):
     return y, want
 
 
+def _lenet_conv1(n, dt, seed):
+    """x, kernel and bias of LeNet-5's first layer (28 x 28 x 1 -> 5 x 5 x 6) for a batch of n."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, 28, 28, 1)).astype(dt), rng.standard_normal((5, 5, 1, 6)).astype(dt),
+            rng.standard_normal(6).astype(dt))
+
+
 @st.composite
 def planar_cases(draw):
     h, w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
@@ -58,10 +65,7 @@ def test_planar_forward_matches_numpy(case):
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
 def test_planar_forward_on_lenets_first_layer_over_many_chunks(dt):
     """LeNet-5's conv1 at batch 7: 28 x 32 flat positions per image, many chunks per image."""
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((7, 28, 28, 1)).astype(dt)
-    k = rng.standard_normal((5, 5, 1, 6)).astype(dt)
-    b = rng.standard_normal(6).astype(dt)
+    x, k, b = _lenet_conv1(7, dt, seed=1)
     assert conv_planar.chunk_length(6, np.dtype(dt).itemsize) < 28 * 32
     y, want = _direct(x, k, b, (2, 2, 2, 2), (1, 1), False)
     assert_close(y, want, dt, "LeNet conv1")
@@ -93,10 +97,7 @@ def test_planar_forward_keeps_nan_and_relu(dt):
 
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
 def test_planar_forward_is_bitwise_independent_of_the_thread_count(dt):
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((5, 28, 28, 1)).astype(dt)
-    k = rng.standard_normal((5, 5, 1, 6)).astype(dt)
-    b = rng.standard_normal(6).astype(dt)
+    x, k, b = _lenet_conv1(5, dt, seed=2)
     run = lambda: _direct(x, k, b, (2, 2, 2, 2), (1, 1), True)[0]  # noqa: E731
     assert run().tobytes() == one_thread(run).tobytes()
 
