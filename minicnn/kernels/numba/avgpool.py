@@ -172,27 +172,52 @@ def _avg_bwd_disjoint_serial(dy, cnt, row_of, idx, valid, dx):
 #: the per-cell loop of whole vectors of the general gather is as fast and divides 4x less
 DISJOINT_MAX_C = 16
 
-_DISJOINT_TABLES = {}
+#: the per-shape tables below, by (what, shape, pool, strides, pads, dtype); a layer asks for the
+#: same few every call, and building one costs more than a small pass (the counts of a LeNet-5
+#: pool: 21 us, the whole batch-1 forward around them 10 us; the disjoint tables as much as its
+#: second pool's whole backward)
+_TABLES = {}
+#: shapes kept before the cache starts again (a model has a few pools, a study a few batch sizes)
+MAX_TABLES = 64
+
+
+def _per_shape(what, x_shape, pool_size, strides, pads, dtype, build):
+    """``build()``, computed once per shape and kept (read by the kernels, never written)."""
+    key = (what, tuple(x_shape[1:]), tuple(pool_size), tuple(strides), tuple(pads), np.dtype(dtype))
+    table = _TABLES.get(key)
+    if table is None:
+        table = build()
+        if len(_TABLES) >= MAX_TABLES:
+            _TABLES.clear()
+        _TABLES[key] = table
+    return table
+
+
+def _counts(x_shape, pool_size, strides, pads, dtype):
+    """:func:`~minicnn.kernels.numpy_pooling.avgpool2d_counts` in ``dtype``: (OH, OW), kept per shape."""
+    return _per_shape("counts", x_shape, pool_size, strides, pads, dtype,
+                      lambda: _ref.avgpool2d_counts(x_shape, pool_size, strides, pads).astype(dtype))
+
+
+def _windows(x_shape, pool_size, strides, pads, oh, ow):
+    """(rows, cols) of :func:`_window_of` for the general backward, kept per shape."""
+    return _per_shape("windows", x_shape, pool_size, strides, pads, np.int64,
+                      lambda: (_window_of(x_shape[1], pool_size[0], strides[0], pads[0], oh),
+                               _window_of(x_shape[2], pool_size[1], strides[1], pads[2], ow)))
 
 
 def _disjoint_tables(x_shape, pool_size, strides, pads, dtype):
     """(cnt (OH, OW*C), row_of (H,), idx (W*C,), valid (W*C,)) of :func:`_avg_disjoint_row`, kept
-    per shape (a layer asks for the same few every step; building them cost as much as the
-    LeNet-5 second pool's whole backward)."""
-    key = (x_shape[1:], tuple(pool_size), tuple(strides), tuple(pads), np.dtype(dtype))
-    tables = _DISJOINT_TABLES.get(key)
-    if tables is None:
+    per shape."""
+    def build():
         _, h, w, c = x_shape
-        cnt = _ref.avgpool2d_counts(x_shape, pool_size, strides, pads).astype(dtype)
+        cnt = _counts(x_shape, pool_size, strides, pads, dtype)
         oh, ow = cnt.shape
         row_of = _window_of(h, pool_size[0], strides[0], pads[0], oh).max(axis=1)
         col_of = _window_of(w, pool_size[1], strides[1], pads[2], ow).max(axis=1)
         idx = (np.maximum(col_of, 0)[:, None] * c + np.arange(c)[None, :]).reshape(-1)
-        tables = (np.ascontiguousarray(np.repeat(cnt, c, axis=1)), row_of, idx, np.repeat(col_of >= 0, c))
-        if len(_DISJOINT_TABLES) > 64:
-            _DISJOINT_TABLES.clear()
-        _DISJOINT_TABLES[key] = tables
-    return tables
+        return np.ascontiguousarray(np.repeat(cnt, c, axis=1)), row_of, idx, np.repeat(col_of >= 0, c)
+    return _per_shape("disjoint", x_shape, pool_size, strides, pads, dtype, build)
 
 
 def _disjoint_backward(dy, x_shape, pool_size, strides, pads):
@@ -463,7 +488,7 @@ def avgpool2d_forward(x, pool_size, strides, pads):
     oh, ow = checks.pool_args("avgpool2d_forward", x, pool_size, strides, pads)
     if x.dtype not in FLOATS or min(oh, ow) < 1 or x.shape[0] == 0 or x.shape[3] == 0:
         return _ref.avgpool2d_forward(x, pool_size, strides, pads)
-    cnt = _ref.avgpool2d_counts(x.shape, pool_size, strides, pads).astype(x.dtype)
+    cnt = _counts(x.shape, pool_size, strides, pads, x.dtype)
     y = np.empty((x.shape[0], oh, ow, x.shape[3]), dtype=x.dtype)
     kernel = _avg_fwd_serial if _small(x, y) else _avg_fwd
     kernel(x, pool_size[0], pool_size[1], strides[0], strides[1], pads[0], pads[2], cnt, y)
@@ -479,10 +504,8 @@ def avgpool2d_backward(dy, x_shape, pool_size, strides, pads):
         return _ref.avgpool2d_backward(dy, x_shape, pool_size, strides, pads)
     if pool_size[0] <= strides[0] and pool_size[1] <= strides[1] and x_shape[3] < DISJOINT_MAX_C:
         return _disjoint_backward(dy, x_shape, pool_size, strides, pads)
-    cnt = _ref.avgpool2d_counts(x_shape, pool_size, strides, pads).astype(dy.dtype)
-    oh, ow = dy.shape[1:3]
-    rows = _window_of(x_shape[1], pool_size[0], strides[0], pads[0], oh)
-    cols = _window_of(x_shape[2], pool_size[1], strides[1], pads[2], ow)
+    cnt = _counts(x_shape, pool_size, strides, pads, dy.dtype)
+    rows, cols = _windows(x_shape, pool_size, strides, pads, *dy.shape[1:3])
     dx = np.empty(x_shape, dtype=dy.dtype)
     share = dy / cnt[None, :, :, None]  # numpy's own expression: one division per window and channel
     (_avg_bwd_serial if _small(dy, dx) else _avg_bwd)(share, rows, cols, dx)
