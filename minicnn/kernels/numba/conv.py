@@ -27,8 +27,9 @@ chosen by measurement on the seed model's shapes (``benchmarks/README.md``):
   *gathering* col2im (each input cell sums its patch entries in a fixed (kh, kw) order: no
   scatter, no race); dz = dy masked by relu's output per chunk, in a per-thread buffer (seed
   conv2 backward 31.4 -> 30.1 ms on a Zen 3 without AVX-512, against a whole-array pass first).
-  Except the forward of a single-channel input at stride 1 (a first layer on MNIST): shifted
-  copies of the flattened padded image, no im2col (:mod:`.conv_planar`).
+  Except a single-channel input at stride 1 with few filters (a first layer on MNIST): the
+  forward and dkernel/dbias work on shifted copies of the flattened padded image, no im2col
+  (:mod:`.conv_planar`).
 
 **Dilation** (``dilation=(DH, DW)``, Keras's ``dilation_rate``: tap (di, dj) of output pixel (i, j)
 reads input cell (i*SH + di*DH - top, j*SW + dj*DW - left)). The forward tiles take it as the
@@ -53,7 +54,7 @@ from numba import njit, prange
 from .. import numpy_backend as _ref
 from . import blas, checks, config
 from .arrays import EMPTY2, EMPTY4, FLOATS, as_c, bias_or_zeros
-from .conv_planar import planar_fits, planar_forward
+from .conv_planar import planar_backward, planar_fits, planar_forward
 from .elementwise import relu_backward, relu_bwd_range, sum_groups
 from .fpu import denormals_off, denormals_restore
 from .im2col import col2im_imgs, im2col_imgs
@@ -486,6 +487,8 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu
         return (np.zeros(x.shape, dtype) if need_dx else None), np.zeros(kernel.shape, dtype), np.zeros(f, dtype)
     # dkernel/dbias: FMA tiles when F fills whole vectors, else im2col + GEMM
     dw_mode = "tiles" if conv_tiles_fit(dtype) and not dilated else "gemm"
+    if dw_mode == "gemm" and planar_fits(x.shape, kernel.shape, strides) and _ref.all_finite(x):
+        dw_mode = "planar"  # one input channel: no im2col (conv_planar; an x with NaN/inf stays on GEMM)
     # dx: FMA tiles (dz in a zero-bordered buffer correlated with the flipped kernel, per column
     # phase of the stride), else GEMM
     dx_mode = None
@@ -517,7 +520,12 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu
         sum_groups(pb, dbias)
         if dx_mode != "gemm":
             return (dx if need_dx else None), dkernel.reshape(kernel.shape), dbias
-    # what is left: dx of a strided conv, or dkernel/dbias for F not filling whole vectors
+    if dw_mode == "planar":
+        planar_backward(dy, x, kernel, pads, dilation, None if relu_y is None else as_c(relu_y, dtype), dkernel, dbias)
+        if dx_mode is None:
+            return None, dkernel.reshape(kernel.shape), dbias
+    # what is left: dx (of a strided conv, a dilated one, or beside the planar dkernel), or
+    # dkernel/dbias with the tiles off
     cimg, _, ngroups = _conv_chunking(n, oh, ow)
     if relu_y is not None and dx_mode == "tiles":  # the dx tiles read the whole dz
         dy, relu_y = relu_backward(dy, relu_y), None

@@ -1,5 +1,6 @@
-"""conv2d forward of a single-channel input (MNIST's first layer) without im2col: each filter's
-output is a sum of shifted copies of the padded image, one long vectorised multiply-add per tap.
+"""conv2d of a single-channel input (MNIST's first layer) without im2col: the forward sums shifted
+copies of the padded image, one long vectorised multiply-add per tap; the backward's dkernel
+and dbias reduce the products of those copies with the output gradient laid out the same way.
 
 Why: im2col + GEMM is a poor fit for a first layer on one channel. The GEMM's inner dimension is
 the tap count (9 for a 3x3 kernel, 25 for LeNet's 5x5) and its width the filter count (6 for
@@ -12,17 +13,30 @@ vectorises (no gathers, no short rows). The positions with j >= OW (the last ``W
 row: 4 of 32 for LeNet's 'same' 5x5) are computed and thrown away. The chunk of L positions is
 sized so that its F accumulator rows stay in L1 (:func:`chunk_length`).
 
-Measured (2-core AMD EPYC Zen 3 without AVX-512, where this replaces im2col + OpenBLAS; batch
-100, relu fused, medians of an A/B in one process, ``benchmarks/README.md``, "First layers on one
-channel"): LeNet-5's conv1 (5x5, 1 -> 6, 'same') 6.2 -> 1.7 ms float32, 7.4 -> 2.8 ms float64; a
-dilated 3x3, 1 -> 16 about 1.4x faster. It pays only for few filters (:data:`MAX_FILTERS`); a
-3-channel input (CIFAR) and strided convs stay on im2col + GEMM. So does the backward (a planar
-dkernel measured slower: its reductions over positions do not vectorise without reassociation).
-On AVX-512 machines the FMA tiles serve these convs (``conv.conv_tiles_fit``), as before.
+The backward (:func:`planar_backward`) lays each image's dz out planar on the same flat grid
+(``z[f, e]``, zero at the thrown-away positions) and, per tap and filter, adds
+``img[e0+off : e0+off+RUN] * z[f, e0 : e0+RUN]`` into RUN lanes (a contiguous loop over RUN
+positions: vectorised, whereas a dot product's running sum is not, without fastmath's
+reassociation), dbias likewise; the lanes are folded pairwise. dx, when asked for, stays on im2col
++ GEMM. The thrown-away positions multiply a zero dz by image cells outside the exact sum, so an
+image holding NaN/inf takes im2col + GEMM (0 * inf would be NaN where the exact sum is not).
+
+Measured (2-core AMD EPYC Zen 3 without AVX-512, where these replace im2col + OpenBLAS; batch
+100, medians of A/Bs in one process, ``benchmarks/README.md``, "First layers on one channel"):
+LeNet-5's conv1 (5x5, 1 -> 6, 'same') forward 6.2 -> 1.7 ms float32, 7.4 -> 2.8 ms float64
+(relu fused); backward (dkernel, dbias) 6.5 -> 1.8 ms float32, 7.6 -> 2.7 ms float64; a dilated
+3x3, 1 -> 16 forward about 1.4x faster, a 3x3 1 -> 16 backward 1.5x (float32) / 1.1x (float64).
+Both pay only for few filters (:data:`MAX_FILTERS`); a 3-channel input (CIFAR) and strided convs
+stay on im2col + GEMM. On AVX-512 machines the FMA tiles serve these convs
+(``conv.conv_tiles_fit``), as before.
 
 Numerics: each output is 0 + the taps' products in (di, dj) order, plus the bias, then relu:
-one fixed order per element, computed by one parallel iteration, so the bits do not depend on
-the thread count. Layouts: x NHWC with C = 1, the kernel HWIO (KH, KW, 1, F), y NHWC.
+one fixed order per element, computed by one parallel iteration. Each dkernel entry is a sum
+over groups of consecutive images (:data:`MAX_GROUPS`, from the batch size alone), each group's
+in its fixed lane order, the groups added in order. So the bits do not depend on the thread
+count. A dkernel entry's rounding error is within (m + 1) u sum|x dz| (u the dtype's unit
+roundoff, m the longest chain of additions: images per group x runs per image + log2(RUN) +
+groups; tested). Layouts: x NHWC with C = 1, the kernel HWIO (KH, KW, 1, F), y NHWC.
 """
 
 from __future__ import annotations
@@ -31,9 +45,11 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from .arrays import EMPTY4
+from .elementwise import relu_bwd_range, sum_groups
 from .fpu import denormals_off, denormals_restore
 
-__all__ = ["planar_fits", "chunk_length", "planar_forward"]
+__all__ = ["planar_fits", "chunk_length", "planar_forward", "planar_backward"]
 
 #: bytes of one chunk's accumulators (F rows of L positions): within a 32 KiB L1 data cache with
 #: the image's rows beside them
@@ -42,8 +58,15 @@ ACC_BYTES = 16 * 1024
 LANE, MIN_CHUNK, MAX_CHUNK = 16, 64, 512
 #: more filters than this go to im2col + GEMM: every tap re-reads and re-writes the F accumulator
 #: rows, which the GEMM keeps in registers (measured, batch 100: 6 filters 2.6-3.6x faster than
-#: im2col + GEMM, 16 filters 1.4x, 32 even, 64 1.3-1.6x slower)
+#: im2col + GEMM, 16 filters 1.4x, 32 even, 64 1.3-1.6x slower; the backward: 6 filters 2.7-3.8x,
+#: 16 filters 1.1-1.5x, 32 even in float32 and 1.6x slower in float64)
 MAX_FILTERS = 16
+#: the backward's accumulators: each (tap, filter) product is summed over positions into RUN
+#: lanes (one run of RUN positions at a time: long enough for LLVM to vectorise the loop, which
+#: it does not do for 16 or 32), then the lanes are folded pairwise
+RUN = 128
+#: at most this many partial dkernel/dbias sums (groups of consecutive images), added in order
+MAX_GROUPS = 16
 
 
 def planar_fits(x_shape, kernel_shape, strides) -> bool:
@@ -119,14 +142,18 @@ def _planar_fwd(xp, k4, b, wp, dh, dw, relu, length, acc, y):
                     row = a[o]
                     for e in range(length):  # the vectorised run
                         row[e] += src[e] * wv
-        for e in range(e0, min(span, e0 + length)):  # bias, relu, and back to NHWC
-            i = e // wp
-            j = e - i * wp
+        i = e0 // wp  # bias, relu, and back to NHWC; (i, j) stepped, not divided out of e per position
+        j = e0 - i * wp
+        for e in range(e0, min(span, e0 + length)):
             if j < ow:
                 out = y[q, i, j]
                 for o in range(f):
                     v = a[o, e - e0] + b[o]
                     out[o] = 0 if relu and v < 0 else v  # (NaN stays NaN)
+            j += 1
+            if j == wp:
+                i += 1
+                j = 0
         denormals_restore(fpu)
 
 
@@ -149,3 +176,119 @@ def planar_forward(x, kernel, b, pads, dilation, relu, y):
     acc = np.empty((numba.get_num_threads(), f, length), dtype=y.dtype)
     _planar_fwd(xp, kernel, b, wp, dh, dw, bool(relu), length, acc, y)
     return y
+
+
+@njit(parallel=True, cache=True)
+def _planar_bwd(xp, dy, relu_y, kh, kw, wp, dh, dw, gimg, dzbuf, z, acc, pk, pb):
+    """Per group of ``gimg`` consecutive images: pk[g] = that group's dkernel, pb[g] its dbias.
+
+    For each image dz (dy, or relu's gradient of it) is laid out planar on the flat padded grid,
+    ``z[o, i*WP + j] = dz[i, j, o]`` (zero at j >= OW and past the last row, never written); then
+    tap (di, dj) and filter o add ``xp[e + di*DH*WP + dj*DW] * z[o, e]`` over every position e into
+    RUN lanes, one run at a time (a contiguous, vectorised loop); dbias adds z[o, e] the same way.
+    The group's lanes are folded pairwise at the end.
+
+    Parameters
+    ----------
+    xp : (N, P) array
+        The padded images flattened (:func:`_pad_flat`), P >= z's length + the largest tap offset.
+    dy : (N, OH, OW, F) array; relu_y : the same shape, or (0, 0, 0, 0) for no relu.
+    kh, kw, wp, dh, dw : int
+        The kernel size, the flat row length, the dilation.
+    gimg : int
+        Images per group (from the shapes only).
+    dzbuf : (threads, OH*OW*F) array, or (threads, 0) without relu: one masked image per thread.
+    z : (threads, F, S) array, zeros, S a multiple of RUN >= OH*WP: one planar dz per thread.
+    acc : (threads, (KH*KW + 1)*F, RUN) array: the lanes of each (tap, filter), then of each filter.
+    pk : (G, KH*KW*F) array; pb : (G, F) array
+        The partial sums, in dkernel's (KH, KW, 1, F) order.
+    """
+    n_img, oh, ow, f = dy.shape
+    p = oh * ow
+    nt = kh * kw
+    nrun = z.shape[2] // RUN
+    masked = relu_y.size > 0
+    dy1 = dy.reshape(n_img * p * f)
+    y1 = relu_y.reshape(relu_y.size)
+    for g in prange(pk.shape[0]):
+        fpu = denormals_off()  # (see fpu)
+        tid = numba.get_thread_id()
+        zt = z[tid]
+        a = acc[tid]
+        a[:] = 0
+        for q in range(g * gimg, min(n_img, (g + 1) * gimg)):
+            if masked:
+                dq = dzbuf[tid]
+                relu_bwd_range(dy1, y1, q * p * f, (q + 1) * p * f, dq)
+            else:
+                dq = dy1[q * p * f:(q + 1) * p * f]
+            for i in range(oh):
+                for j in range(ow):
+                    px = dq[(i * ow + j) * f:(i * ow + j + 1) * f]
+                    e = i * wp + j
+                    for o in range(f):
+                        zt[o, e] = px[o]
+            xq = xp[q]
+            for o in range(f):
+                zo = zt[o]
+                lanes = a[nt * f + o]
+                for r in range(nrun):
+                    zr = zo[r * RUN:(r + 1) * RUN]
+                    for l in range(RUN):
+                        lanes[l] += zr[l]
+            for di in range(kh):
+                for dj in range(kw):
+                    off = di * dh * wp + dj * dw
+                    t = di * kw + dj
+                    for o in range(f):
+                        zo = zt[o]
+                        lanes = a[t * f + o]
+                        for r in range(nrun):
+                            src = xq[off + r * RUN:off + (r + 1) * RUN]  # (slices: no index checks)
+                            zr = zo[r * RUN:(r + 1) * RUN]
+                            for l in range(RUN):
+                                lanes[l] += src[l] * zr[l]
+        h = RUN // 2
+        while h >= 1:  # the lanes folded pairwise: rounding grows with log2(RUN), not RUN
+            for u in range(a.shape[0]):
+                lo = a[u, 0:h]
+                hi = a[u, h:2 * h]
+                for l in range(h):
+                    lo[l] += hi[l]
+            h //= 2
+        for u in range(nt * f):
+            pk[g, u] = a[u, 0]
+        for o in range(f):
+            pb[g, o] = a[nt * f + o, 0]
+        denormals_restore(fpu)
+
+
+def planar_backward(dy, x, kernel, pads, dilation, relu_y, dkernel, dbias):
+    """dkernel (KH*KW*F,) and dbias (F,) of :func:`planar_forward` [with relu's gradient when
+    ``relu_y``, the forward's relu output, is not None], written in place; every array
+    C-contiguous of one dtype.
+
+    Not for an ``x`` holding NaN/inf: the positions j >= OW of the flat grid multiply their zero
+    dz by image cells outside the exact sum (0 * inf would be NaN); the caller checks."""
+    n, h, w, _ = x.shape
+    kh, kw, _, f = kernel.shape
+    oh, ow = dy.shape[1:3]
+    dh, dw = dilation
+    wp = pads[2] + w + pads[3]
+    span = -(-(oh * wp) // RUN) * RUN
+    flat = max((pads[0] + h + pads[1]) * wp, span + (kh - 1) * dh * wp + (kw - 1) * dw)
+    xp = np.empty((n, flat), dtype=dy.dtype)
+    _pad_flat(x, pads[0], pads[2], wp, xp)
+    gimg = -(-n // min(n, MAX_GROUPS))
+    ng = -(-n // gimg)
+    threads = numba.get_num_threads()
+    masked = relu_y is not None
+    relu_y = relu_y if masked else EMPTY4[dy.dtype]
+    dzbuf = np.empty((threads, oh * ow * f if masked else 0), dtype=dy.dtype)
+    z = np.zeros((threads, f, span), dtype=dy.dtype)
+    acc = np.empty((threads, (kh * kw + 1) * f, RUN), dtype=dy.dtype)
+    pk = np.empty((ng, kh * kw * f), dtype=dy.dtype)
+    pb = np.empty((ng, f), dtype=dy.dtype)
+    _planar_bwd(xp, dy, relu_y, kh, kw, wp, dh, dw, gimg, dzbuf, z, acc, pk, pb)
+    sum_groups(pk, dkernel)
+    sum_groups(pb, dbias)

@@ -1,5 +1,5 @@
-"""The single-channel conv forward without im2col (minicnn.kernels.numba.conv_planar) against the
-numpy backend, and which convs conv2d_forward sends to it."""
+"""The single-channel conv forward and dkernel/dbias without im2col (minicnn.kernels.numba.conv_planar)
+against the numpy backend, and which convs conv2d_forward / conv2d_backward send to them."""
 
 from __future__ import annotations
 
@@ -150,3 +150,139 @@ def test_planar_forward_of_window_output_shapes(dt):
             y, want = _direct(x, k, np.zeros(3, dt), pads, (1, 1), True)
             assert y.shape == (2, oh, ow, 3)
             assert_close(y, want, dt, f"{kh}x{kw} {padding}")
+
+
+# ----------------------------------------------------------------------------- backward
+def _backward(dy, x, k, pads, dilation=(1, 1), relu_y=None, need_dx=False):
+    """conv2d_backward with the tiles off (where the planar dkernel serves), and the numpy reference."""
+    with tiles(False):
+        got = nb.conv2d_backward(dy, x, k, (1, 1), pads, need_dx=need_dx, relu_y=relu_y, dilation=dilation)
+    want = ref.conv2d_backward(dy, x, k, (1, 1), pads, need_dx=need_dx, relu_y=relu_y, dilation=dilation)
+    return got, want
+
+
+def _lenet_dy(n, dt, seed):
+    """x, kernel and the output gradient of LeNet-5's first layer for a batch of n."""
+    x, k, _ = _lenet_conv1(n, dt, seed)
+    return x, k, np.random.default_rng(seed + 1).standard_normal((n, 28, 28, 6)).astype(dt)
+
+
+@SETTINGS
+@given(planar_cases(), st.booleans())
+def test_planar_backward_matches_numpy(case, need_dx):
+    """dkernel and dbias (and dx, by GEMM beside them) for any kernel size, padding, dilation,
+    1-16 filters, relu's gradient or none, empty batches."""
+    hp = case["h"] + case["pads"][0] + case["pads"][1]
+    wp = case["w"] + case["pads"][2] + case["pads"][3]
+    assume(hp > (case["kh"] - 1) * case["dilation"][0] and wp > (case["kw"] - 1) * case["dilation"][1])
+    rng = np.random.default_rng(case["seed"])
+    dt = case["dtype"]
+    x = rng.standard_normal((case["n"], case["h"], case["w"], 1)).astype(dt)
+    k = rng.standard_normal((case["kh"], case["kw"], 1, case["f"])).astype(dt)
+    y = ref.conv2d_forward(x, k, None, (1, 1), case["pads"], relu=True, dilation=case["dilation"])
+    dy = rng.standard_normal(y.shape).astype(dt)
+    got, want = _backward(dy, x, k, case["pads"], case["dilation"], y if case["relu"] else None, need_dx)
+    assert (got[0] is None) == (not need_dx)
+    for name, g, w in zip(("dx", "dkernel", "dbias"), got, want):
+        if w is not None:
+            assert g.shape == w.shape
+            assert_close(g, w, dt, f"planar backward {name}")
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_planar_backward_within_its_error_model(dt):
+    """LeNet-5's conv1 at batch 64 (4 images per group, 7 runs of positions per image) against
+    the exact sums (float64 of the same values): each dkernel entry within (m + 1) u sum|x dz|,
+    m = the longest chain of additions (runs added into a lane, the lane fold, the group sums)."""
+    x, k, dy = _lenet_dy(64, dt, seed=6)
+    got, _ = _backward(dy, x, k, (2, 2, 2, 2))
+    exact = ref.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), k.astype(np.float64), (1, 1),
+                                (2, 2, 2, 2), need_dx=False)
+    scale = ref.conv2d_backward(np.abs(dy).astype(np.float64), np.abs(x).astype(np.float64), k.astype(np.float64),
+                                (1, 1), (2, 2, 2, 2), need_dx=False)
+    gimg = -(-64 // conv_planar.MAX_GROUPS)
+    runs = -(-(28 * 32) // conv_planar.RUN)
+    m = gimg * runs + int(np.log2(conv_planar.RUN)) + conv_planar.MAX_GROUPS
+    u = np.finfo(dt).eps / 2
+    for name, g, e, s in zip(("dkernel", "dbias"), got[1:], exact[1:], scale[1:]):
+        assert (np.abs(g - e) <= (m + 1) * u * s).all(), f"{name}: {np.abs(g - e).max()} beyond the bound"
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_planar_backward_is_bitwise_independent_of_the_thread_count(dt):
+    x, k, dy = _lenet_dy(37, dt, seed=7)  # 37 images: groups of 3, the last one short
+    y = np.maximum(ref.conv2d_forward(x, k, None, (1, 1), (2, 2, 2, 2)), 0)
+    run = lambda: _backward(dy, x, k, (2, 2, 2, 2), relu_y=y)[0]  # noqa: E731
+    a, b = run(), one_thread(run)
+    assert a[1].tobytes() == b[1].tobytes() and a[2].tobytes() == b[2].tobytes()
+
+
+def _close_with_nonfinite(got, want, dt):
+    """NaN and +-inf in the same places, the finite values within the tolerance."""
+    assert np.array_equal(np.isnan(got), np.isnan(want)) and np.array_equal(np.isposinf(got), np.isposinf(want))
+    assert np.array_equal(np.isneginf(got), np.isneginf(want))
+    fin = np.isfinite(want)
+    assert_close(got[fin], want[fin], dt, "finite entries")
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_planar_backward_leaves_nonfinite_images_to_the_gemm(dt):
+    """An image cell of inf: the exact sums give inf only to the taps that meet it; the planar
+    grid would also multiply it by the zero dz of its thrown-away positions (0 * inf = NaN), so
+    such an x takes im2col + GEMM. A NaN in dy propagates (it meets real cells only)."""
+    x, k, dy = _lenet_dy(3, dt, seed=8)
+    x[1, 5, 0, 0] = np.inf  # column 0: what the previous row's thrown-away positions read
+    dy = dy[:, 2:-2, 2:-2]  # 'valid': 24 x 24
+    with tiles(False):
+        nb.conv2d_backward(dy, x, k, (1, 1), (0, 0, 0, 0), need_dx=False)
+        with info.trace_kernels() as names:
+            got = nb.conv2d_backward(dy, x, k, (1, 1), (0, 0, 0, 0), need_dx=False)
+    want = ref.conv2d_backward(dy, x, k, (1, 1), (0, 0, 0, 0), need_dx=False)
+    assert "conv_planar._planar_bwd" not in names
+    assert np.isfinite(want[1]).any() and not np.isfinite(want[1]).all()
+    _close_with_nonfinite(got[1], want[1], dt)
+    x, k, dy = _lenet_dy(3, dt, seed=9)
+    dy[2, 10, 11, 4] = np.nan
+    got, want = _backward(dy, x, k, (2, 2, 2, 2))
+    assert np.isnan(got[1][..., 4]).all() and np.isfinite(got[1][..., [0, 1, 2, 3, 5]]).all()
+    assert np.isnan(got[2][4]) and np.isfinite(np.delete(got[2], 4)).all()
+    _close_with_nonfinite(got[1], want[1], dt)
+
+
+def test_planar_backward_reads_and_writes_only_within_bounds():
+    """Inputs in NaN-margined buffers, dkernel and dbias in sentinel-margined ones."""
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((5, 9, 11, 1)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 1, 5)).astype(np.float32)
+    y = np.maximum(ref.conv2d_forward(x, k, None, (1, 1), (1, 2, 0, 1), dilation=(2, 1)), 0)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    want = ref.conv2d_backward(dy, x, k, (1, 1), (1, 2, 0, 1), need_dx=False, relu_y=y, dilation=(2, 1))
+    ins = [Canary.holding(a) for a in (dy, x, k, y)]
+    dk, db = Canary((3 * 3 * 5,), np.float32), Canary((5,), np.float32)
+    conv_planar.planar_backward(ins[0].a, ins[1].a, ins[2].a, (1, 2, 0, 1), (2, 1), ins[3].a, dk.a, db.a)
+    assert_close(dk.a.reshape(k.shape), want[1], np.float32, "dkernel")
+    assert_close(db.a, want[2], np.float32, "dbias")
+    assert all(c.intact() for c in (*ins, dk, db))
+
+
+@pytest.mark.parametrize(("c", "f", "strides", "need_dx", "planar"), [
+    (1, 6, (1, 1), False, True), (1, 16, (1, 1), True, True),
+    (1, 17, (1, 1), False, False), (3, 6, (1, 1), False, False), (1, 6, (2, 1), False, False)])
+def test_conv2d_backward_sends_one_channel_few_filter_convs_to_it(c, f, strides, need_dx, planar):
+    """With the tiles off: the planar dkernel/dbias exactly where the planar forward serves, dx
+    (when asked for) by im2col + GEMM beside it; every other conv on im2col + GEMM alone."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 10, 10, c)).astype(np.float32)
+    k = rng.standard_normal((3, 3, c, f)).astype(np.float32)
+    dy = rng.standard_normal(ref.conv2d_forward(x, k, None, strides, (1, 1, 1, 1)).shape).astype(np.float32)
+    with tiles(False):
+        run = lambda: nb.conv2d_backward(dy, x, k, strides, (1, 1, 1, 1), need_dx=need_dx)  # noqa: E731
+        run()
+        with info.trace_kernels() as names:
+            got = run()
+    want = ref.conv2d_backward(dy, x, k, strides, (1, 1, 1, 1), need_dx=need_dx)
+    for g, w in zip(got, want):
+        if w is not None:
+            assert_close(g, w, np.float32, "backward")
+    assert ("conv_planar._planar_bwd" in names) == planar
+    assert ("conv._conv_bwd_gemm" in names) == (not planar or need_dx or not blas.FAST)
