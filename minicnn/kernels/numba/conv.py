@@ -54,7 +54,7 @@ from numba import njit, prange
 from .. import numpy_backend as _ref
 from . import blas, checks, config
 from .arrays import EMPTY2, EMPTY4, FLOATS, as_c, bias_or_zeros
-from .conv_planar import planar_backward, planar_fits, planar_forward
+from .conv_planar import MAX_FILTERS_BACKWARD, planar_backward, planar_fits, planar_forward
 from .elementwise import relu_backward, relu_bwd_range, sum_groups
 from .fpu import denormals_off, denormals_restore
 from .im2col import col2im_imgs, im2col_imgs
@@ -487,7 +487,8 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu
         return (np.zeros(x.shape, dtype) if need_dx else None), np.zeros(kernel.shape, dtype), np.zeros(f, dtype)
     # dkernel/dbias: FMA tiles when F fills whole vectors, else im2col + GEMM
     dw_mode = "tiles" if conv_tiles_fit(dtype) and not dilated else "gemm"
-    if dw_mode == "gemm" and planar_fits(x.shape, kernel.shape, strides) and _ref.all_finite(x):
+    if (dw_mode == "gemm" and blas.FAST and planar_fits(x.shape, kernel.shape, strides, MAX_FILTERS_BACKWARD)
+            and _ref.all_finite(x)):
         dw_mode = "planar"  # one input channel: no im2col (conv_planar; an x with NaN/inf stays on GEMM)
     # dx: FMA tiles (dz in a zero-bordered buffer correlated with the flipped kernel, per column
     # phase of the stride), else GEMM

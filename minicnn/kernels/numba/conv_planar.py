@@ -14,29 +14,33 @@ row: 4 of 32 for LeNet's 'same' 5x5) are computed and thrown away. The chunk of 
 sized so that its F accumulator rows stay in L1 (:func:`chunk_length`).
 
 The backward (:func:`planar_backward`) lays each image's dz out planar on the same flat grid
-(``z[f, e]``, zero at the thrown-away positions) and, per tap and filter, adds
-``img[e0+off : e0+off+RUN] * z[f, e0 : e0+RUN]`` into RUN lanes (a contiguous loop over RUN
-positions: vectorised, whereas a dot product's running sum is not, without fastmath's
-reassociation), dbias likewise; the lanes are folded pairwise. dx, when asked for, stays on im2col
-+ GEMM. The thrown-away positions multiply a zero dz by image cells outside the exact sum, so an
-image holding NaN/inf takes im2col + GEMM (0 * inf would be NaN where the exact sum is not).
+(``Z[f, e]``, zero at the thrown-away positions); tap (di, dj)'s dkernel row is then
+``Z @ img[off : off + S]``, the tap's shifted copy of the flat image read in place: one GEMV
+(F x S) per tap and image on numpy's OpenBLAS, no im2col matrix, and dbias is ``Z @ ones``. A
+dot product written as a loop does not vectorise without fastmath's reassociation; a version
+summing each (tap, filter) into 128 lanes and folding them did, and measured 1.2-1.6x slower than
+the GEMVs. dx, when asked for, stays on im2col + GEMM. The thrown-away positions multiply a zero
+dz by image cells outside the exact sum, so an image holding NaN/inf takes im2col + GEMM
+(0 * inf would be NaN where the exact sum is not).
 
 Measured (2-core AMD EPYC Zen 3 without AVX-512, where these replace im2col + OpenBLAS; batch
 100, medians of A/Bs in one process, ``benchmarks/README.md``, "First layers on one channel"):
 LeNet-5's conv1 (5x5, 1 -> 6, 'same') forward 6.2 -> 1.7 ms float32, 7.4 -> 2.8 ms float64
-(relu fused); backward (dkernel, dbias) 6.5 -> 1.8 ms float32, 7.6 -> 2.7 ms float64; a dilated
-3x3, 1 -> 16 forward about 1.4x faster, a 3x3 1 -> 16 backward 1.5x (float32) / 1.1x (float64).
-Both pay only for few filters (:data:`MAX_FILTERS`); a 3-channel input (CIFAR) and strided convs
-stay on im2col + GEMM. On AVX-512 machines the FMA tiles serve these convs
-(``conv.conv_tiles_fit``), as before.
+(relu fused); its backward (dkernel, dbias) 7.6 -> 2.6 ms float32, 7.9 -> 3.1 ms float64; the
+seed's 3x3, 1 -> 32 backward 4.5 -> 3.5 ms float32. The forward pays only for few filters
+(:data:`MAX_FILTERS`), the backward up to :data:`MAX_FILTERS_BACKWARD`; a 3-channel input
+(CIFAR) and strided convs stay on im2col + GEMM. On AVX-512 machines the FMA tiles serve these
+convs (``conv.conv_tiles_fit``), as before.
 
 Numerics: each output is 0 + the taps' products in (di, dj) order, plus the bias, then relu:
 one fixed order per element, computed by one parallel iteration. Each dkernel entry is a sum
-over groups of consecutive images (:data:`MAX_GROUPS`, from the batch size alone), each group's
-in its fixed lane order, the groups added in order. So the bits do not depend on the thread
-count. A dkernel entry's rounding error is within (m + 1) u sum|x dz| (u the dtype's unit
-roundoff, m the longest chain of additions: images per group x runs per image + log2(RUN) +
-groups; tested). Layouts: x NHWC with C = 1, the kernel HWIO (KH, KW, 1, F), y NHWC.
+over groups of consecutive images (:data:`MAX_GROUPS`, from the batch size alone), within a
+group image by image (BLAS's beta = 1), the groups added in order; OpenBLAS runs single-threaded
+inside the kernel. So the bits do not depend on the thread count (they do on OpenBLAS's kernel,
+i.e. on ``OPENBLAS_CORETYPE``, as every GEMM path's do). A dkernel entry's rounding error is
+within (m + 1) u sum|x dz| (u the dtype's unit roundoff, m = S + images per group + groups: the
+longest chain of additions; tested). Layouts: x NHWC with C = 1, the kernel HWIO (KH, KW, 1, F),
+y NHWC.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from . import blas
 from .arrays import EMPTY4
 from .elementwise import relu_bwd_range, sum_groups
 from .fpu import denormals_off, denormals_restore
@@ -61,19 +66,19 @@ LANE, MIN_CHUNK, MAX_CHUNK = 16, 64, 512
 #: im2col + GEMM, 16 filters 1.4x, 32 even, 64 1.3-1.6x slower; the backward: 6 filters 2.7-3.8x,
 #: 16 filters 1.1-1.5x, 32 even in float32 and 1.6x slower in float64)
 MAX_FILTERS = 16
-#: the backward's accumulators: each (tap, filter) product is summed over positions into RUN
-#: lanes (one run of RUN positions at a time: long enough for LLVM to vectorise the loop, which
-#: it does not do for 16 or 32), then the lanes are folded pairwise
-RUN = 128
+#: the backward takes up to this many filters (its GEMVs against im2col + GEMM, batch 100:
+#: 6 filters 2.5-2.9x faster, 16 filters 1.3-2.2x, 32 1.05-1.3x, 64 1.1-1.2x)
+MAX_FILTERS_BACKWARD = 64
 #: at most this many partial dkernel/dbias sums (groups of consecutive images), added in order
 MAX_GROUPS = 16
 
 
-def planar_fits(x_shape, kernel_shape, strides) -> bool:
-    """Whether :func:`planar_forward` serves this conv: one input channel, stride 1 (any padding
-    and dilation), at most :data:`MAX_FILTERS` filters."""
+def planar_fits(x_shape, kernel_shape, strides, most=MAX_FILTERS) -> bool:
+    """Whether the planar kernels serve this conv: one input channel, stride 1 (any padding and
+    dilation), at most ``most`` filters (:data:`MAX_FILTERS` for the forward,
+    :data:`MAX_FILTERS_BACKWARD` for dkernel/dbias)."""
     return (x_shape[3] == 1 and kernel_shape[2] == 1 and tuple(strides) == (1, 1)
-            and kernel_shape[3] <= MAX_FILTERS)
+            and kernel_shape[3] <= most)
 
 
 def chunk_length(filters, itemsize) -> int:
@@ -179,34 +184,35 @@ def planar_forward(x, kernel, b, pads, dilation, relu, y):
 
 
 @njit(parallel=True, cache=True)
-def _planar_bwd(xp, dy, relu_y, kh, kw, wp, dh, dw, gimg, dzbuf, z, acc, pk, pb):
+def _planar_bwd(xp, dy, relu_y, kh, kw, wp, dh, dw, gimg, dzbuf, z, ones, pk, pb):
     """Per group of ``gimg`` consecutive images: pk[g] = that group's dkernel, pb[g] its dbias.
 
     For each image dz (dy, or relu's gradient of it) is laid out planar on the flat padded grid,
-    ``z[o, i*WP + j] = dz[i, j, o]`` (zero at j >= OW and past the last row, never written); then
-    tap (di, dj) and filter o add ``xp[e + di*DH*WP + dj*DW] * z[o, e]`` over every position e into
-    RUN lanes, one run at a time (a contiguous, vectorised loop); dbias adds z[o, e] the same way.
-    The group's lanes are folded pairwise at the end.
+    ``Z[o, i*WP + j] = dz[i, j, o]`` (zero at j >= OW, never written); then for each tap (di, dj)
+    ``pk[g, tap] += Z @ img[off : off + S]`` (off = di*DH*WP + dj*DW: the tap's shifted copy of the
+    flat image, read in place), one GEMV of F x S; dbias is ``Z @ ones``. The first image of a
+    group overwrites (beta 0), the others add (beta 1).
 
     Parameters
     ----------
     xp : (N, P) array
-        The padded images flattened (:func:`_pad_flat`), P >= z's length + the largest tap offset.
+        The padded images flattened (:func:`_pad_flat`), P >= S + the largest tap offset.
     dy : (N, OH, OW, F) array; relu_y : the same shape, or (0, 0, 0, 0) for no relu.
     kh, kw, wp, dh, dw : int
         The kernel size, the flat row length, the dilation.
     gimg : int
         Images per group (from the shapes only).
     dzbuf : (threads, OH*OW*F) array, or (threads, 0) without relu: one masked image per thread.
-    z : (threads, F, S) array, zeros, S a multiple of RUN >= OH*WP: one planar dz per thread.
-    acc : (threads, (KH*KW + 1)*F, RUN) array: the lanes of each (tap, filter), then of each filter.
+    z : (threads, F, S) array, zeros, S = OH*WP: one planar dz per thread.
+    ones : (S,) array of ones.
     pk : (G, KH*KW*F) array; pb : (G, F) array
         The partial sums, in dkernel's (KH, KW, 1, F) order.
     """
     n_img, oh, ow, f = dy.shape
     p = oh * ow
-    nt = kh * kw
-    nrun = z.shape[2] // RUN
+    span = z.shape[2]
+    single = xp.itemsize == 4
+    isz = xp.itemsize
     masked = relu_y.size > 0
     dy1 = dy.reshape(n_img * p * f)
     y1 = relu_y.reshape(relu_y.size)
@@ -214,9 +220,11 @@ def _planar_bwd(xp, dy, relu_y, kh, kw, wp, dh, dw, gimg, dzbuf, z, acc, pk, pb)
         fpu = denormals_off()  # (see fpu)
         tid = numba.get_thread_id()
         zt = z[tid]
-        a = acc[tid]
-        a[:] = 0
-        for q in range(g * gimg, min(n_img, (g + 1) * gimg)):
+        zaddr = np.int64(zt.ctypes.data)
+        pkg = np.int64(pk.ctypes.data) + g * kh * kw * f * isz
+        pbg = np.int64(pb.ctypes.data) + g * f * isz
+        q0 = g * gimg
+        for q in range(q0, min(n_img, q0 + gimg)):
             if masked:
                 dq = dzbuf[tid]
                 relu_bwd_range(dy1, y1, q * p * f, (q + 1) * p * f, dq)
@@ -228,45 +236,22 @@ def _planar_bwd(xp, dy, relu_y, kh, kw, wp, dh, dw, gimg, dzbuf, z, acc, pk, pb)
                     e = i * wp + j
                     for o in range(f):
                         zt[o, e] = px[o]
-            xq = xp[q]
-            for o in range(f):
-                zo = zt[o]
-                lanes = a[nt * f + o]
-                for r in range(nrun):
-                    zr = zo[r * RUN:(r + 1) * RUN]
-                    for l in range(RUN):
-                        lanes[l] += zr[l]
+            beta = 0.0 if q == q0 else 1.0
+            xq = np.int64(xp.ctypes.data) + q * xp.shape[1] * isz
             for di in range(kh):
                 for dj in range(kw):
                     off = di * dh * wp + dj * dw
-                    t = di * kw + dj
-                    for o in range(f):
-                        zo = zt[o]
-                        lanes = a[t * f + o]
-                        for r in range(nrun):
-                            src = xq[off + r * RUN:off + (r + 1) * RUN]  # (slices: no index checks)
-                            zr = zo[r * RUN:(r + 1) * RUN]
-                            for l in range(RUN):
-                                lanes[l] += src[l] * zr[l]
-        h = RUN // 2
-        while h >= 1:  # the lanes folded pairwise: rounding grows with log2(RUN), not RUN
-            for u in range(a.shape[0]):
-                lo = a[u, 0:h]
-                hi = a[u, h:2 * h]
-                for l in range(h):
-                    lo[l] += hi[l]
-            h //= 2
-        for u in range(nt * f):
-            pk[g, u] = a[u, 0]
-        for o in range(f):
-            pb[g, o] = a[nt * f + o, 0]
+                    # one row of the tap's image copy times Z^T: blas.gemm's one-row case, a GEMV
+                    blas.gemm(single, False, True, 1, f, span, xq + off * isz, span, zaddr, span, beta,
+                              pkg + (di * kw + dj) * f * isz, f)
+            blas.gemm(single, False, True, 1, f, span, np.int64(ones.ctypes.data), span, zaddr, span, beta, pbg, f)
         denormals_restore(fpu)
 
 
 def planar_backward(dy, x, kernel, pads, dilation, relu_y, dkernel, dbias):
     """dkernel (KH*KW*F,) and dbias (F,) of :func:`planar_forward` [with relu's gradient when
     ``relu_y``, the forward's relu output, is not None], written in place; every array
-    C-contiguous of one dtype.
+    C-contiguous of one dtype. Calls BLAS (``blas.FAST`` must hold).
 
     Not for an ``x`` holding NaN/inf: the positions j >= OW of the flat grid multiply their zero
     dz by image cells outside the exact sum (0 * inf would be NaN); the caller checks."""
@@ -275,7 +260,7 @@ def planar_backward(dy, x, kernel, pads, dilation, relu_y, dkernel, dbias):
     oh, ow = dy.shape[1:3]
     dh, dw = dilation
     wp = pads[2] + w + pads[3]
-    span = -(-(oh * wp) // RUN) * RUN
+    span = oh * wp
     flat = max((pads[0] + h + pads[1]) * wp, span + (kh - 1) * dh * wp + (kw - 1) * dw)
     xp = np.empty((n, flat), dtype=dy.dtype)
     _pad_flat(x, pads[0], pads[2], wp, xp)
@@ -286,9 +271,9 @@ def planar_backward(dy, x, kernel, pads, dilation, relu_y, dkernel, dbias):
     relu_y = relu_y if masked else EMPTY4[dy.dtype]
     dzbuf = np.empty((threads, oh * ow * f if masked else 0), dtype=dy.dtype)
     z = np.zeros((threads, f, span), dtype=dy.dtype)
-    acc = np.empty((threads, (kh * kw + 1) * f, RUN), dtype=dy.dtype)
     pk = np.empty((ng, kh * kw * f), dtype=dy.dtype)
     pb = np.empty((ng, f), dtype=dy.dtype)
-    _planar_bwd(xp, dy, relu_y, kh, kw, wp, dh, dw, gimg, dzbuf, z, acc, pk, pb)
+    with blas.openblas:
+        _planar_bwd(xp, dy, relu_y, kh, kw, wp, dh, dw, gimg, dzbuf, z, np.ones(span, dtype=dy.dtype), pk, pb)
     sum_groups(pk, dkernel)
     sum_groups(pb, dbias)
