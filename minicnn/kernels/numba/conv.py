@@ -485,7 +485,7 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu
     kdim = kh * kw * c
     if n == 0 or oh * ow == 0:  # an empty batch: zero gradients (nothing to reduce)
         return (np.zeros(x.shape, dtype) if need_dx else None), np.zeros(kernel.shape, dtype), np.zeros(f, dtype)
-    # dkernel/dbias: FMA tiles when F fills whole vectors, else im2col + GEMM
+    # dkernel/dbias: FMA tiles, else planar GEMVs (one input channel, few filters) or im2col + GEMM
     dw_mode = "tiles" if conv_tiles_fit(dtype) and not dilated else "gemm"
     if (dw_mode == "gemm" and blas.FAST and planar_fits(x.shape, kernel.shape, strides, MAX_FILTERS_BACKWARD)
             and _ref.all_finite(x)):
