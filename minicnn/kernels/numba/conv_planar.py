@@ -103,6 +103,21 @@ def _pad_flat(x, top, left, wp, xp):
                 row[base + s] = x[q, r, s, 0]
 
 
+def _flat_images(x, pads, kernel_shape, dilation, oh, run, dtype):
+    """(xp, WP): x's images padded and flattened (:func:`_pad_flat`), each long enough that every
+    tap may read the OH*WP output positions, rounded up to whole runs of ``run``, from its offset
+    (zeros past the image)."""
+    n, h, w, _ = x.shape
+    kh, kw = kernel_shape[:2]
+    dh, dw = dilation
+    wp = pads[2] + w + pads[3]
+    positions = -(-(oh * wp) // run) * run
+    flat = max((pads[0] + h + pads[1]) * wp, positions + (kh - 1) * dh * wp + (kw - 1) * dw)
+    xp = np.empty((n, flat), dtype=dtype)
+    _pad_flat(x, pads[0], pads[2], wp, xp)
+    return xp, wp
+
+
 @njit(parallel=True, cache=True)
 def _planar_fwd(xp, k4, b, wp, dh, dw, relu, length, acc, y):
     """y = conv(image, kernel) + bias [relu'd], one chunk of ``length`` flat positions per
@@ -166,18 +181,14 @@ def planar_forward(x, kernel, b, pads, dilation, relu, y):
     """y (N, OH, OW, F) = conv(x, kernel) + b [relu'd] for a single-channel x (N, H, W, 1) at
     stride 1 (:func:`planar_fits`); every array C-contiguous of one dtype, ``pads`` = (top,
     bottom, left, right), y's shape from :mod:`minicnn.kernels.shapes`."""
-    n, h, w, _ = x.shape
-    kh, kw, _, f = kernel.shape
+    n = x.shape[0]
+    f = kernel.shape[3]
     oh, ow = y.shape[1:3]
     if n == 0 or oh * ow == 0:
         return y
     dh, dw = dilation
-    wp = pads[2] + w + pads[3]
     length = chunk_length(f, y.itemsize)
-    nch = -(-(oh * wp) // length)
-    flat = max((pads[0] + h + pads[1]) * wp, nch * length + (kh - 1) * dh * wp + (kw - 1) * dw)
-    xp = np.empty((n, flat), dtype=y.dtype)
-    _pad_flat(x, pads[0], pads[2], wp, xp)
+    xp, wp = _flat_images(x, pads, kernel.shape, dilation, oh, length, y.dtype)  # (whole chunks)
     acc = np.empty((numba.get_num_threads(), f, length), dtype=y.dtype)
     _planar_fwd(xp, kernel, b, wp, dh, dw, bool(relu), length, acc, y)
     return y
@@ -255,15 +266,12 @@ def planar_backward(dy, x, kernel, pads, dilation, relu_y, dkernel, dbias):
 
     Not for an ``x`` holding NaN/inf: the positions j >= OW of the flat grid multiply their zero
     dz by image cells outside the exact sum (0 * inf would be NaN); the caller checks."""
-    n, h, w, _ = x.shape
+    n = x.shape[0]
     kh, kw, _, f = kernel.shape
     oh, ow = dy.shape[1:3]
     dh, dw = dilation
-    wp = pads[2] + w + pads[3]
+    xp, wp = _flat_images(x, pads, kernel.shape, dilation, oh, 1, dy.dtype)
     span = oh * wp
-    flat = max((pads[0] + h + pads[1]) * wp, span + (kh - 1) * dh * wp + (kw - 1) * dw)
-    xp = np.empty((n, flat), dtype=dy.dtype)
-    _pad_flat(x, pads[0], pads[2], wp, xp)
     gimg = -(-n // min(n, MAX_GROUPS))
     ng = -(-n // gimg)
     threads = numba.get_num_threads()

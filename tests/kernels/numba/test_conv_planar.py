@@ -45,11 +45,9 @@ def planar_cases(draw, most=conv_planar.MAX_FILTERS):
                 dtype=draw(st.sampled_from([np.float32, np.float64])), seed=draw(st.integers(0, 2**31 - 1)))
 
 
-@SETTINGS
-@given(planar_cases())
-def test_planar_forward_matches_numpy(case):
-    """Any kernel size, asymmetric padding and dilation, 1-16 filters, empty batches; the
-    chunks end mid-row and past the image (positions with j >= OW are thrown away)."""
+def _case_arrays(case):
+    """(rng, dtype, x, kernel) of a drawn case; cases whose kernel spans more than the padded
+    image (no output) are rejected."""
     hp = case["h"] + case["pads"][0] + case["pads"][1]
     wp = case["w"] + case["pads"][2] + case["pads"][3]
     assume(hp > (case["kh"] - 1) * case["dilation"][0] and wp > (case["kw"] - 1) * case["dilation"][1])
@@ -57,6 +55,15 @@ def test_planar_forward_matches_numpy(case):
     dt = case["dtype"]
     x = rng.standard_normal((case["n"], case["h"], case["w"], 1)).astype(dt)
     k = rng.standard_normal((case["kh"], case["kw"], 1, case["f"])).astype(dt)
+    return rng, dt, x, k
+
+
+@SETTINGS
+@given(planar_cases())
+def test_planar_forward_matches_numpy(case):
+    """Any kernel size, asymmetric padding and dilation, 1-16 filters, empty batches; the
+    chunks end mid-row and past the image (positions with j >= OW are thrown away)."""
+    rng, dt, x, k = _case_arrays(case)
     b = rng.standard_normal(case["f"]).astype(dt)
     y, want = _direct(x, k, b, case["pads"], case["dilation"], case["relu"])
     assert_close(y, want, dt, "planar forward")
@@ -173,13 +180,7 @@ def _lenet_dy(n, dt, seed):
 def test_planar_backward_matches_numpy(case, need_dx):
     """dkernel and dbias (and dx, by GEMM beside them) for any kernel size, padding, dilation,
     1-64 filters, relu's gradient or none, empty batches."""
-    hp = case["h"] + case["pads"][0] + case["pads"][1]
-    wp = case["w"] + case["pads"][2] + case["pads"][3]
-    assume(hp > (case["kh"] - 1) * case["dilation"][0] and wp > (case["kw"] - 1) * case["dilation"][1])
-    rng = np.random.default_rng(case["seed"])
-    dt = case["dtype"]
-    x = rng.standard_normal((case["n"], case["h"], case["w"], 1)).astype(dt)
-    k = rng.standard_normal((case["kh"], case["kw"], 1, case["f"])).astype(dt)
+    rng, dt, x, k = _case_arrays(case)
     y = ref.conv2d_forward(x, k, None, (1, 1), case["pads"], relu=True, dilation=case["dilation"])
     dy = rng.standard_normal(y.shape).astype(dt)
     got, want = _backward(dy, x, k, case["pads"], case["dilation"], y if case["relu"] else None, need_dx)
