@@ -42,7 +42,7 @@ __all__ = [
     "OMP_POLICY_SET_HERE", "TILES_ENV", "TILES", "CHUNK_ROWS", "MAX_GROUPS", "SUM_BLOCK",
     "DENSE_KSPLIT", "DENSE_MIN_KSLICE", "DENSE_BLOCK", "DENSE_MAX_BLOCKS", "DENSE_TILE_ROWS",
     "DENSE_TILE_MAX_SAMPLES", "SMALL_GEMM", "SMALL_ELEMENTWISE", "EW_BLOCK", "BN_BLOCK", "BN_SMALL", "has_avx512",
-    "ACT_SMALL", "POOL_SMALL", "COPY_SMALL",
+    "ACT_SMALL", "POOL_SMALL", "COPY_SMALL", "FANOUT_MIN_FLOPS",
     "tiles_from_env",
 ]
 
@@ -95,6 +95,13 @@ def tiles_from_env(environ=os.environ) -> bool:
 #: use the register-blocked FMA tiles (:mod:`.tiles`) where the shapes allow; tests switch this
 #: off and back to exercise both paths (True under ``NUMBA_DISABLE_JIT`` would break the tile paths)
 TILES = tiles_from_env()
+
+# ----------------------------------------------------------------------------- fan-out
+#: a :func:`.fanout.run` call with less work than this (floating-point operations, or their
+#: equivalent in memory traffic) runs on the calling thread: handing blocks to the pool costs
+#: 20-90 us (a pool thread's wake-up, with numba's OpenMP threads spinning on the same 2 cores),
+#: the time one thread takes for ~4 MFLOP of GEMM (measured: FANOUT_MIN_FLOPS in benchmarks/README.md)
+FANOUT_MIN_FLOPS = 4_000_000
 
 # ----------------------------------------------------------------------------- conv2d
 #: target number of output rows (N*OH*OW) per conv chunk: the chunk's im2col matrix stays in L2

@@ -38,11 +38,13 @@ index arithmetic. The backward tiles stay undilated: a dilated conv's backward t
 GEMM (the chunking, the GEMMs and the ordered group sums of the undilated path). Output sizes and
 pads come from :mod:`minicnn.kernels.shapes` with the dilated span, as in the numpy backend.
 
-Tiers: ``@njit`` kernels (:func:`_conv_tiles`, :func:`_conv_fwd_gemm`, :func:`_conv_bwd_gemm` in
-parallel; :func:`_bias_act_rows` and :mod:`.im2col`'s im2col_imgs, col2im_imgs serial, called per
-chunk), Python launchers of the tile kernel's three modes (:func:`tiles_forward`,
-:func:`tiles_dx`, :func:`tiles_backward`: arguments by name, the unused ones filled in), and the
-public :func:`conv2d_forward` / :func:`conv2d_backward`.
+Tiers: ``@njit`` kernels (:func:`_conv_tiles` in parallel; :func:`_conv_fwd_gemm`,
+:func:`_conv_bwd_gemm` serial over a range of chunks or groups, run on every thread by
+:func:`.fanout.run`, which compiles them in a third of a parfor's time; :func:`_bias_act_rows`
+and :mod:`.im2col`'s im2col_imgs, col2im_imgs serial, called per chunk), Python launchers of the
+tile kernel's three modes (:func:`tiles_forward`, :func:`tiles_dx`, :func:`tiles_backward`:
+arguments by name, the unused ones filled in), and the public :func:`conv2d_forward` /
+:func:`conv2d_backward`.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import numpy_backend as _ref
-from . import blas, checks, config
+from . import blas, checks, config, fanout
 from .arrays import EMPTY2, EMPTY4, FLOATS, as_c, bias_or_zeros
 from .conv_planar import MAX_FILTERS_BACKWARD, planar_backward, planar_fits, planar_forward
 from .elementwise import relu_backward, relu_bwd_range, sum_groups
@@ -294,9 +296,10 @@ def _bias_act_rows(y2, r0, r1, b, relu):
                 y2[r, o] = v
 
 
-@njit(parallel=True, cache=True)
-def _conv_fwd_gemm(x, k4, b, sh, sw, dh, dw, top, left, relu, identity, cimg, scratch, y):
-    """y = bias + im2col(x) @ W per chunk of ``cimg`` images, relu fused; one GEMM per chunk.
+@njit(nogil=True, cache=True)
+def _conv_fwd_gemm(x, k4, b, sh, sw, dh, dw, top, left, relu, identity, cimg, scratch, y, q_lo, q_hi, worker):
+    """y = bias + im2col(x) @ W per chunk of ``cimg`` images, relu fused; one GEMM per chunk, for
+    chunks q_lo..q_hi-1 (:func:`.fanout.run` over all of them).
 
     Parameters
     ----------
@@ -308,11 +311,13 @@ def _conv_fwd_gemm(x, k4, b, sh, sw, dh, dw, top, left, relu, identity, cimg, sc
     identity : bool
         1x1 kernel, stride 1, no padding: x's rows are the im2col matrix already (no scratch).
     cimg : int
-        Images per chunk (one parallel iteration each).
+        Images per chunk (one work item each).
     scratch : (threads, cimg*OH*OW, KH*KW*C) array
         One im2col buffer per numba thread.
     y : (N, OH, OW, F) array
         The output.
+    q_lo, q_hi, worker : int
+        The chunks to do; the index of this call's ``scratch`` buffer.
     """
     n_img = x.shape[0]
     kh, kw, c, f = k4.shape
@@ -321,13 +326,12 @@ def _conv_fwd_gemm(x, k4, b, sh, sw, dh, dw, top, left, relu, identity, cimg, sc
     p = oh * ow
     single = x.itemsize == 4
     isz = x.itemsize
-    nq = (n_img + cimg - 1) // cimg
     y2 = y.reshape(n_img * p, f)
-    for q in prange(nq):
-        fpu = denormals_off()  # (see fpu)
+    cols = scratch[worker]
+    fpu = denormals_off()  # (see fpu)
+    for q in range(q_lo, q_hi):
         n0 = q * cimg
         n1 = min(n_img, n0 + cimg)
-        cols = scratch[numba.get_thread_id()]
         if identity:
             src = np.int64(x.ctypes.data) + n0 * p * kdim * isz
         else:
@@ -336,12 +340,12 @@ def _conv_fwd_gemm(x, k4, b, sh, sw, dh, dw, top, left, relu, identity, cimg, sc
         blas.gemm(single, False, False, (n1 - n0) * p, f, kdim, src, kdim,
                   np.int64(k4.ctypes.data), f, 0.0, np.int64(y.ctypes.data) + n0 * p * f * isz, f)
         _bias_act_rows(y2, n0 * p, n1 * p, b, relu)
-        denormals_restore(fpu)
+    denormals_restore(fpu)
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def _conv_bwd_gemm(dy, x, k4, sh, sw, dh, dw, top, left, need_dx, need_dw, identity, cimg, ngroups, scratch, pk,
-                   pb, dx, relu_y, dzbuf):
+                   pb, dx, relu_y, dzbuf, g_lo, g_hi, worker):
     """Per group of chunks: pk[g] = sum of im2col(x)^T @ dz, pb[g] = column sums of dz (chunks
     in order); and dx = col2im(dz @ W^T) per chunk when ``need_dx``. dz = dy, or with ``relu_y``
     relu's gradient dy * (relu_y > 0), made per chunk into the thread's ``dzbuf`` (in cache;
@@ -355,8 +359,8 @@ def _conv_bwd_gemm(dy, x, k4, sh, sw, dh, dw, top, left, need_dx, need_dw, ident
     need_dx, need_dw : bool
         Compute dx / the partial sums of dkernel and dbias.
     ngroups : int
-        Groups of consecutive chunks (one parallel iteration each; the boundaries depend only on
-        the chunk count).
+        Groups of consecutive chunks (one work item each; the boundaries depend only on the
+        chunk count).
     pk : (ngroups, KH*KW*C*F) array; pb : (ngroups, F) array
         The partial sums of dkernel and dbias.
     dx : (N, H, W, C) array
@@ -365,6 +369,9 @@ def _conv_bwd_gemm(dy, x, k4, sh, sw, dh, dw, top, left, need_dx, need_dw, ident
         The forward's relu output: dy is masked by relu_y > 0.
     dzbuf : (threads, cimg*OH*OW*F) array, or (threads, 0) without ``relu_y``
         One masked-dy chunk buffer per numba thread.
+    g_lo, g_hi, worker : int
+        The groups to do (:func:`.fanout.run` over all of them); the index of this call's
+        ``scratch`` and ``dzbuf`` buffers.
     """
     n_img = x.shape[0]
     kh, kw, c, f = k4.shape
@@ -377,8 +384,8 @@ def _conv_bwd_gemm(dy, x, k4, sh, sw, dh, dw, top, left, need_dx, need_dw, ident
     masked = relu_y.size > 0
     dy1 = dy.reshape(n_img * p * f)
     y1 = relu_y.reshape(relu_y.size)
-    for g in prange(ngroups):
-        fpu = denormals_off()  # (see fpu)
+    fpu = denormals_off()  # (see fpu)
+    for g in range(g_lo, g_hi):
         q0 = g * nq // ngroups
         q1 = (g + 1) * nq // ngroups
         pkg = np.int64(pk.ctypes.data) + g * kdim * f * isz
@@ -388,14 +395,13 @@ def _conv_bwd_gemm(dy, x, k4, sh, sw, dh, dw, top, left, need_dx, need_dw, ident
             n0 = q * cimg
             n1 = min(n_img, n0 + cimg)
             rows = (n1 - n0) * p
-            tid = numba.get_thread_id()
             if masked:  # dz of the chunk: dy where relu's output was positive
-                dz1 = dzbuf[tid]
+                dz1 = dzbuf[worker]
                 relu_bwd_range(dy1, y1, n0 * p * f, n1 * p * f, dz1)
             else:
                 dz1 = dy1[n0 * p * f:n1 * p * f]
             dyp = np.int64(dz1.ctypes.data)
-            cols = scratch[tid]
+            cols = scratch[worker]
             if identity:
                 src = np.int64(x.ctypes.data) + n0 * p * kdim * isz
             elif need_dw:
@@ -414,7 +420,7 @@ def _conv_bwd_gemm(dy, x, k4, sh, sw, dh, dw, top, left, need_dx, need_dw, ident
                     blas.gemm(single, False, True, rows, kdim, f, dyp, f, np.int64(k4.ctypes.data), f, 0.0,
                               np.int64(cols.ctypes.data), kdim)
                     col2im_imgs(cols, n0, n1, kh, kw, sh, sw, dh, dw, top, left, oh, ow, dx)
-        denormals_restore(fpu)
+    denormals_restore(fpu)
 
 
 def _conv_chunking(n, oh, ow):
@@ -456,10 +462,11 @@ def conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=None, dilat
         planar_forward(x, kernel, b, pads, (dh, dw), relu, y)
     else:
         identity = kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads)
-        cimg, _, _ = _conv_chunking(n, oh, ow)
+        cimg, nq, _ = _conv_chunking(n, oh, ow)
         scratch = _scratch(0 if identity else cimg * oh * ow, kh * kw * c, dtype)
         with blas.openblas:
-            _conv_fwd_gemm(x, kernel, b, sh, sw, dh, dw, pads[0], pads[2], bool(relu), identity, cimg, scratch, y)
+            fanout.run(_conv_fwd_gemm, nq, x, kernel, b, sh, sw, dh, dw, pads[0], pads[2], bool(relu), identity, cimg,
+                       scratch, y, work=2 * y.size * kh * kw * c)
     return y
 
 
@@ -541,8 +548,9 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu
     pk = np.empty((ngroups, kdim * f), dtype=dtype)
     pb = np.empty((ngroups, f), dtype=dtype)
     with blas.openblas:
-        _conv_bwd_gemm(dy, x, kernel, sh, sw, dh, dw, pads[0], pads[2], dx_mode == "gemm", dw_mode == "gemm", identity,
-                       cimg, ngroups, scratch, pk, pb, dx, relu_y, dzbuf)
+        fanout.run(_conv_bwd_gemm, ngroups, dy, x, kernel, sh, sw, dh, dw, pads[0], pads[2], dx_mode == "gemm",
+                   dw_mode == "gemm", identity, cimg, ngroups, scratch, pk, pb, dx, relu_y, dzbuf,
+                   work=2 * dy.size * kdim * ((dx_mode == "gemm") + (dw_mode == "gemm")))
     if dw_mode == "gemm":
         sum_groups(pk, dkernel)
         sum_groups(pb, dbias)

@@ -33,7 +33,8 @@ seed's 3x3, 1 -> 32 backward 4.5 -> 3.5 ms float32. The forward pays only for fe
 convs (``conv.conv_tiles_fit``), as before.
 
 Numerics: each output is 0 + the taps' products in (di, dj) order, plus the bias, then relu:
-one fixed order per element, computed by one parallel iteration. Each dkernel entry is a sum
+one fixed order per element, computed by one worker (:func:`.fanout.run` splits the chunks,
+and the backward's groups, over numba's threads). Each dkernel entry is a sum
 over groups of consecutive images (:data:`MAX_GROUPS`, from the batch size alone), within a
 group image by image (BLAS's beta = 1), the groups added in order; OpenBLAS runs single-threaded
 inside the kernel. So the bits do not depend on the thread count (they do on OpenBLAS's kernel,
@@ -47,9 +48,9 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from . import blas
+from . import blas, fanout
 from .arrays import EMPTY4
 from .elementwise import relu_bwd_range, sum_groups
 from .fpu import denormals_off, denormals_restore
@@ -89,44 +90,32 @@ def chunk_length(filters, itemsize) -> int:
     return min(MAX_CHUNK, max(MIN_CHUNK, fit))
 
 
-@njit(parallel=True, cache=True)
-def _pad_flat(x, top, left, wp, xp):
-    """xp[n] = image n of x (N, H, W, 1) padded (``top`` rows and ``left`` columns before it, zeros
-    after it up to xp's length) and flattened row by row with ``wp`` columns per row."""
-    n, h, w, _ = x.shape
-    for q in prange(n):
-        row = xp[q]
-        row[:] = 0
-        for r in range(h):
-            base = (r + top) * wp + left
-            for s in range(w):
-                row[base + s] = x[q, r, s, 0]
-
-
 def _flat_images(x, pads, kernel_shape, dilation, oh, run, dtype):
-    """(xp, WP): x's images padded and flattened (:func:`_pad_flat`), each long enough that every
-    tap may read the OH*WP output positions, rounded up to whole runs of ``run``, from its offset
-    (zeros past the image)."""
+    """(xp, WP): xp[n] = image n of x (N, H, W, 1) padded (``pads``) and flattened row by row, WP
+    columns a row, then zeros: long enough that every tap may read the OH*WP output positions,
+    rounded up to whole runs of ``run``, from its offset."""
     n, h, w, _ = x.shape
     kh, kw = kernel_shape[:2]
     dh, dw = dilation
     wp = pads[2] + w + pads[3]
     positions = -(-(oh * wp) // run) * run
-    flat = max((pads[0] + h + pads[1]) * wp, positions + (kh - 1) * dh * wp + (kw - 1) * dw)
-    xp = np.empty((n, flat), dtype=dtype)
-    _pad_flat(x, pads[0], pads[2], wp, xp)
+    hp = pads[0] + h + pads[1]
+    flat = max(hp * wp, positions + (kh - 1) * dh * wp + (kw - 1) * dw)
+    xp = np.zeros((n, flat), dtype=dtype)
+    # (numpy's strided copy: as fast as a numba loop here, and nothing to compile)
+    xp[:, :hp * wp].reshape(n, hp, wp)[:, pads[0]:pads[0] + h, pads[2]:pads[2] + w] = x[..., 0]
     return xp, wp
 
 
-@njit(parallel=True, cache=True)
-def _planar_fwd(xp, k4, b, wp, dh, dw, relu, length, acc, y):
-    """y = conv(image, kernel) + bias [relu'd], one chunk of ``length`` flat positions per
-    parallel iteration.
+@njit(nogil=True, cache=True)
+def _planar_fwd(xp, k4, b, wp, dh, dw, relu, length, acc, y, u_lo, u_hi, worker):
+    """y = conv(image, kernel) + bias [relu'd], in chunks of ``length`` flat positions: chunks
+    u_lo..u_hi-1 of the N * chunks-per-image (:func:`.fanout.run` over all of them).
 
     Parameters
     ----------
     xp : (N, P) array
-        The padded images flattened (:func:`_pad_flat`), P >= chunks * length + the largest tap
+        The padded images flattened (:func:`_flat_images`), P >= chunks * length + the largest tap
         offset (zeros past the image: every chunk reads whole runs).
     k4 : (KH, KW, 1, F) kernel; b : (F,) bias.
     wp : int
@@ -141,18 +130,22 @@ def _planar_fwd(xp, k4, b, wp, dh, dw, relu, length, acc, y):
         One accumulator block per numba thread.
     y : (N, OH, OW, F) array
         The output: position e = i*wp + j is pixel (i, j) when j < OW.
+    u_lo, u_hi, worker : int
+        The chunks to do; the index of this call's ``acc`` block.
     """
-    n_img = xp.shape[0]
     kh, kw, _, f = k4.shape
     _, oh, ow, _ = y.shape
     span = oh * wp
     nch = (span + length - 1) // length
-    for u in prange(n_img * nch):
-        fpu = denormals_off()  # (see fpu)
+    a = acc[worker]
+    fpu = denormals_off()  # (see fpu)
+    for u in range(u_lo, u_hi):
         q = u // nch
         e0 = (u - q * nch) * length
-        a = acc[numba.get_thread_id()]
-        a[:] = 0
+        for o in range(f):  # (loops, not a[:] = 0: see elementwise._sum_groups)
+            row = a[o]
+            for e in range(length):
+                row[e] = 0
         for di in range(kh):
             for dj in range(kw):
                 off = e0 + di * dh * wp + dj * dw
@@ -174,7 +167,7 @@ def _planar_fwd(xp, k4, b, wp, dh, dw, relu, length, acc, y):
             if j == wp:
                 i += 1
                 j = 0
-        denormals_restore(fpu)
+    denormals_restore(fpu)
 
 
 def planar_forward(x, kernel, b, pads, dilation, relu, y):
@@ -182,7 +175,7 @@ def planar_forward(x, kernel, b, pads, dilation, relu, y):
     stride 1 (:func:`planar_fits`); every array C-contiguous of one dtype, ``pads`` = (top,
     bottom, left, right), y's shape from :mod:`minicnn.kernels.shapes`."""
     n = x.shape[0]
-    f = kernel.shape[3]
+    kh, kw, _, f = kernel.shape
     oh, ow = y.shape[1:3]
     if n == 0 or oh * ow == 0:
         return y
@@ -190,13 +183,15 @@ def planar_forward(x, kernel, b, pads, dilation, relu, y):
     length = chunk_length(f, y.itemsize)
     xp, wp = _flat_images(x, pads, kernel.shape, dilation, oh, length, y.dtype)  # (whole chunks)
     acc = np.empty((numba.get_num_threads(), f, length), dtype=y.dtype)
-    _planar_fwd(xp, kernel, b, wp, dh, dw, bool(relu), length, acc, y)
+    chunks = n * -(-(oh * wp) // length)
+    fanout.run(_planar_fwd, chunks, xp, kernel, b, wp, dh, dw, bool(relu), length, acc, y, work=2 * y.size * kh * kw)
     return y
 
 
-@njit(parallel=True, cache=True)
-def _planar_bwd(xp, dy, relu_y, kh, kw, wp, dh, dw, gimg, dzbuf, z, ones, pk, pb):
-    """Per group of ``gimg`` consecutive images: pk[g] = that group's dkernel, pb[g] its dbias.
+@njit(nogil=True, cache=True)
+def _planar_bwd(xp, dy, relu_y, kh, kw, wp, dh, dw, gimg, dzbuf, z, ones, pk, pb, g_lo, g_hi, worker):
+    """Per group g_lo..g_hi-1 of ``gimg`` consecutive images (:func:`.fanout.run` over all the
+    groups): pk[g] = that group's dkernel, pb[g] its dbias.
 
     For each image dz (dy, or relu's gradient of it) is laid out planar on the flat padded grid,
     ``Z[o, i*WP + j] = dz[i, j, o]`` (zero at j >= OW, never written); then for each tap (di, dj)
@@ -207,7 +202,7 @@ def _planar_bwd(xp, dy, relu_y, kh, kw, wp, dh, dw, gimg, dzbuf, z, ones, pk, pb
     Parameters
     ----------
     xp : (N, P) array
-        The padded images flattened (:func:`_pad_flat`), P >= S + the largest tap offset.
+        The padded images flattened (:func:`_flat_images`), P >= S + the largest tap offset.
     dy : (N, OH, OW, F) array; relu_y : the same shape, or (0, 0, 0, 0) for no relu.
     kh, kw, wp, dh, dw : int
         The kernel size, the flat row length, the dilation.
@@ -218,6 +213,8 @@ def _planar_bwd(xp, dy, relu_y, kh, kw, wp, dh, dw, gimg, dzbuf, z, ones, pk, pb
     ones : (S,) array of ones.
     pk : (G, KH*KW*F) array; pb : (G, F) array
         The partial sums, in dkernel's (KH, KW, 1, F) order.
+    g_lo, g_hi, worker : int
+        The groups to do; the index of this call's ``dzbuf`` and ``z`` rows.
     """
     n_img, oh, ow, f = dy.shape
     p = oh * ow
@@ -227,17 +224,16 @@ def _planar_bwd(xp, dy, relu_y, kh, kw, wp, dh, dw, gimg, dzbuf, z, ones, pk, pb
     masked = relu_y.size > 0
     dy1 = dy.reshape(n_img * p * f)
     y1 = relu_y.reshape(relu_y.size)
-    for g in prange(pk.shape[0]):
-        fpu = denormals_off()  # (see fpu)
-        tid = numba.get_thread_id()
-        zt = z[tid]
-        zaddr = np.int64(zt.ctypes.data)
+    zt = z[worker]
+    zaddr = np.int64(zt.ctypes.data)
+    fpu = denormals_off()  # (see fpu)
+    for g in range(g_lo, g_hi):
         pkg = np.int64(pk.ctypes.data) + g * kh * kw * f * isz
         pbg = np.int64(pb.ctypes.data) + g * f * isz
         q0 = g * gimg
         for q in range(q0, min(n_img, q0 + gimg)):
             if masked:
-                dq = dzbuf[tid]
+                dq = dzbuf[worker]
                 relu_bwd_range(dy1, y1, q * p * f, (q + 1) * p * f, dq)
             else:
                 dq = dy1[q * p * f:(q + 1) * p * f]
@@ -256,7 +252,7 @@ def _planar_bwd(xp, dy, relu_y, kh, kw, wp, dh, dw, gimg, dzbuf, z, ones, pk, pb
                     blas.gemm(single, False, True, 1, f, span, xq + off * isz, span, zaddr, span, beta,
                               pkg + (di * kw + dj) * f * isz, f)
             blas.gemm(single, False, True, 1, f, span, np.int64(ones.ctypes.data), span, zaddr, span, beta, pbg, f)
-        denormals_restore(fpu)
+    denormals_restore(fpu)
 
 
 def planar_backward(dy, x, kernel, pads, dilation, relu_y, dkernel, dbias):
@@ -282,6 +278,7 @@ def planar_backward(dy, x, kernel, pads, dilation, relu_y, dkernel, dbias):
     pk = np.empty((ng, kh * kw * f), dtype=dy.dtype)
     pb = np.empty((ng, f), dtype=dy.dtype)
     with blas.openblas:
-        _planar_bwd(xp, dy, relu_y, kh, kw, wp, dh, dw, gimg, dzbuf, z, np.ones(span, dtype=dy.dtype), pk, pb)
+        fanout.run(_planar_bwd, ng, xp, dy, relu_y, kh, kw, wp, dh, dw, gimg, dzbuf, z, np.ones(span, dtype=dy.dtype),
+                   pk, pb, work=2 * n * span * f * (kh * kw + 1))
     sum_groups(pk, dkernel)
     sum_groups(pb, dbias)

@@ -19,9 +19,10 @@
 
 Slices and blocks depend on the shapes only: bitwise the same result for any thread count.
 
-Tiers: parallel ``@njit`` kernels (:func:`_dense_fwd`, :func:`_dense_fwd_tiles`,
-:func:`_dense_bwd`, :func:`_dense_bwd_tiles`), the serial :func:`_dense_finish`, and the public
-:func:`dense_forward` / :func:`dense_backward`.
+Tiers: parallel ``@njit`` kernels (:func:`_dense_fwd_tiles`, :func:`_dense_bwd_tiles`), the GEMM
+kernels :func:`_dense_fwd`, :func:`_dense_bwd`, serial over a range of blocks and run on every
+thread by :func:`.fanout.run` (cheaper to compile than a parfor), the serial
+:func:`_dense_finish`, and the public :func:`dense_forward` / :func:`dense_backward`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import numpy_backend as _ref
-from . import blas, checks, config
+from . import blas, checks, config, fanout
 from .arrays import FLOATS, as_c, bias_or_zeros
 from .fpu import denormals_off, denormals_restore
 from .tiles import LANES, TileA, TileOut, one_loop, tile_grid, tiles_fit, transpose16
@@ -39,10 +40,11 @@ from .tiles import LANES, TileA, TileOut, one_loop, tile_grid, tiles_fit, transp
 __all__ = ["dense_forward", "dense_backward"]
 
 
-@njit(parallel=True, cache=True)
-def _dense_fwd(x, w, nparts, nrowblk, part):
+@njit(nogil=True, cache=True)
+def _dense_fwd(x, w, nparts, nrowblk, part, u_lo, u_hi, worker):
     """part[t] = x[:, K_t] @ w[K_t, :] for ``nparts`` fixed slices K_t of the inner dimension,
-    each computed as ``nrowblk`` GEMMs over fixed blocks of rows (one parallel iteration each).
+    each computed as ``nrowblk`` GEMMs over fixed blocks of rows: GEMMs u_lo..u_hi-1 of the
+    nparts * nrowblk (:func:`.fanout.run` over all of them; ``worker`` unused).
 
     Parameters
     ----------
@@ -51,8 +53,8 @@ def _dense_fwd(x, w, nparts, nrowblk, part):
     m, k = x.shape
     n = w.shape[1]
     isz = x.itemsize
-    for u in prange(nparts * nrowblk):
-        fpu = denormals_off()  # (see fpu)
+    fpu = denormals_off()  # (see fpu)
+    for u in range(u_lo, u_hi):
         t = u // nrowblk
         rb = u - t * nrowblk
         k0 = t * k // nparts
@@ -62,7 +64,7 @@ def _dense_fwd(x, w, nparts, nrowblk, part):
         blas.gemm(isz == 4, False, False, r1 - r0, n, k1 - k0, np.int64(x.ctypes.data) + (r0 * k + k0) * isz, k,
                   np.int64(w.ctypes.data) + k0 * n * isz, n, 0.0,
                   np.int64(part.ctypes.data) + (t * m + r0) * n * isz, n)
-        denormals_restore(fpu)
+    denormals_restore(fpu)
 
 
 @njit(parallel=True, cache=True)
@@ -123,10 +125,11 @@ def _rows_nonfinite(a2, r0, r1) -> bool:
     return bad
 
 
-@njit(parallel=True, cache=True)
-def _dense_bwd(dy, x, w, need_dx, blk, dx, dw, nonfinite):
+@njit(nogil=True, cache=True)
+def _dense_bwd(dy, x, w, need_dx, blk, dx, dw, nonfinite, t_lo, t_hi, worker):
     """dw = x^T @ dy by blocks of ``blk`` rows of dw; dx = dy @ w^T by the same blocks of dx's
-    columns (one parallel iteration per block; dx untouched unless ``need_dx``).
+    columns, for blocks t_lo..t_hi-1 (:func:`.fanout.run` over all of them; ``worker`` unused;
+    dx untouched unless ``need_dx``).
 
     Parameters
     ----------
@@ -138,9 +141,8 @@ def _dense_bwd(dy, x, w, need_dx, blk, dx, dw, nonfinite):
     n = w.shape[1]
     single = x.itemsize == 4
     isz = x.itemsize
-    nb = (k + blk - 1) // blk
-    for t in prange(nb):
-        fpu = denormals_off()  # (see fpu)
+    fpu = denormals_off()  # (see fpu)
+    for t in range(t_lo, t_hi):
         r0 = t * blk
         r1 = min(k, r0 + blk)
         blas.gemm(single, True, False, r1 - r0, n, m, np.int64(x.ctypes.data) + r0 * isz, k,
@@ -150,7 +152,7 @@ def _dense_bwd(dy, x, w, need_dx, blk, dx, dw, nonfinite):
         if need_dx:
             blas.gemm(single, False, True, m, r1 - r0, n, np.int64(dy.ctypes.data), n,
                       np.int64(w.ctypes.data) + r0 * n * isz, n, 0.0, np.int64(dx.ctypes.data) + r0 * isz, k)
-        denormals_restore(fpu)
+    denormals_restore(fpu)
 
 
 @njit(parallel=True, cache=True)
@@ -232,7 +234,7 @@ def dense_forward(x, kernel, bias, relu=False):
         nrowblk = 1 if nparts > 1 else max(1, min(config.DENSE_MAX_BLOCKS, m // config.DENSE_BLOCK))
         part = np.empty((nparts, m, n), dtype=x.dtype)
         with blas.openblas:
-            _dense_fwd(x, kernel, nparts, nrowblk, part)
+            fanout.run(_dense_fwd, nparts * nrowblk, x, kernel, nparts, nrowblk, part, work=2 * m * n * k + 8 * k * n)
     y = np.empty((m, n), dtype=x.dtype)
     _dense_finish(part, bias_or_zeros(bias, n, x.dtype), bool(relu), y)
     return y
@@ -264,7 +266,8 @@ def dense_backward(dy, x, kernel, need_dx=True, check_finite=False):
         blk = max(config.DENSE_BLOCK, -(-k // config.DENSE_MAX_BLOCKS))
         nonfinite = np.zeros(-(-k // blk) if check_finite else 0, dtype=np.bool_)
         with blas.openblas:
-            _dense_bwd(dy, x, kernel, bool(need_dx), blk, dx, dw, nonfinite)
+            fanout.run(_dense_bwd, -(-k // blk), dy, x, kernel, bool(need_dx), blk, dx, dw, nonfinite,
+                       work=2 * m * n * k * (1 + bool(need_dx)) + 8 * k * n)
         dw_finite = not nonfinite.any()  # checked per block (nothing to check unless check_finite)
     grads = (dx if need_dx else None), dw, db
     if not check_finite:

@@ -16,6 +16,7 @@ import contextlib
 import functools
 import os
 import sys
+import threading
 
 import llvmlite.binding as _llvm
 import numba
@@ -174,9 +175,11 @@ def trace_kernels():
     "numpy_backend.NAME", without what they call in turn). Calls from compiled code to compiled
     code are not seen (resolved when compiled); the Python tier, which picks each op's path, is.
     Run the operation once *before* tracing it: a kernel compiled while instrumented would see a
-    Python wrapper instead of a dispatcher and fail to type. Not thread-safe.
+    Python wrapper instead of a dispatcher and fail to type. Kernels that :func:`.fanout.run` calls on
+its pool threads are recorded (once, like the others); open it from one thread at a time.
     """
     names: list[str] = []
+    lock = threading.Lock()
     depth = {"numpy": 0}
     wrappers: dict[int, object] = {}
     patched: list[tuple[object, str, object]] = []
@@ -189,8 +192,9 @@ def trace_kernels():
             if not depth["numpy"]:
                 mode = args[0] if args and isinstance(args[0], int) and not isinstance(args[0], bool) else None
                 key = name if mode is None or numpy_side else f"{name}[{mode}]"
-                if key not in names:
-                    names.append(key)
+                with lock:  # (fanout.run calls kernels from its pool threads too)
+                    if key not in names:
+                        names.append(key)
             depth["numpy"] += numpy_side
             try:
                 return obj(*args, **kwargs)

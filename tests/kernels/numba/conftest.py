@@ -10,6 +10,16 @@ from minicnn.kernels.numba import config  # noqa: E402
 from tests.kernels.numba.kernelcheck import tiles  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def fan_out_even_small_calls():
+    """The test shapes are small: split every fanout.run call over the threads anyway (a call under
+    config.FANOUT_MIN_FLOPS would run on one), so the thread-count tests see the split."""
+    saved = config.FANOUT_MIN_FLOPS
+    config.FANOUT_MIN_FLOPS = 0
+    yield
+    config.FANOUT_MIN_FLOPS = saved
+
+
 @pytest.fixture(scope="module")
 def numba_kernels_even_for_small_inputs():
     """Tiny dense/relu inputs normally go to numpy (no parallel launch): force the numba kernels

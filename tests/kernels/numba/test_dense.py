@@ -105,7 +105,7 @@ def test_dense_backward_reports_non_finite_gradients(monkeypatch, use_tiles, whe
         *grads, finite = nb.dense_backward(dy, x, k, check_finite=True)
     with np.errstate(all="ignore"):
         *want, want_finite = ref.dense_backward(dy, x, k, check_finite=True)
-    assert ran == ["_dense_bwd_tiles" if use_tiles and config.TILES else "_dense_bwd"]
+    assert set(ran) == {"_dense_bwd_tiles" if use_tiles and config.TILES else "_dense_bwd"}  # (once per thread)
     assert finite is want_finite is (where is None)
     assert len(grads) == 3 and np.isfinite(grads[1]).all() == finite
     assert nb.dense_backward(dy, x, k)[1].shape == (144, 32)  # without the flag: three values
