@@ -98,9 +98,10 @@ TILES = tiles_from_env()
 
 # ----------------------------------------------------------------------------- fan-out
 #: a :func:`.fanout.run` call with less work than this (floating-point operations, or their
-#: equivalent in memory traffic) runs on the calling thread: handing blocks to the pool costs
-#: 20-90 us (a pool thread's wake-up, with numba's OpenMP threads spinning on the same 2 cores),
-#: the time one thread takes for ~4 MFLOP of GEMM (measured: FANOUT_MIN_FLOPS in benchmarks/README.md)
+#: equivalent in memory traffic) runs on the calling thread: handing blocks to a worker thread
+#: costs ~20 us (its wake-up; 40-90 us measured through a ThreadPoolExecutor), about the time
+#: one thread takes for ~1 MFLOP of GEMM; the batch-1 A/Bs in benchmarks/README.md ("A parfor
+#: compiles twice") chose 4 MFLOP
 FANOUT_MIN_FLOPS = 4_000_000
 
 # ----------------------------------------------------------------------------- conv2d
