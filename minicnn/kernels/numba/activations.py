@@ -20,14 +20,16 @@ per element, its inputs come out of those flushed kernels, and keeping IEEE arit
 the arithmetic ops bitwise numpy's for every input.
 
 Tiers: :func:`_block` (serial, one op on 1-D slices; the op is chosen once per block, so every
-element loop is a plain vectorised loop), the parallel driver :func:`_ew` over blocks of
-``config.EW_BLOCK`` elements and its serial twin :func:`_ew_serial` (inputs below
-``config.ACT_SMALL`` elements: waking the pool costs more than the work). One ``prange`` kernel
-for every op, as in :mod:`.batchnorm`: numba compiles a ``prange`` loop slowly. The element-wise
-results do not depend on the blocks: the same bits on both paths and for any thread count.
-PReLU, whose alpha broadcasts over the batch and whose dalpha is a reduction, has its own kernels
-(:func:`_prelu_fwd`, :func:`_prelu_bwd`: fixed groups of samples, float partials added in group
-order by :func:`~.elementwise.sum_groups`; dalpha differs from numpy's only by the summation order).
+element loop is a plain vectorised loop) and the driver :func:`_ew` over a range of blocks of
+``config.EW_BLOCK`` elements, a serial ``nogil`` kernel that :func:`.fanout.run` splits over the
+threads when the call has the work for it (:data:`_WORK`; a small input is one call on the
+calling thread). One kernel for every op, and not a ``prange`` one: numba compiles a parfor's body
+twice over, and this one holds every op (``_ew`` cost 4.9 s cold as a parfor, LeNet-5's largest).
+The element-wise results do not depend on the blocks: the same bits for any split and thread
+count. PReLU, whose alpha broadcasts over the batch and whose dalpha is a reduction, has its own
+kernels (:func:`_prelu_fwd` over samples, :func:`_prelu_bwd` over fixed groups of samples, float
+partials added in group order by :func:`~.elementwise.sum_groups`; dalpha differs from numpy's
+only by the summation order), fanned out the same way.
 """
 
 from __future__ import annotations
@@ -35,11 +37,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from numba.extending import register_jitable
 
 from .. import numpy_activations as _ref
-from . import checks, config
+from . import checks, config, fanout
 from .arrays import FLOATS, as_c
 from .config import EW_BLOCK
 from .elementwise import sum_groups
@@ -49,7 +51,18 @@ __all__ = list(_ref.__all__)
 
 # ----------------------------------------------------------------------------- op codes
 (TANH_F, TANH_B, SIGMOID_F, SIGMOID_B, SOFTPLUS_F, SOFTPLUS_B, SILU_F, SILU_B, GELU_F, GELU_B,
- ELU_F, ELU_B, SELU_F, SELU_B, LEAKY_F, LEAKY_B, CAPPED_F, CAPPED_B) = range(18)
+ ELU_F, ELU_B, SELU_F, SELU_B, LEAKY_F, LEAKY_B, CAPPED_F, CAPPED_B, PRELU_F, PRELU_B) = range(20)
+
+#: each op's work per float32 element for :func:`.fanout.run` (in its unit, one GEMM FLOP's time on
+#: one thread), set so that a call is split over the threads from where the split measured to pay
+#: (``config.FANOUT_MIN_FLOPS``): the transcendental ops scale 1.4-2x on two cores and split from
+#: ~100k elements (gelu's scalar erfc from ~12k); the arithmetic backwards and the relu family are
+#: bound by the memory bandwidth the cores share (1.0-1.3x at 1M elements), so they split only
+#: from ~0.4-1.3M. Medians of four runs of ``python -m benchmarks.fanout_work`` (2-core Zen 3:
+#: benchmarks/README.md, "The element-wise kernels left the parfors too"), rounded
+_WORK = {TANH_F: 40, TANH_B: 10, SIGMOID_F: 40, SIGMOID_B: 10, SOFTPLUS_F: 45, SOFTPLUS_B: 40,
+         SILU_F: 45, SILU_B: 50, GELU_F: 320, GELU_B: 330, ELU_F: 30, ELU_B: 40, SELU_F: 35,
+         SELU_B: 10, LEAKY_F: 3, LEAKY_B: 4, CAPPED_F: 10, CAPPED_B: 20, PRELU_F: 6, PRELU_B: 14}
 
 #: slots of the scalar vector ``s`` every kernel gets (in the input's dtype): the op's parameters
 #: p0..p3, then the constants (numba would promote ``float32 * 1.0`` to float64: typed ones here)
@@ -200,19 +213,14 @@ def _block(op, a, b, out, s, f0, f1):
             out[i] = d
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _ew(op, a, b, out, s, f0, f1):
-    """:func:`_block` in parallel over blocks of ``EW_BLOCK`` elements (1-D arrays of one size)."""
+@njit(nogil=True, cache=True, error_model="numpy")
+def _ew(op, a, b, out, s, f0, f1, b_lo, b_hi, worker):
+    """:func:`_block` on the blocks b_lo..b_hi-1 of ``EW_BLOCK`` elements (1-D arrays of one size;
+    ``worker`` unused)."""
     size = out.shape[0]
-    for t in prange((size + EW_BLOCK - 1) // EW_BLOCK):
+    for t in range(b_lo, b_hi):
         t0, t1 = t * EW_BLOCK, min(size, t * EW_BLOCK + EW_BLOCK)
         _block(op, a[t0:t1], b[t0:t1], out[t0:t1], s, f0, f1)
-
-
-@njit(cache=True, error_model="numpy")
-def _ew_serial(op, a, b, out, s, f0, f1):
-    """:func:`_block` on the calling thread, on the whole arrays (the same bits: element-wise)."""
-    _block(op, a, b, out, s, f0, f1)
 
 
 # ----------------------------------------------------------------------------- prelu kernels
@@ -249,68 +257,38 @@ def _prelu_bwd_rows(dy, z, alpha, dz, part, zero):
             part[j] += d * mn
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _prelu_bwd(dy, z, alpha, gsize, dz, part, parallel):
-    """dz, and ``part[g]`` for fixed groups of ``gsize`` consecutive samples (shape-only: the
-    same bits for any thread count, and on the serial path ``parallel`` False)."""
-    n = z.shape[0]
-    groups = part.shape[0]
+@njit(nogil=True, cache=True, error_model="numpy")
+def _prelu_fwd(z, alpha, y, t_lo, t_hi, worker):
+    """``y = max(z, 0) - alpha * max(-z, 0)`` (numpy's roundings; NaN passes) on the samples
+    t_lo..t_hi-1 of z, y (N, S), with the broadcast alpha (S,) (``worker`` unused)."""
     zero = _zero_like(alpha)
-    for g in prange(groups if parallel else 0):
-        r0 = g * gsize
-        r1 = min(n, r0 + gsize)
-        _prelu_bwd_rows(dy[r0:r1], z[r0:r1], alpha, dz[r0:r1], part[g], zero)
-    if not parallel:
-        for g in range(groups):
-            r0 = g * gsize
-            r1 = min(n, r0 + gsize)
-            _prelu_bwd_rows(dy[r0:r1], z[r0:r1], alpha, dz[r0:r1], part[g], zero)
-
-
-@njit(parallel=True, cache=True, error_model="numpy")
-def _prelu_fwd(z, alpha, y):
-    """``y = max(z, 0) - alpha * max(-z, 0)`` (numpy's roundings; NaN passes) on z, y (N, S) and
-    the broadcast alpha (S,), parallel over samples."""
-    zero = _zero_like(alpha)
-    for t in prange(z.shape[0]):
+    for t in range(t_lo, t_hi):
         _prelu_fwd_row(z[t], alpha, y[t], zero)
 
 
-@njit(cache=True, error_model="numpy")
-def _prelu_fwd_serial(z, alpha, y):
-    """:func:`_prelu_fwd` on the calling thread."""
+@njit(nogil=True, cache=True, error_model="numpy")
+def _prelu_bwd(dy, z, alpha, gsize, dz, part, g_lo, g_hi, worker):
+    """dz (N, S), and ``part[g]`` (G, S) for the groups g_lo..g_hi-1 of ``gsize`` consecutive
+    samples (fixed by the shapes only: the same bits for any split; ``worker`` unused)."""
     zero = _zero_like(alpha)
-    for t in range(z.shape[0]):
-        _prelu_fwd_row(z[t], alpha, y[t], zero)
-
-
-@njit(parallel=True, cache=True, error_model="numpy")
-def _prelu_bwd(dy, z, alpha, gsize, dz, part):
-    """dz (N, S), and ``part[g]`` (G, S) for fixed groups of ``gsize`` consecutive samples (shape
-    only: the same bits for any thread count), parallel over the groups."""
-    zero = _zero_like(alpha)
-    for g in prange(part.shape[0]):
-        r0 = g * gsize
-        r1 = min(z.shape[0], r0 + gsize)
-        _prelu_bwd_rows(dy[r0:r1], z[r0:r1], alpha, dz[r0:r1], part[g], zero)
-
-
-@njit(cache=True, error_model="numpy")
-def _prelu_bwd_serial(dy, z, alpha, gsize, dz, part):
-    """:func:`_prelu_bwd` on the calling thread: the same groups, the same bits."""
-    zero = _zero_like(alpha)
-    for g in range(part.shape[0]):
+    for g in range(g_lo, g_hi):
         r0 = g * gsize
         r1 = min(z.shape[0], r0 + gsize)
         _prelu_bwd_rows(dy[r0:r1], z[r0:r1], alpha, dz[r0:r1], part[g], zero)
 
 
 # ----------------------------------------------------------------------------- public functions
+def _work(op, a):
+    """:func:`.fanout.run`'s work estimate of op on ``a``: :data:`_WORK` per element, twice that
+    for float64 (half the vector lanes, twice the bytes)."""
+    return _WORK[op] * a.size * (a.itemsize // 4)
+
+
 def _run(op, a, b, dt, s, f0=0, f1=0):
     """out = op(a[, b]) for C-contiguous a, b of dtype ``dt`` (one shape)."""
     out = np.empty_like(a)
-    kernel = _ew_serial if a.size < config.ACT_SMALL else _ew
-    kernel(op, a.reshape(-1), b.reshape(-1), out.reshape(-1), s, f0, f1)
+    fanout.run(_ew, -(-a.size // EW_BLOCK), op, a.reshape(-1), b.reshape(-1), out.reshape(-1), s, f0, f1,
+               work=_work(op, a))
     return out
 
 
@@ -491,7 +469,7 @@ def prelu_forward(z, alpha):
     a = _prelu_alpha("prelu_forward", z, alpha, dt)
     z2 = z.reshape(z.shape[0], -1)
     y = np.empty_like(z)
-    (_prelu_fwd_serial if z.size < config.ACT_SMALL else _prelu_fwd)(z2, a, y.reshape(z2.shape))
+    fanout.run(_prelu_fwd, z2.shape[0], z2, a, y.reshape(z2.shape), work=_work(PRELU_F, z))
     return y
 
 
@@ -516,7 +494,7 @@ def prelu_backward(dy, z, alpha):
     gsize = prelu_groups(dy2.shape[0])
     part = np.empty((-(-dy2.shape[0] // gsize), dy2.shape[1]), dtype=dt)
     dz = np.empty_like(dy)
-    (_prelu_bwd_serial if dy.size < config.ACT_SMALL else _prelu_bwd)(dy2, z2, a, gsize, dz.reshape(dy2.shape), part)
+    fanout.run(_prelu_bwd, part.shape[0], dy2, z2, a, gsize, dz.reshape(dy2.shape), part, work=_work(PRELU_B, dy))
     da = np.empty(dy2.shape[1], dtype=dt)
     sum_groups(part, da)
     da = da.reshape(dy.shape[1:])

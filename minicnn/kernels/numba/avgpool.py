@@ -25,24 +25,41 @@ cells, TensorFlow's tie rule of the global max gradient: documented there). Ever
 * **Zero padding** and its adjoint, the crop: copies of whole rows (W*C contiguous values),
   parallel over images.
 
-Tiers: serial ``@njit`` helpers per output row or image, the parallel kernels (``prange`` over
-rows or images), their serial twins for inputs below ``config.POOL_SMALL`` (average pooling)
-or ``config.COPY_SMALL`` elements (the memory-bound rest; the same helpers: the same bits),
-then the public functions (shape checks, any layout, non-float dtypes to the numpy kernels).
+Tiers: serial ``@njit`` helpers per output row or image; the kernels, serial ``nogil`` loops
+over a range of rows or images that :func:`.fanout.run` splits over the threads when the call
+has the work for it (:data:`POOL_WORK`, :data:`COPY_WORK`; the same helpers on any split: the same
+bits); then the public functions (shape checks, any layout, non-float dtypes to the numpy
+kernels). Not ``prange`` kernels with serial twins, as before: a parfor compiles its body twice
+over and the twin a third time (the three average-pooling pairs cost LeNet-5 3.5 s cold).
 Nothing here does arithmetic on denormals often enough to flush them.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .. import numpy_pooling as _ref
-from . import checks, config
+from . import checks, fanout
 from .arrays import FLOATS
 
 __all__ = ["avgpool2d_forward", "avgpool2d_backward", "global_avgpool2d_forward", "global_avgpool2d_backward",
            "global_maxpool2d_forward", "global_maxpool2d_backward", "zeropad2d_forward", "zeropad2d_backward"]
+
+#: :func:`.fanout.run`'s work per float32 element read and written (in its unit, one GEMM FLOP's
+#: time on one thread), set so that a call splits where the split measured to pay: average
+#: pooling's passes (a window's adds per output, gathers per input; 1.5-2x on two cores at
+#: LeNet-5's first pool) from ~100k elements; the copies and single reductions of global pooling
+#: and zero padding, bound by the memory bandwidth the cores share (0.6-1.1x split at batch 256),
+#: from ~0.8M. Medians of four runs of ``python -m benchmarks.fanout_work`` (2-core Zen 3),
+#: rounded; float64 counts twice (:func:`_work`)
+POOL_WORK = 40
+COPY_WORK = 5
+
+
+def _work(per_element, *arrays):
+    """The work of a pass reading and writing ``arrays`` (float64: twice float32's)."""
+    return per_element * sum(a.size for a in arrays) * (arrays[0].itemsize // 4)
 
 
 # ----------------------------------------------------------------------------- average pooling
@@ -71,19 +88,11 @@ def _avg_row(x, n, i, ph, pw, sh, sw, top, left, cnt, yr):
             acc[ch] = acc[ch] / q
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _avg_fwd(x, ph, pw, sh, sw, top, left, cnt, y):
-    """y (N, OH, OW, C) = average pooling of x, parallel over the N*OH output rows."""
+@njit(nogil=True, cache=True, error_model="numpy")
+def _avg_fwd(x, ph, pw, sh, sw, top, left, cnt, y, t_lo, t_hi, worker):
+    """y (N, OH, OW, C) = average pooling of x, on the output rows t_lo..t_hi-1 of the N*OH."""
     oh = y.shape[1]
-    for t in prange(y.shape[0] * oh):
-        n = t // oh
-        _avg_row(x, n, t - n * oh, ph, pw, sh, sw, top, left, cnt, y[n, t - n * oh])
-
-
-@njit(cache=True, error_model="numpy")
-def _avg_fwd_serial(x, ph, pw, sh, sw, top, left, cnt, y):
-    oh = y.shape[1]
-    for t in range(y.shape[0] * oh):
+    for t in range(t_lo, t_hi):
         n = t // oh
         _avg_row(x, n, t - n * oh, ph, pw, sh, sw, top, left, cnt, y[n, t - n * oh])
 
@@ -112,19 +121,12 @@ def _avg_grad_row(share, n, r, rows, cols, dxr):
                     acc[ch] += g[ch]
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _avg_bwd(share, rows, cols, dx):
-    """dx (N, H, W, C) from the windows' shares (N, OH, OW, C), parallel over the N*H input rows."""
+@njit(nogil=True, cache=True, error_model="numpy")
+def _avg_bwd(share, rows, cols, dx, t_lo, t_hi, worker):
+    """dx (N, H, W, C) from the windows' shares (N, OH, OW, C), on the input rows t_lo..t_hi-1
+    of the N*H."""
     h = dx.shape[1]
-    for t in prange(dx.shape[0] * h):
-        n = t // h
-        _avg_grad_row(share, n, t - n * h, rows, cols, dx[n, t - n * h])
-
-
-@njit(cache=True, error_model="numpy")
-def _avg_bwd_serial(share, rows, cols, dx):
-    h = dx.shape[1]
-    for t in range(dx.shape[0] * h):
+    for t in range(t_lo, t_hi):
         n = t // h
         _avg_grad_row(share, n, t - n * h, rows, cols, dx[n, t - n * h])
 
@@ -140,7 +142,8 @@ def _avg_disjoint_row(dy, cnt, row_of, idx, valid, n, r, dxr):
     zero = np.zeros(1, dtype=dxr.dtype)[0]
     i = row_of[r]
     if i < 0:
-        dxr[:] = zero
+        for q in range(dxr.shape[0]):  # (a loop: a slice assignment compiles numba's general setitem)
+            dxr[q] = zero
         return
     dyr, cr = dy[n, i], cnt[i]
     for q in range(dxr.shape[0]):
@@ -149,19 +152,11 @@ def _avg_disjoint_row(dy, cnt, row_of, idx, valid, n, r, dxr):
         dxr[q] = zero + v if valid[q] else zero
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _avg_bwd_disjoint(dy, cnt, row_of, idx, valid, dx):
-    """dx (N, H, W*C) by :func:`_avg_disjoint_row`, parallel over the N*H input rows."""
+@njit(nogil=True, cache=True, error_model="numpy")
+def _avg_bwd_disjoint(dy, cnt, row_of, idx, valid, dx, t_lo, t_hi, worker):
+    """dx (N, H, W*C) by :func:`_avg_disjoint_row`, on the input rows t_lo..t_hi-1 of the N*H."""
     h = dx.shape[1]
-    for t in prange(dx.shape[0] * h):
-        n = t // h
-        _avg_disjoint_row(dy, cnt, row_of, idx, valid, n, t - n * h, dx[n, t - n * h])
-
-
-@njit(cache=True, error_model="numpy")
-def _avg_bwd_disjoint_serial(dy, cnt, row_of, idx, valid, dx):
-    h = dx.shape[1]
-    for t in range(dx.shape[0] * h):
+    for t in range(t_lo, t_hi):
         n = t // h
         _avg_disjoint_row(dy, cnt, row_of, idx, valid, n, t - n * h, dx[n, t - n * h])
 
@@ -225,9 +220,9 @@ def _disjoint_backward(dy, x_shape, pool_size, strides, pads):
     n, h, w, c = x_shape
     oh, ow = dy.shape[1:3]
     dx = np.empty(x_shape, dtype=dy.dtype)
-    kernel = _avg_bwd_disjoint_serial if _small(dy, dx) else _avg_bwd_disjoint
-    kernel(dy.reshape(n, oh, ow * c), *_disjoint_tables(x_shape, pool_size, strides, pads, dy.dtype),
-           dx.reshape(n, h, w * c))
+    fanout.run(_avg_bwd_disjoint, n * h, dy.reshape(n, oh, ow * c),
+               *_disjoint_tables(x_shape, pool_size, strides, pads, dy.dtype), dx.reshape(n, h, w * c),
+               work=_work(POOL_WORK, dy, dx))
     return dx
 
 
@@ -312,16 +307,10 @@ def _gavg_image(xi, yi):
         yi[ch] = np.float64(acc[ch]) / m
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _gavg_fwd(x3, y):
-    """y (N, C) = means of x3 (N, H*W, C), parallel over images."""
-    for n in prange(x3.shape[0]):
-        _gavg_image(x3[n], y[n])
-
-
-@njit(cache=True, error_model="numpy")
-def _gavg_fwd_serial(x3, y):
-    for n in range(x3.shape[0]):
+@njit(nogil=True, cache=True, error_model="numpy")
+def _gavg_fwd(x3, y, n_lo, n_hi, worker):
+    """y (N, C) = means of x3 (N, H*W, C), on the images n_lo..n_hi-1."""
+    for n in range(n_lo, n_hi):
         _gavg_image(x3[n], y[n])
 
 
@@ -338,15 +327,10 @@ def _broadcast_image(dyi, q, dxi):
             dr[ch] = g[ch]
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _gavg_bwd(dy, q, dx3):
-    for n in prange(dx3.shape[0]):
-        _broadcast_image(dy[n], q, dx3[n])
-
-
-@njit(cache=True, error_model="numpy")
-def _gavg_bwd_serial(dy, q, dx3):
-    for n in range(dx3.shape[0]):
+@njit(nogil=True, cache=True, error_model="numpy")
+def _gavg_bwd(dy, q, dx3, n_lo, n_hi, worker):
+    """dx3 (N, H*W, C) = dy (N, C) / q broadcast, on the images n_lo..n_hi-1."""
+    for n in range(n_lo, n_hi):
         _broadcast_image(dy[n], q, dx3[n])
 
 
@@ -363,15 +347,10 @@ def _gmax_image(xi, yi):
             yi[ch] = v if (v > best or v != v) and best == best else best
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _gmax_fwd(x3, y):
-    for n in prange(x3.shape[0]):
-        _gmax_image(x3[n], y[n])
-
-
-@njit(cache=True, error_model="numpy")
-def _gmax_fwd_serial(x3, y):
-    for n in range(x3.shape[0]):
+@njit(nogil=True, cache=True, error_model="numpy")
+def _gmax_fwd(x3, y, n_lo, n_hi, worker):
+    """y (N, C) = maxima of x3 (N, H*W, C), on the images n_lo..n_hi-1."""
+    for n in range(n_lo, n_hi):
         _gmax_image(x3[n], y[n])
 
 
@@ -397,27 +376,22 @@ def _gmax_grad_image(dyi, xi, yi, dxi):
             dr[ch] = (one_q[ch] if xr[ch] == yi[ch] else zero_q[ch]) * dyi[ch]
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _gmax_bwd(dy, x3, y, dx3):
-    for n in prange(x3.shape[0]):
-        _gmax_grad_image(dy[n], x3[n], y[n], dx3[n])
-
-
-@njit(cache=True, error_model="numpy")
-def _gmax_bwd_serial(dy, x3, y, dx3):
-    for n in range(x3.shape[0]):
+@njit(nogil=True, cache=True, error_model="numpy")
+def _gmax_bwd(dy, x3, y, dx3, n_lo, n_hi, worker):
+    """dx3 (N, H*W, C) of the global max, on the images n_lo..n_hi-1."""
+    for n in range(n_lo, n_hi):
         _gmax_grad_image(dy[n], x3[n], y[n], dx3[n])
 
 
 # ----------------------------------------------------------------------------- zero padding
-@njit(parallel=True, cache=True)
-def _pad(x3, top, left, y3):
-    """y3 (N, Hp, Wp*C) = x3 (N, H, W*C) zero-padded (``left`` in elements), parallel over images.
-    Each image is zeroed whole, then its rows copied: long loops (measured on (100, 28, 28, 1):
-    15 us, against 26 for zeroing only the border row by row and 23 with the image's work in a
-    helper function; numpy 23). The body is repeated in :func:`_pad_serial` for that reason."""
+@njit(nogil=True, cache=True)
+def _pad(x3, top, left, y3, i_lo, i_hi, worker):
+    """y3 (N, Hp, Wp*C) = x3 (N, H, W*C) zero-padded (``left`` in elements), on the images
+    i_lo..i_hi-1. Each image is zeroed whole, then its rows copied: long loops (measured on
+    (100, 28, 28, 1): 15 us, against 26 for zeroing only the border row by row and 23 with the
+    image's work in a helper function; numpy 23)."""
     h, wc = x3.shape[1], x3.shape[2]
-    for i in prange(x3.shape[0]):
+    for i in range(i_lo, i_hi):
         yf = y3[i].reshape(-1)
         for k in range(yf.size):
             yf[k] = 0
@@ -428,37 +402,12 @@ def _pad(x3, top, left, y3):
                 dst[k] = src[k]
 
 
-@njit(cache=True)
-def _pad_serial(x3, top, left, y3):
-    h, wc = x3.shape[1], x3.shape[2]
-    for i in range(x3.shape[0]):
-        yf = y3[i].reshape(-1)
-        for k in range(yf.size):
-            yf[k] = 0
-        for r in range(h):
-            dst = y3[i, r + top, left:left + wc]
-            src = x3[i, r]
-            for k in range(wc):
-                dst[k] = src[k]
-
-
-@njit(parallel=True, cache=True)
-def _crop(dy3, top, left, dx3):
-    """dx3 (N, H, W*C) = the interior of dy3 (N, Hp, Wp*C) from row ``top``, element ``left``,
-    parallel over images (the loops inline, as in :func:`_pad`)."""
+@njit(nogil=True, cache=True)
+def _crop(dy3, top, left, dx3, i_lo, i_hi, worker):
+    """dx3 (N, H, W*C) = the interior of dy3 (N, Hp, Wp*C) from row ``top``, element ``left``, on
+    the images i_lo..i_hi-1."""
     h, wc = dx3.shape[1], dx3.shape[2]
-    for i in prange(dx3.shape[0]):
-        for r in range(h):
-            src = dy3[i, r + top, left:left + wc]
-            dst = dx3[i, r]
-            for k in range(wc):
-                dst[k] = src[k]
-
-
-@njit(cache=True)
-def _crop_serial(dy3, top, left, dx3):
-    h, wc = dx3.shape[1], dx3.shape[2]
-    for i in range(dx3.shape[0]):
+    for i in range(i_lo, i_hi):
         for r in range(h):
             src = dy3[i, r + top, left:left + wc]
             dst = dx3[i, r]
@@ -467,16 +416,6 @@ def _crop_serial(dy3, top, left, dx3):
 
 
 # ----------------------------------------------------------------------------- public functions
-def _small(*arrays):
-    """Average pooling's serial kernels below ``config.POOL_SMALL`` elements read and written."""
-    return sum(a.size for a in arrays) < config.POOL_SMALL
-
-
-def _small_copy(*arrays):
-    """Global pooling's and zero padding's serial kernels below ``config.COPY_SMALL`` elements."""
-    return sum(a.size for a in arrays) < config.COPY_SMALL
-
-
 def _nhwc(where, a, name="x"):
     if np.ndim(a) != 4:
         raise ValueError(f"{where}: {name} must be (N, H, W, C), got {np.shape(a)}")
@@ -490,8 +429,8 @@ def avgpool2d_forward(x, pool_size, strides, pads):
         return _ref.avgpool2d_forward(x, pool_size, strides, pads)
     cnt = _counts(x.shape, pool_size, strides, pads, x.dtype)
     y = np.empty((x.shape[0], oh, ow, x.shape[3]), dtype=x.dtype)
-    kernel = _avg_fwd_serial if _small(x, y) else _avg_fwd
-    kernel(x, pool_size[0], pool_size[1], strides[0], strides[1], pads[0], pads[2], cnt, y)
+    fanout.run(_avg_fwd, y.shape[0] * oh, x, pool_size[0], pool_size[1], strides[0], strides[1], pads[0], pads[2],
+               cnt, y, work=_work(POOL_WORK, x, y))
     return y
 
 
@@ -508,7 +447,7 @@ def avgpool2d_backward(dy, x_shape, pool_size, strides, pads):
     rows, cols = _windows(x_shape, pool_size, strides, pads, *dy.shape[1:3])
     dx = np.empty(x_shape, dtype=dy.dtype)
     share = dy / cnt[None, :, :, None]  # numpy's own expression: one division per window and channel
-    (_avg_bwd_serial if _small(dy, dx) else _avg_bwd)(share, rows, cols, dx)
+    fanout.run(_avg_bwd, x_shape[0] * x_shape[1], share, rows, cols, dx, work=_work(POOL_WORK, dy, dx))
     return dx
 
 
@@ -520,7 +459,7 @@ def global_avgpool2d_forward(x):
     if x.dtype not in FLOATS or x.size == 0:
         return _ref.global_avgpool2d_forward(x)
     y = np.empty((n, c), dtype=x.dtype)
-    (_gavg_fwd_serial if _small_copy(x) else _gavg_fwd)(x.reshape(n, h * w, c), y)
+    fanout.run(_gavg_fwd, n, x.reshape(n, h * w, c), y, work=_work(COPY_WORK, x))
     return y
 
 
@@ -535,7 +474,7 @@ def global_avgpool2d_backward(dy, x_shape):
     if dy.dtype not in FLOATS or n * h * w * c == 0:
         return _ref.global_avgpool2d_backward(dy, x_shape)
     dx = np.empty(x_shape, dtype=dy.dtype)
-    (_gavg_bwd_serial if _small_copy(dx) else _gavg_bwd)(dy, dy.dtype.type(h * w), dx.reshape(n, h * w, c))
+    fanout.run(_gavg_bwd, n, dy, dy.dtype.type(h * w), dx.reshape(n, h * w, c), work=_work(COPY_WORK, dx))
     return dx
 
 
@@ -547,7 +486,7 @@ def global_maxpool2d_forward(x):
     if x.dtype not in FLOATS or x.size == 0:
         return _ref.global_maxpool2d_forward(x)
     y = np.empty((n, c), dtype=x.dtype)
-    (_gmax_fwd_serial if _small_copy(x) else _gmax_fwd)(x.reshape(n, h * w, c), y)
+    fanout.run(_gmax_fwd, n, x.reshape(n, h * w, c), y, work=_work(COPY_WORK, x))
     return y
 
 
@@ -564,7 +503,7 @@ def global_maxpool2d_backward(dy, x, y):
         return _ref.global_maxpool2d_backward(dy, np.asarray(x), np.asarray(y))
     x3 = np.ascontiguousarray(x).reshape(n, h * w, c)
     dx = np.empty((n, h, w, c), dtype=dt)
-    (_gmax_bwd_serial if _small_copy(dx) else _gmax_bwd)(dy, x3, np.ascontiguousarray(y), dx.reshape(x3.shape))
+    fanout.run(_gmax_bwd, n, dy, x3, np.ascontiguousarray(y), dx.reshape(x3.shape), work=_work(COPY_WORK, x3, dx))
     return dx
 
 
@@ -579,7 +518,7 @@ def zeropad2d_forward(x, pads):
     if x.dtype not in FLOATS or x.size == 0:
         return _ref.zeropad2d_forward(x, pads)
     y = np.empty((n, h + top + bottom, w + left + right, c), dtype=x.dtype)
-    (_pad_serial if _small_copy(x, y) else _pad)(x.reshape(n, h, w * c), top, left * c, y.reshape(n, y.shape[1], -1))
+    fanout.run(_pad, n, x.reshape(n, h, w * c), top, left * c, y.reshape(n, y.shape[1], -1), work=_work(COPY_WORK, x, y))
     return y
 
 
@@ -595,5 +534,5 @@ def zeropad2d_backward(dy, pads):
     if dy.dtype not in FLOATS or n * h * w * c == 0:
         return _ref.zeropad2d_backward(dy, pads)
     dx = np.empty((n, h, w, c), dtype=dy.dtype)
-    (_crop_serial if _small_copy(dx) else _crop)(dy.reshape(n, hp, wp * c), top, left * c, dx.reshape(n, h, w * c))
+    fanout.run(_crop, n, dy.reshape(n, hp, wp * c), top, left * c, dx.reshape(n, h, w * c), work=_work(COPY_WORK, dx))
     return dx

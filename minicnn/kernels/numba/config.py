@@ -42,7 +42,7 @@ __all__ = [
     "OMP_POLICY_SET_HERE", "TILES_ENV", "TILES", "CHUNK_ROWS", "MAX_GROUPS", "SUM_BLOCK",
     "DENSE_KSPLIT", "DENSE_MIN_KSLICE", "DENSE_BLOCK", "DENSE_MAX_BLOCKS", "DENSE_TILE_ROWS",
     "DENSE_TILE_MAX_SAMPLES", "SMALL_GEMM", "SMALL_ELEMENTWISE", "EW_BLOCK", "BN_BLOCK", "BN_SMALL", "has_avx512",
-    "ACT_SMALL", "POOL_SMALL", "COPY_SMALL", "FANOUT_MIN_FLOPS",
+    "FANOUT_MIN_FLOPS",
     "tiles_from_env",
 ]
 
@@ -133,30 +133,14 @@ DENSE_TILE_MAX_SAMPLES = 256
 SMALL_GEMM = 65536 * 4
 
 # ----------------------------------------------------------------------------- elementwise
-#: elementwise ops (relu, the Adam update) on fewer elements than this run on the calling thread
-#: (relu: numpy; Adam: a serial kernel): waking the thread pool costs more than the work
+#: relu on fewer elements than this runs numpy's on the calling thread: waking the thread pool
+#: costs more than the work (the Adam update decides by its ``fanout.run`` work estimate)
 SMALL_ELEMENTWISE = 1 << 15
 #: elementwise kernels: elements per parallel iteration (amortises scheduling). A block is taken
 #: as slices, looped from index 0: numba cannot tell that ``range(t * B, ...)`` is non-negative, and
 #: its negative-index handling stops LLVM from vectorising (measured: Adam 4.2 ms vs 1.4, relu
 #: backward 1.0 vs 0.75)
 EW_BLOCK = 16384
-
-#: the zoo's activations (:mod:`.activations`) on fewer elements than this run their serial kernel
-#: (the same code, so the same bits): a transcendental activation costs ~0.5-2 ns per element
-#: vectorised, so below ~16k elements the work is shorter than waking the pool (~10-20 us here)
-ACT_SMALL = 1 << 14
-
-# ----------------------------------------------------------------------------- the pooling zoo
-#: average/global pooling and zero padding (:mod:`.avgpool`) on fewer elements than this (input and
-#: output together) run their serial kernels (the same helpers: the same bits). These are memory
-#: bound, ~0.3-1 ns per element: below ~32k elements waking the pool costs more than it saves
-POOL_SMALL = 1 << 15
-#: global pooling and zero padding (copies, a compare or an add per element: memory bound) run
-#: serially below this many elements read and written. Measured (2 cores, busy with other work):
-#: the serial kernels as fast as the parallel ones or faster on (100, 7, 7, 64) (313k values) and
-#: zero padding of (100, 14, 14, 32) (1.4M), and 30 us faster on (100, 28, 28, 1) (the launch)
-COPY_SMALL = 1 << 21
 
 # ----------------------------------------------------------------------------- batch normalisation
 #: batch normalisation: values per row block (``max(1, BN_BLOCK // C)`` rows), one parallel

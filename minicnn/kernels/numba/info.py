@@ -176,7 +176,7 @@ def trace_kernels():
     code are not seen (resolved when compiled); the Python tier, which picks each op's path, is.
     Run the operation once *before* tracing it: a kernel compiled while instrumented would see a
     Python wrapper instead of a dispatcher and fail to type. Kernels that :func:`.fanout.run` calls on
-its pool threads are recorded (once, like the others); open it from one thread at a time.
+    its pool threads are recorded (once, like the others); open it from one thread at a time.
     """
     names: list[str] = []
     lock = threading.Lock()

@@ -1,4 +1,4 @@
-"""Fused optimizer updates for the numba backend: one parallel pass over each weight.
+"""Fused optimizer updates for the numba backend: one pass over each weight, split over the threads.
 
 NumPy's ``m += (g - m) * c1`` etc. walks the 4.7M weights of the seed model a dozen times with
 temporaries; these loops read and write each element once. They perform the same float
@@ -6,22 +6,29 @@ operations in the same order as :func:`minicnn.kernels.numpy_backend.adam_update
 no reassociation), so both backends give bitwise-identical updates, except that denormals are
 flushed to zero here (:mod:`.fpu`; Adam's moments decay into that range).
 
-Tiers: :func:`_adam_at` (one element, inlined), :func:`_adam` (parallel over blocks of
-``config.EW_BLOCK``) and :func:`_adam_serial` (small weights: no thread-pool wake-up), and the
-public :func:`adam_update`, which picks one by size (``config.SMALL_ELEMENTWISE``). Each element
-is updated independently, so the three give the same bits.
+Tiers: :func:`_adam_at` (one element, inlined), :func:`_adam` (a serial ``nogil`` kernel over a
+range of blocks of ``config.EW_BLOCK`` elements, which :func:`.fanout.run` splits over the threads:
+a ``prange`` kernel compiled the same loop twice, 0.8 s cold against ~0.3 s) and the public
+:func:`adam_update`. Each element is updated independently, so any split gives the same bits.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from . import checks, config
+from . import checks, fanout
 from .config import EW_BLOCK
 from .fpu import denormals_off, denormals_restore
 
 __all__ = ["adam_update"]
+
+#: the work of one element's update for :func:`.fanout.run` (in its unit, one GEMM FLOP's time on
+#: one thread): it streams 4 reads and 3 writes and takes a square root and a division, ~3.2 ns an
+#: element on one thread past L2, 1.5-1.9x faster split over two cores; 130 splits the weights of
+#: more than ~30k elements, where the split measured to pay (medians of four runs of
+#: ``python -m benchmarks.fanout_work``, 2-core Zen 3)
+ADAM_WORK_PER_ELEMENT = 130
 
 
 @njit(inline="always", cache=True)
@@ -35,27 +42,18 @@ def _adam_at(i, p, g, m, v, c1, c2, alpha, eps):
     p[i] = p[i] - mi * alpha / (np.sqrt(vi) + eps)
 
 
-@njit(parallel=True, cache=True)
-def _adam(p, g, m, v, c1, c2, alpha, eps):
-    """The update of 1-D ``p``, ``m``, ``v`` (in place) from ``g``, one block of ``EW_BLOCK``
-    elements per parallel iteration; scalars as in :func:`adam_update`."""
-    for blk in prange((p.size + EW_BLOCK - 1) // EW_BLOCK):
-        fpu = denormals_off()  # (see fpu)
+@njit(nogil=True, cache=True)
+def _adam(p, g, m, v, c1, c2, alpha, eps, b_lo, b_hi, worker):
+    """The update of 1-D ``p``, ``m``, ``v`` (in place) from ``g`` on the blocks b_lo..b_hi-1 of
+    ``EW_BLOCK`` elements; scalars as in :func:`adam_update` (``worker`` unused)."""
+    fpu = denormals_off()  # (see fpu)
+    for blk in range(b_lo, b_hi):
         i0, i1 = blk * EW_BLOCK, min(p.size, blk * EW_BLOCK + EW_BLOCK)
         # slices, looped from 0: with range(i0, i1) numba's negative-index handling stops LLVM
         # from vectorising (4.2 ms instead of 1.4 for dense1)
         ps, gs, ms, vs = p[i0:i1], g[i0:i1], m[i0:i1], v[i0:i1]
         for i in range(ps.size):
             _adam_at(i, ps, gs, ms, vs, c1, c2, alpha, eps)
-        denormals_restore(fpu)
-
-
-@njit(cache=True)
-def _adam_serial(p, g, m, v, c1, c2, alpha, eps):
-    """As :func:`_adam`, on the calling thread."""
-    fpu = denormals_off()
-    for i in range(p.size):
-        _adam_at(i, p, g, m, v, c1, c2, alpha, eps)
     denormals_restore(fpu)
 
 
@@ -67,5 +65,5 @@ def adam_update(p, g, m, v, c1, c2, alpha, eps):
     """
     checks.same_shape("adam_update", "pgmv", p, g, m, v)
     g = np.ascontiguousarray(g)
-    (_adam if p.size >= config.SMALL_ELEMENTWISE else _adam_serial)(
-        p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), c1, c2, alpha, eps)
+    fanout.run(_adam, -(-p.size // EW_BLOCK), p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
+               c1, c2, alpha, eps, work=ADAM_WORK_PER_ELEMENT * p.size)

@@ -33,6 +33,21 @@ def tiles(on):
         config.TILES = saved
 
 
+#: config.FANOUT_MIN_FLOPS as shipped (read at import, before conftest's fixture sets it to 0)
+SHIPPED_FANOUT_MIN_FLOPS = config.FANOUT_MIN_FLOPS
+
+
+@contextlib.contextmanager
+def fanout_threshold(flops):
+    """config.FANOUT_MIN_FLOPS set to ``flops`` inside the block: 0 splits every call over the
+    threads, a huge value keeps every call on the calling thread (one call over all the items)."""
+    saved, config.FANOUT_MIN_FLOPS = config.FANOUT_MIN_FLOPS, flops
+    try:
+        yield
+    finally:
+        config.FANOUT_MIN_FLOPS = saved
+
+
 def one_thread(fn):
     """``fn()`` run with numba's thread count set to 1, the count restored afterwards (the
     determinism tests compare its result with a run on every thread, bit for bit)."""

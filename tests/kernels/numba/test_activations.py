@@ -1,6 +1,6 @@
 """The zoo's activations on numba (minicnn.kernels.numba.activations, .vmath) against the numpy
 kernels: every forward and backward, float32 and float64, odd shapes, non-contiguous inputs,
-both paths (serial below ``config.ACT_SMALL``, parallel blocks above), thread counts, extreme
+both paths (one call on the calling thread, or blocks split over the threads by ``fanout.run``), thread counts, extreme
 values (+-large, +-0, NaN, +-inf, denormals).
 
 Bitwise where the op is arithmetic and selects only (both kernels round the same operations in
@@ -123,10 +123,10 @@ def check(got, want, dt, what, exact, z=None, dy=None, name=None, backward=False
 @pytest.fixture(params=["serial", "parallel"])
 def path(request):
     """Both paths: the serial kernel for everything, or the parallel one with several blocks."""
-    saved = config.ACT_SMALL
-    config.ACT_SMALL = 1 << 62 if request.param == "serial" else 0
+    saved = config.FANOUT_MIN_FLOPS
+    config.FANOUT_MIN_FLOPS = 1 << 62 if request.param == "serial" else 0
     yield request.param
-    config.ACT_SMALL = saved
+    config.FANOUT_MIN_FLOPS = saved
 
 
 def run_op(name, z, dy, dt, how):
@@ -181,10 +181,10 @@ def test_tanh_forward_on_either_side_of_the_cpu_switch(numpy_tanh, dt, path, mon
 
 
 @pytest.mark.parametrize("dt", DTYPES)
-@pytest.mark.parametrize("size", [config.ACT_SMALL - 1, config.ACT_SMALL + 1, 3 * config.EW_BLOCK + 5])
-def test_sizes_around_the_threshold_and_the_blocks(dt, size):
-    """Either side of ACT_SMALL with the shipped setting, and several parallel blocks with a
-    partial last one: NaN-margined inputs, results within the model, the margins untouched."""
+@pytest.mark.parametrize("size", [config.EW_BLOCK - 1, config.EW_BLOCK + 1, 3 * config.EW_BLOCK + 5])
+def test_one_block_two_and_several(dt, size):
+    """One block of EW_BLOCK, two, and several split over the threads with a partial last one:
+    NaN-margined inputs, results within the model, the margins untouched."""
     rng = np.random.default_rng(size)
     for name in ("sigmoid", "softplus", "silu", "elu", "capped_relu"):
         zc = Canary.holding(values(rng, (size,), dt))
@@ -208,17 +208,28 @@ def test_the_same_bits_on_both_paths_and_any_thread_count(dt):
                 out += [getattr(nb, name + "_forward")(z, *p), getattr(nb, name + "_backward")(dy, z, *p)]
         return out + [nb.prelu_forward(z, alpha), *nb.prelu_backward(dy, z, alpha)]
 
-    saved = config.ACT_SMALL
+    saved = config.FANOUT_MIN_FLOPS
     try:
-        config.ACT_SMALL = 0
+        config.FANOUT_MIN_FLOPS = 0
         many = run()
         one = one_thread(run)
-        config.ACT_SMALL = 1 << 62
+        config.FANOUT_MIN_FLOPS = 1 << 62
         serial = run()
     finally:
-        config.ACT_SMALL = saved
+        config.FANOUT_MIN_FLOPS = saved
     for a, b, c in zip(many, one, serial):
         assert a.tobytes() == b.tobytes() == c.tobytes()
+
+
+def test_every_op_has_a_work_estimate():
+    """Every op code has a positive work per element for fanout.run (a missing one would raise
+    KeyError on first use, a zero would never split), and float64 counts twice float32."""
+    codes = [v for k, v in vars(activations).items() if k.endswith(("_F", "_B")) and k.isupper()
+             and isinstance(v, int)]
+    assert sorted(codes) == sorted(activations._WORK) == list(range(len(codes)))
+    assert all(w > 0 for w in activations._WORK.values())
+    z32, z64 = np.zeros(10, np.float32), np.zeros(10, np.float64)
+    assert activations._work(activations.TANH_F, z64) == 2 * activations._work(activations.TANH_F, z32)
 
 
 # ----------------------------------------------------------------------------- PReLU

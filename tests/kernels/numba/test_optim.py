@@ -45,7 +45,7 @@ def test_adam_update_non_contiguous_gradient():
     np.testing.assert_array_equal(p, q)
 
 
-@pytest.mark.parametrize("size", [config.SMALL_ELEMENTWISE - 1, 2 * config.EW_BLOCK + 5])  # serial, parallel
+@pytest.mark.parametrize("size", [config.EW_BLOCK - 1, 2 * config.EW_BLOCK + 5])  # one block; split over threads
 def test_adam_update_touches_only_its_arrays(size):
     """p, g, m, v in buffers with margins (NaN around g, sentinels around the state): bitwise the
     numpy update, margins unchanged."""

@@ -1,11 +1,10 @@
 """The pooling zoo on numba (minicnn.kernels.numba.avgpool): average pooling (valid and same),
 global average/max pooling, zero padding, each forward and backward *bitwise* the numpy kernel's
 (the same operations in the same order; a NaN's sign and payload aside), for both dtypes, odd shapes, non-contiguous inputs, both
-paths (serial below the size thresholds, parallel above), any thread count, and extreme values."""
+paths (one call on the calling thread, or split over the threads by ``fanout.run``), any thread count, and
+extreme values."""
 
 from __future__ import annotations
-
-import contextlib
 
 import numpy as np
 import pytest
@@ -17,20 +16,15 @@ from minicnn.kernels.shapes import window_output
 
 nb = pytest.importorskip("minicnn.kernels.numba_backend")
 
-from minicnn.kernels.numba import config  # noqa: E402
-from tests.kernels.numba.kernelcheck import SETTINGS, Canary, layout, one_thread  # noqa: E402
+from tests.kernels.numba.kernelcheck import (  # noqa: E402
+    SETTINGS, SHIPPED_FANOUT_MIN_FLOPS, Canary, fanout_threshold, layout, one_thread)
 
 DTYPES = [np.float32, np.float64]
 
 
-@contextlib.contextmanager
 def pool_path(path):
-    saved = config.POOL_SMALL, config.COPY_SMALL
-    config.POOL_SMALL = config.COPY_SMALL = 1 << 62 if path == "serial" else 0
-    try:
-        yield
-    finally:
-        config.POOL_SMALL, config.COPY_SMALL = saved
+    """"serial": every call on the calling thread; else every call split over the threads."""
+    return fanout_threshold(1 << 62 if path == "serial" else 0)
 
 
 def bitwise(got, want, what):
@@ -208,9 +202,10 @@ def test_both_paths_and_any_thread_count_give_the_same_bits_and_stay_in_bounds(d
     assert xc.intact() and gc.intact()
 
 
+@fanout_threshold(SHIPPED_FANOUT_MIN_FLOPS)
 def test_the_shipped_thresholds_on_preset_shapes():
     """LeNet-5's average pooling (100, 28, 28, 6) and a global pooling input (100, 7, 7, 64) with
-    the shipped POOL_SMALL / COPY_SMALL: numpy's bits."""
+    the shipped fan-out threshold and work estimates: numpy's bits."""
     rng = np.random.default_rng(6)
     x = rng.standard_normal((100, 28, 28, 6)).astype(np.float32)
     y = nb.avgpool2d_forward(x, (2, 2), (2, 2), (0, 0, 0, 0))
