@@ -237,21 +237,26 @@ def _op_t(R, fw, label, dtype, b, op, d):
 
 
 def fit_section(R) -> list[str]:
-    F = R.get("fit") or {}
-    if not F:
+    fits = goals.fit_runs(R)
+    if not fits:
         return []
     L = ["## A real training run: one epoch and its peak memory\n",
-         "One subprocess per framework: the training set loaded with `minicnn.datasets` and held as floats "
-         "NHWC + one-hot, then `fit` for one epoch (`--quick`: a subset). Peak RSS is `ru_maxrss`.\n",
+         "One subprocess per framework and model: the training set loaded with `minicnn.datasets` and held "
+         "as floats NHWC + one-hot, then `fit` for one epoch (`--quick`: a subset), its start-up included "
+         "(numba's cache load, TensorFlow's tracing); the numpy backend fits the first model only. Peak RSS "
+         "is `ru_maxrss`. Keras's fit time over minicnn-numba's in the last column.\n",
          "| framework | model | data | samples | batch | data MB | RSS after imports MB | RSS after data MB | "
-         "peak RSS MB | fit s |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for fw, m in F.items():
-        if "error" in m:
-            L.append(f"| {fw} | error: {m['error'][-300:]} |||||||||")
-            continue
-        L.append(f"| {fw} | {m['model']} {m['dtype']} | {m['data']} | {m['samples_trained']} | {m['batch']} | "
-                 f"{m['data_mb']:.0f} | {m['rss_after_imports_mb']:.0f} | {m['rss_after_data_mb']:.0f} | "
-                 f"{m['peak_rss_mb']:.0f} | {m['fit_seconds']:.1f} |")
+         "peak RSS MB | fit s | Keras / this |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for label, runs in fits.items():
+        keras = (runs.get("tensorflow") or {}).get("fit_seconds")
+        for fw, m in runs.items():
+            if "error" in m:
+                L.append(f"| {fw} | {label}: error: {m['error'][-300:]} ||||||||||")
+                continue
+            ratio = f"{keras / m['fit_seconds']:.2f}x" if keras and fw != "tensorflow" else DASH
+            L.append(f"| {fw} | {m['model']} {m['dtype']} | {m['data']} | {m['samples_trained']} | {m['batch']} | "
+                     f"{m['data_mb']:.0f} | {m['rss_after_imports_mb']:.0f} | {m['rss_after_data_mb']:.0f} | "
+                     f"{m['peak_rss_mb']:.0f} | {m['fit_seconds']:.1f} | {ratio} |")
     return L + [""]
 
 
@@ -306,7 +311,7 @@ def durations_section(R) -> list[str]:
     depends on what else the machine runs; wall time does)."""
     items = [("FMA peak probe", R.get("peak")), ("FMA peak probe again", R.get("peak_recheck"))]
     items += [(fw, v) for fw, v in (R.get("frameworks") or {}).items()]
-    items += [(f"fit: {fw}", v) for fw, v in (R.get("fit") or {}).items()]
+    items += [(f"fit: {label}, {fw}", v) for label, runs in goals.fit_runs(R).items() for fw, v in runs.items()]
     items += [(f"compile: {k} cache", v) for k, v in (R.get("compile") or {}).items()]
     items.append(("make train's first epoch", R.get("first_epoch")))
     rows = [f"| {name} | {v['wall_s']:.0f} | {v['cpu_s']:.0f} |" if v.get("cpu_s") is not None

@@ -22,9 +22,11 @@ def _results(step_ratios, infer=None, lat=None, fit=None, compile_s=None, ops=No
         A["infer"].setdefault(p, {}).setdefault("float32", {})["1000"] = {FW: {"vs_tf": v}}
     for p, v in (lat or {}).items():
         A["latency"].setdefault(p, {})["float32"] = {FW: {"vs_tf": v}}
-    if fit:
-        R["fit"] = {FW: {"fit_seconds": fit[0], "peak_rss_mb": fit[2], "samples_trained": 60000},
-                    "tensorflow": {"fit_seconds": fit[1], "peak_rss_mb": fit[3]}}
+    if fit:  # (minicnn s, Keras s, minicnn MB, Keras MB) for every preset, or {preset: that}
+        per = fit if isinstance(fit, dict) else {p: fit for p in presets}
+        R["fit"] = {p: {FW: {"model": p, "fit_seconds": f[0], "peak_rss_mb": f[2], "samples_trained": 60000},
+                        "tensorflow": {"model": p, "fit_seconds": f[1], "peak_rss_mb": f[3]}}
+                    for p, f in per.items()}
     if compile_s is not None:
         R["compile"] = {"cold": {"models": {"seed": {"first_step_overhead_s": compile_s}}}}
     if ops:
@@ -116,3 +118,26 @@ def test_make_train_first_epoch_counts_the_wait_for_the_kernels():
     R["first_epoch"] = {"error": "RuntimeError: minicnn train failed (2)"}
     row = _by_goal(goals.goal_table(R, A), "make train")
     assert row["verdict"] == "not measured" and "failed: RuntimeError" in row["note"]
+
+
+def test_fit_goal_covers_every_preset():
+    steps = {("seed", 100): 1.6, ("lenet5", 100): 1.6}
+    R, A = _results(steps, fit={"seed": (10.0, 25.0, 400.0, 1000.0), "lenet5": (4.0, 6.0, 300.0, 900.0)})
+    fit, rss = _by_goal(goals.goal_table(R, A), "real fit"), _by_goal(goals.goal_table(R, A), "peak RSS")
+    assert fit["verdict"] == "not met" and fit["failing"] == ["lenet5 1.50x"] and fit["worst"] == 1.5
+    assert rss["verdict"] == "met" and rss["worst"] == pytest.approx(0.4)  # the worst of 0.4 and 1/3
+    R, A = _results(steps, fit={"seed": (10.0, 25.0, 400.0, 1000.0)})
+    fit = _by_goal(goals.goal_table(R, A), "real fit")
+    assert fit["verdict"] == "met (partial)" and fit["missing"] == ["lenet5"]
+    # a short epoch is said so
+    R["fit"]["seed"][FW]["samples_trained"] = 2000
+    assert "a 2000-sample epoch" in _by_goal(goals.goal_table(R, A), "real fit")["note"]
+
+
+def test_fit_runs_reads_the_one_model_format_of_older_runs():
+    old = {FW: {"framework": FW, "model": "lenet5", "fit_seconds": 2.0, "peak_rss_mb": 300.0},
+           "tensorflow": {"framework": "tensorflow", "model": "lenet5", "fit_seconds": 5.0, "peak_rss_mb": 900.0}}
+    assert goals.fit_runs({"fit": old}) == {"lenet5": old}
+    assert goals.fit_runs({"fit": {FW: {"error": "exit 1"}}}) == {"model": {FW: {"error": "exit 1"}}}
+    new = {"seed": old}
+    assert goals.fit_runs({"fit": new}) is new and goals.fit_runs({}) == {}

@@ -71,6 +71,24 @@ def test_quick_numba_with_the_peak_probe(tmp_path):
     assert "## Which numba path each op ran" in md and "| conv2d |" in md
 
 
+def test_fit_section_fits_every_model(tmp_path):
+    # numba and TensorFlow skipped: the numpy backend fits the first model only, so the second
+    # model's entry is there and empty (what a run with numba and TensorFlow fills)
+    other = Sequential([Flatten(), Dense(3, activation="softmax")], input_shape=(8, 8, 1), seed=0, name="flat")
+    p2 = tmp_path / "flat.json"
+    p2.write_text(json.dumps(other.get_config()))
+    out = tmp_path / "out"
+    rc = run.main(["--quick", "--model", f"{_tiny_config(tmp_path)},{p2}", "--batch", "4", "--fit-samples", "16",
+                   "--input-shape", "8,8,1", "--classes", "3", "--dataset", "none-such", "--out", str(out),
+                   "--skip", "peak,ops,steps,latency,traffic,alternatives,compile,first_epoch,numba,tensorflow,pytorch"])
+    assert rc == 0
+    R, md = json.loads((out / "results.json").read_text()), (out / "results.md").read_text()
+    assert list(R["fit"]) == ["tiny", "flat"] and R["fit"]["flat"] == {}
+    fit = R["fit"]["tiny"]["minicnn-numpy"]
+    assert fit["samples_trained"] == 16 and fit["fit_seconds"] > 0 and fit["model"] == "tiny"
+    assert "| minicnn-numpy | tiny float32 |" in md and "fit: tiny, minicnn-numpy" in md
+
+
 def test_bad_flags():
     with pytest.raises(SystemExit):
         run.parse_args(["--dtype", "float16"])
