@@ -278,17 +278,11 @@ def _prelu_bwd(dy, z, alpha, gsize, dz, part, g_lo, g_hi, worker):
 
 
 # ----------------------------------------------------------------------------- public functions
-def _work(op, a):
-    """:func:`.fanout.run`'s work estimate of op on ``a``: :data:`_WORK` per element, twice that
-    for float64 (half the vector lanes, twice the bytes)."""
-    return _WORK[op] * a.size * (a.itemsize // 4)
-
-
 def _run(op, a, b, dt, s, f0=0, f1=0):
     """out = op(a[, b]) for C-contiguous a, b of dtype ``dt`` (one shape)."""
     out = np.empty_like(a)
     fanout.run(_ew, -(-a.size // EW_BLOCK), op, a.reshape(-1), b.reshape(-1), out.reshape(-1), s, f0, f1,
-               work=_work(op, a))
+               work=fanout.element_work(_WORK[op], a))
     return out
 
 
@@ -469,7 +463,7 @@ def prelu_forward(z, alpha):
     a = _prelu_alpha("prelu_forward", z, alpha, dt)
     z2 = z.reshape(z.shape[0], -1)
     y = np.empty_like(z)
-    fanout.run(_prelu_fwd, z2.shape[0], z2, a, y.reshape(z2.shape), work=_work(PRELU_F, z))
+    fanout.run(_prelu_fwd, z2.shape[0], z2, a, y.reshape(z2.shape), work=fanout.element_work(_WORK[PRELU_F], z))
     return y
 
 
@@ -494,7 +488,7 @@ def prelu_backward(dy, z, alpha):
     gsize = prelu_groups(dy2.shape[0])
     part = np.empty((-(-dy2.shape[0] // gsize), dy2.shape[1]), dtype=dt)
     dz = np.empty_like(dy)
-    fanout.run(_prelu_bwd, part.shape[0], dy2, z2, a, gsize, dz.reshape(dy2.shape), part, work=_work(PRELU_B, dy))
+    fanout.run(_prelu_bwd, part.shape[0], dy2, z2, a, gsize, dz.reshape(dy2.shape), part, work=fanout.element_work(_WORK[PRELU_B], dy))
     da = np.empty(dy2.shape[1], dtype=dt)
     sum_groups(part, da)
     da = da.reshape(dy.shape[1:])

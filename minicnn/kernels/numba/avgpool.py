@@ -52,14 +52,9 @@ __all__ = ["avgpool2d_forward", "avgpool2d_backward", "global_avgpool2d_forward"
 #: LeNet-5's first pool) from ~100k elements; the copies and single reductions of global pooling
 #: and zero padding, bound by the memory bandwidth the cores share (0.6-1.1x split at batch 256),
 #: from ~0.8M. Medians of four runs of ``python -m benchmarks.fanout_work`` (2-core Zen 3),
-#: rounded; float64 counts twice (:func:`_work`)
+#: rounded; float64 counts twice (:func:`.fanout.element_work`)
 POOL_WORK = 40
 COPY_WORK = 5
-
-
-def _work(per_element, *arrays):
-    """The work of a pass reading and writing ``arrays`` (float64: twice float32's)."""
-    return per_element * sum(a.size for a in arrays) * (arrays[0].itemsize // 4)
 
 
 # ----------------------------------------------------------------------------- average pooling
@@ -222,7 +217,7 @@ def _disjoint_backward(dy, x_shape, pool_size, strides, pads):
     dx = np.empty(x_shape, dtype=dy.dtype)
     fanout.run(_avg_bwd_disjoint, n * h, dy.reshape(n, oh, ow * c),
                *_disjoint_tables(x_shape, pool_size, strides, pads, dy.dtype), dx.reshape(n, h, w * c),
-               work=_work(POOL_WORK, dy, dx))
+               work=fanout.element_work(POOL_WORK, dy, dx))
     return dx
 
 
@@ -430,7 +425,7 @@ def avgpool2d_forward(x, pool_size, strides, pads):
     cnt = _counts(x.shape, pool_size, strides, pads, x.dtype)
     y = np.empty((x.shape[0], oh, ow, x.shape[3]), dtype=x.dtype)
     fanout.run(_avg_fwd, y.shape[0] * oh, x, pool_size[0], pool_size[1], strides[0], strides[1], pads[0], pads[2],
-               cnt, y, work=_work(POOL_WORK, x, y))
+               cnt, y, work=fanout.element_work(POOL_WORK, x, y))
     return y
 
 
@@ -447,7 +442,7 @@ def avgpool2d_backward(dy, x_shape, pool_size, strides, pads):
     rows, cols = _windows(x_shape, pool_size, strides, pads, *dy.shape[1:3])
     dx = np.empty(x_shape, dtype=dy.dtype)
     share = dy / cnt[None, :, :, None]  # numpy's own expression: one division per window and channel
-    fanout.run(_avg_bwd, x_shape[0] * x_shape[1], share, rows, cols, dx, work=_work(POOL_WORK, dy, dx))
+    fanout.run(_avg_bwd, x_shape[0] * x_shape[1], share, rows, cols, dx, work=fanout.element_work(POOL_WORK, dy, dx))
     return dx
 
 
@@ -459,7 +454,7 @@ def global_avgpool2d_forward(x):
     if x.dtype not in FLOATS or x.size == 0:
         return _ref.global_avgpool2d_forward(x)
     y = np.empty((n, c), dtype=x.dtype)
-    fanout.run(_gavg_fwd, n, x.reshape(n, h * w, c), y, work=_work(COPY_WORK, x))
+    fanout.run(_gavg_fwd, n, x.reshape(n, h * w, c), y, work=fanout.element_work(COPY_WORK, x))
     return y
 
 
@@ -474,7 +469,7 @@ def global_avgpool2d_backward(dy, x_shape):
     if dy.dtype not in FLOATS or n * h * w * c == 0:
         return _ref.global_avgpool2d_backward(dy, x_shape)
     dx = np.empty(x_shape, dtype=dy.dtype)
-    fanout.run(_gavg_bwd, n, dy, dy.dtype.type(h * w), dx.reshape(n, h * w, c), work=_work(COPY_WORK, dx))
+    fanout.run(_gavg_bwd, n, dy, dy.dtype.type(h * w), dx.reshape(n, h * w, c), work=fanout.element_work(COPY_WORK, dx))
     return dx
 
 
@@ -486,7 +481,7 @@ def global_maxpool2d_forward(x):
     if x.dtype not in FLOATS or x.size == 0:
         return _ref.global_maxpool2d_forward(x)
     y = np.empty((n, c), dtype=x.dtype)
-    fanout.run(_gmax_fwd, n, x.reshape(n, h * w, c), y, work=_work(COPY_WORK, x))
+    fanout.run(_gmax_fwd, n, x.reshape(n, h * w, c), y, work=fanout.element_work(COPY_WORK, x))
     return y
 
 
@@ -503,7 +498,7 @@ def global_maxpool2d_backward(dy, x, y):
         return _ref.global_maxpool2d_backward(dy, np.asarray(x), np.asarray(y))
     x3 = np.ascontiguousarray(x).reshape(n, h * w, c)
     dx = np.empty((n, h, w, c), dtype=dt)
-    fanout.run(_gmax_bwd, n, dy, x3, np.ascontiguousarray(y), dx.reshape(x3.shape), work=_work(COPY_WORK, x3, dx))
+    fanout.run(_gmax_bwd, n, dy, x3, np.ascontiguousarray(y), dx.reshape(x3.shape), work=fanout.element_work(COPY_WORK, x3, dx))
     return dx
 
 
@@ -518,7 +513,7 @@ def zeropad2d_forward(x, pads):
     if x.dtype not in FLOATS or x.size == 0:
         return _ref.zeropad2d_forward(x, pads)
     y = np.empty((n, h + top + bottom, w + left + right, c), dtype=x.dtype)
-    fanout.run(_pad, n, x.reshape(n, h, w * c), top, left * c, y.reshape(n, y.shape[1], -1), work=_work(COPY_WORK, x, y))
+    fanout.run(_pad, n, x.reshape(n, h, w * c), top, left * c, y.reshape(n, y.shape[1], -1), work=fanout.element_work(COPY_WORK, x, y))
     return y
 
 
@@ -534,5 +529,5 @@ def zeropad2d_backward(dy, pads):
     if dy.dtype not in FLOATS or n * h * w * c == 0:
         return _ref.zeropad2d_backward(dy, pads)
     dx = np.empty((n, h, w, c), dtype=dy.dtype)
-    fanout.run(_crop, n, dy.reshape(n, hp, wp * c), top, left * c, dx.reshape(n, h, w * c), work=_work(COPY_WORK, dx))
+    fanout.run(_crop, n, dy.reshape(n, hp, wp * c), top, left * c, dx.reshape(n, h, w * c), work=fanout.element_work(COPY_WORK, dx))
     return dx

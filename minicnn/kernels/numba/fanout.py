@@ -82,6 +82,13 @@ def _workers(count: int) -> list[queue.SimpleQueue]:
         return _queues[:count]
 
 
+def element_work(per_element: float, *arrays) -> float:
+    """A pass's ``work`` for :func:`run`: ``per_element`` (measured per float32 element, in the
+    unit of ``config.FANOUT_MIN_FLOPS``) times the elements of ``arrays``; float64 counts twice
+    (half the vector lanes, twice the bytes)."""
+    return per_element * sum(a.size for a in arrays) * (arrays[0].itemsize // 4)
+
+
 def run(kernel, items: int, *args, work: float) -> None:
     """``kernel(*args, lo, hi, worker)`` for each block of :func:`blocks` (items,
     ``numba.get_num_threads()``), block 0 on the calling thread and the others on worker threads,

@@ -33,7 +33,7 @@ from minicnn.kernels import numpy_activations as ref
 
 nb = pytest.importorskip("minicnn.kernels.numba_backend")
 
-from minicnn.kernels.numba import activations, config  # noqa: E402
+from minicnn.kernels.numba import activations, config, fanout  # noqa: E402
 from minicnn.kernels.numba.vmath import erfc_for, vexp, vexpm1, vlog1p  # noqa: E402
 from tests.kernels.numba.kernelcheck import Canary, layout, one_thread  # noqa: E402
 
@@ -229,7 +229,8 @@ def test_every_op_has_a_work_estimate():
     assert sorted(codes) == sorted(activations._WORK) == list(range(len(codes)))
     assert all(w > 0 for w in activations._WORK.values())
     z32, z64 = np.zeros(10, np.float32), np.zeros(10, np.float64)
-    assert activations._work(activations.TANH_F, z64) == 2 * activations._work(activations.TANH_F, z32)
+    tanh = activations._WORK[activations.TANH_F]
+    assert fanout.element_work(tanh, z64) == 2 * fanout.element_work(tanh, z32) == 2 * 10 * tanh
 
 
 # ----------------------------------------------------------------------------- PReLU
