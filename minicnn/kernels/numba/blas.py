@@ -166,3 +166,16 @@ def gemm(single, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc):
         _sgemm(101, tra, trb, m, n, k, np.float32(1.0), a, lda, b, ldb, np.float32(beta), c, ldc)
     else:
         _dgemm(101, tra, trb, m, n, k, 1.0, a, lda, b, ldb, np.float64(beta), c, ldc)
+
+
+#: gemm's one signature. Left to itself, numba compiles gemm once per *literal* combination its
+#: callers pass (``ta``/``tb`` are constants at every call site, ``m`` sometimes 1): four
+#: specialisations for the seed model, each a full compile (cold-cache profile, seed, batch 100:
+#: ``blas.gemm`` 4 signatures, 10% of the first step's compile time; ``python -m
+#: benchmarks.compile_profile --preset seed --batch 100``). Compiled here, once, and closed to more:
+#: the callers' literals convert to it. Only when BLAS is callable (the symbols exist to link).
+GEMM_SIGNATURE = types.void(types.boolean, types.boolean, types.boolean, _i64, _i64, _i64, _i64, _i64, _i64, _i64,
+                            _f64, _i64, _i64)
+if FAST:
+    gemm.compile(GEMM_SIGNATURE.args)
+    gemm.disable_compile()

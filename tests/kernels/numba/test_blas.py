@@ -65,3 +65,17 @@ def test_gemm_on_raw_addresses_matches_numpy(dt, m, ta, tb, beta):
     tol = 1e-5 if dt == np.float32 else 1e-12
     np.testing.assert_allclose(c_store[:, :n], want, rtol=tol, atol=tol * np.abs(want).max())
     assert np.array_equal(c_store[:, n:], untouched)  # only C's n columns of each row are written
+
+
+def test_gemm_has_one_signature_whatever_its_callers_pass():
+    """The kernels call gemm with constant transposes (and sometimes m = 1); numba would compile
+    one specialisation per literal combination (four for the seed model), each a full compile.
+    gemm is compiled once for :data:`blas.GEMM_SIGNATURE` and closed to more."""
+    if not blas.FAST:
+        pytest.skip("BLAS-in-numba path not available")
+    x, k, dy = model_like_case(n=2)
+    nb.conv2d_forward(x, k, None, (1, 1), (0, 0, 0, 0))
+    nb.conv2d_backward(dy, x, k, (1, 1), (0, 0, 0, 0))  # dkernel (A^T) and dx (B^T)
+    nb.dense_forward(x.reshape(2, -1), np.ones((x[0].size, 3), np.float32), None)
+    nb.dense_forward(x[:1].reshape(1, -1), np.ones((x[0].size, 3), np.float32), None)  # m = 1
+    assert blas.gemm.signatures == [blas.GEMM_SIGNATURE.args]
