@@ -30,7 +30,9 @@ Multi-worker runs train with ``tf_keras`` (Keras 2, the ``tf`` extra), because K
 ``fit()`` fails under MultiWorkerMirroredStrategy with more than one worker (it reduces
 per-replica values it cannot convert: keras-team/keras#20585, tensorflow/tensorflow#72388;
 TensorFlow's multi-worker tutorial uses tf_keras too). Single-process runs use Keras 3. Both
-write the same three files, which minicnn reads.
+write the same three files, which minicnn reads. TF's coordination service (the workers'
+heartbeats) gets a timeout of :data:`HEARTBEAT_TIMEOUT_S` instead of TF's 10 s: on a loaded 2-core
+machine a worker busy predicting missed its own heartbeat and the run failed after training.
 
 Fault tolerance: ``--backup-dir DIR`` adds Keras's ``BackupAndRestore`` (a backup after every
 epoch, or every ``--backup-every`` steps; deleted when training finishes). Restarting a killed run
@@ -87,6 +89,15 @@ def is_chief(tf_config: str | None) -> bool:
     return kind == "chief" or (kind == "worker" and index == 0 and not _has_chief(tf_config))
 
 
+def _cluster(tf_config) -> dict | None:
+    """TF_CONFIG's cluster dict, or None when there is none or it is not valid JSON."""
+    try:
+        cluster = json.loads(tf_config).get("cluster")
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return cluster if isinstance(cluster, dict) and cluster else None
+
+
 def _has_chief(tf_config):
     try:
         return bool(json.loads(tf_config).get("cluster", {}).get("chief"))
@@ -134,6 +145,37 @@ def _configure_devices(tf, logical: int | None, select_device) -> dict:
     return device
 
 
+#: the coordination service's heartbeat timeout under MultiWorkerMirroredStrategy, in seconds.
+#: TF's default (10 s) failed a CI run: two workers beside the test suite's other process on a
+#: 2-core Zen 1 EPYC, the chief's predict of the test set starved its own heartbeat
+#: ("Task /job:worker/replica:0/task:0 heartbeat timeout") after training had finished. A worker
+#: that really dies is still noticed, later (the resume test stops the survivor itself).
+HEARTBEAT_TIMEOUT_S = 300
+
+
+def _configure_coordination(tf, cluster: dict, heartbeat_s: float = HEARTBEAT_TIMEOUT_S) -> bool:
+    """Configure TF's coordination service as MultiWorkerMirroredStrategy would (the chief and
+    worker jobs of ``cluster``, TF_CONFIG's, led by the chief or worker 0), with a heartbeat timeout
+    of ``heartbeat_s``; call before creating the strategy, which keeps a service already configured.
+    TF has no public API for the timeout (``tensorflow.python.eager.context``): if that moved, TF's
+    default stays and this returns False (with a warning)."""
+    try:
+        from tensorflow.python.distribute import multi_worker_util
+        from tensorflow.python.eager import context
+        from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    except ImportError as e:  # a TensorFlow whose internals moved
+        print(f"reference.train: warning: TF's coordination service keeps its default heartbeat timeout ({e})",
+              file=sys.stderr)
+        return False
+    spec = tf.train.ClusterSpec(cluster)
+    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=spec.num_tasks(job))
+            for job in ("chief", "worker") if job in spec.jobs]
+    context.context().configure_coordination_service(
+        service_type="standalone", service_leader=multi_worker_util.coordination_leader(spec),
+        heartbeat_timeout_in_ms=int(heartbeat_s * 1000), coordinated_jobs=jobs)
+    return True
+
+
 def _StepCounter(keras):
     """A callback counting the training steps this process ran: after a resume from a mid-epoch
     backup it is less than the run's total, which is how the tests see that the run resumed."""
@@ -167,6 +209,9 @@ def main(argv=None) -> int:
     device_kind = device["kind"]
     if choose_strategy(args.strategy, 0, tf_config) == "multiworker":
         kind = "multiworker"
+        cluster = _cluster(tf_config)
+        if cluster:  # (else the strategy reports what is wrong with TF_CONFIG)
+            _configure_coordination(tf, cluster)
         strategy = tf.distribute.MultiWorkerMirroredStrategy()  # before anything starts the runtime
         devices = [d.name for d in tf.config.list_logical_devices(device_kind)]
     else:

@@ -89,3 +89,28 @@ def test_multiworker_single_worker(tmp_path):
     expected = "device: GPU " if gpu else "device: CPU (no GPU visible)"
     assert record["device"].startswith(expected) and expected in r.stdout.splitlines()[0], r.stdout
     assert keras_files.load(tmp_path / "pooled.keras").name == "pooled"
+
+
+@pytest.mark.tf
+def test_multiworker_coordination_gets_the_longer_heartbeat_timeout():
+    """The coordination service is configured before the strategy, as the strategy would (jobs,
+    leader), with HEARTBEAT_TIMEOUT_S instead of TF's 10 s; in a fresh process (the configuration
+    is process-wide), before anything starts TF's runtime."""
+    pytest.importorskip("tensorflow")
+    code = (
+        "import json, sys, tensorflow as tf\n"
+        "from tensorflow.python.eager import context\n"
+        "from reference.train import _configure_coordination, _cluster, HEARTBEAT_TIMEOUT_S\n"
+        "cfg = json.dumps({'cluster': {'worker': ['127.0.0.1:1', '127.0.0.1:2']}, 'task': {'type': 'worker', 'index': 1}})\n"
+        "assert _cluster('not json') is None and _cluster('{\"task\": {}}') is None\n"
+        "assert _configure_coordination(tf, _cluster(cfg))\n"
+        "c = context.context().coordination_service\n"
+        "print(json.dumps({'ms': c.heartbeat_timeout_in_ms, 'leader': c.service_leader, 'type': c.service_type,\n"
+        "                  'jobs': [(j.name, j.num_tasks) for j in c.coordinated_job_list], 'want': HEARTBEAT_TIMEOUT_S}))\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["ms"] == got["want"] * 1000 > 10_000
+    assert got["leader"] == "/job:worker/replica:0/task:0" and got["type"] == "standalone"
+    assert got["jobs"] == [["worker", 2]]
