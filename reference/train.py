@@ -99,10 +99,7 @@ def _cluster(tf_config) -> dict | None:
 
 
 def _has_chief(tf_config):
-    try:
-        return bool(json.loads(tf_config).get("cluster", {}).get("chief"))
-    except (ValueError, TypeError, AttributeError):
-        return False
+    return bool((_cluster(tf_config) or {}).get("chief"))
 
 
 def build_parser() -> argparse.ArgumentParser:
