@@ -35,7 +35,8 @@ def isa_section(R) -> list[str]:
             L.append(f"- {fw}: kernels compiled for **{cg['cpu_name']}** ({cg['cpu_name_source']}; features "
                      f"{cg['features_source']}) → **{cg['vector_isa']}** vectors; FMA tiles "
                      f"{'on' if th.get('fma_tiles') else 'off'}; BLAS from numba threads "
-                     f"{'yes' if th.get('blas_in_numba') else 'no'} (OpenBLAS core {th.get('blas_corename')})")
+                     f"{'yes' if th.get('blas_in_numba') else 'no'} (OpenBLAS core {th.get('blas_corename')}; "
+                     f"its buffers' huge pages: {th.get('blas_huge_pages', 'not recorded')})")
     return (["### Code paths that ran\n"] + L + [""]) if L else []
 
 

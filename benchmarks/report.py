@@ -69,7 +69,8 @@ def machine_section(R, A) -> list[str]:
                       + (f"; minicnn's numba kernels flush them: {mini.get('denormals_flushed_in_kernels')}"
                          if mini else "")),
         ("minicnn numba", f"FMA tiles: {mini.get('fma_tiles')}; calls BLAS from numba threads: "
-                          f"{mini.get('blas_in_numba')}" if mini else DASH),
+                          f"{mini.get('blas_in_numba')}; OpenBLAS buffers: "
+                          f"{mini.get('blas_huge_pages', 'not recorded')}" if mini else DASH),
         ("TensorFlow", f"{tfi.get('version')} (Keras {tfi.get('keras')}), intra-op {tfi.get('intra_op_threads')} "
                        f"threads, oneDNN {tfi.get('onednn_enabled')}" if tfi else DASH),
         ("PyTorch", _fw_info(R, "pytorch").get("version") or (R.get("frameworks", {}).get("pytorch") or {})

@@ -54,6 +54,7 @@ def threading_info() -> dict:
         "blas_in_numba": bool(blas.FAST),
         "blas_library": blas.openblas.path,
         "blas_corename": blas.openblas.corename,
+        "blas_huge_pages": blas.openblas.huge_pages,
         "blas_threads_outside_calls": blas.openblas.threads(),
         "codegen": codegen_isa(),
     }

@@ -79,3 +79,81 @@ def test_gemm_has_one_signature_whatever_its_callers_pass():
     nb.dense_forward(x.reshape(2, -1), np.ones((x[0].size, 3), np.float32), None)
     nb.dense_forward(x[:1].reshape(1, -1), np.ones((x[0].size, 3), np.float32), None)  # m = 1
     assert blas.gemm.signatures == [blas.GEMM_SIGNATURE.args]
+
+
+def test_thp_mode_reads_the_bracketed_choice(tmp_path):
+    f = tmp_path / "enabled"
+    f.write_text("always [madvise] never\n")
+    assert blas.thp_mode(str(f)) == "madvise"
+    f.write_text("[always] madvise never\n")
+    assert blas.thp_mode(str(f)) == "always"
+    assert blas.thp_mode(str(tmp_path / "missing")) is None
+
+
+def test_a_misspelled_huge_pages_switch_is_refused_by_name():
+    with pytest.raises(ValueError, match="MINICNN_BLAS_HUGEPAGES='maybe'"):
+        blas.openblas.advise_huge_pages(1, environ={"MINICNN_BLAS_HUGEPAGES": "maybe"})
+
+
+def _buffer_vm_flags(script_tail: str = "", env_extra: dict | None = None) -> tuple[str, list[str]]:
+    """In a fresh process: minicnn's numba backend imported, a dense layer run (its GEMM slices on
+    the fanout threads), then (what the advice said, the VmFlags of the mapping of each buffer
+    OpenBLAS hands out while holding three)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = r"""
+import ctypes, json
+import numpy as np
+from minicnn.kernels import numba_backend as nb
+from minicnn.kernels.numba import blas, config
+config.FANOUT_MIN_FLOPS = 0
+x = np.ones((64, 4096), np.float32); w = np.ones((4096, 64), np.float32)
+y = nb.dense_forward(x, w, None)
+assert np.all(y == 4096)
+lib = blas.openblas.lib
+lib.blas_memory_alloc.restype, lib.blas_memory_alloc.argtypes = ctypes.c_void_p, [ctypes.c_int]
+lib.blas_memory_free.argtypes = [ctypes.c_void_p]
+held = [lib.blas_memory_alloc(0) for _ in range(3)]
+flags = []
+for addr in held:
+    lo_hi, mine = None, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and ":" not in head[0]:
+                lo, hi = (int(v, 16) for v in head[0].split("-"))
+                mine = lo <= addr < hi
+            elif mine and head[0] == "VmFlags:":
+                flags.append(" ".join(head[1:]))
+for addr in held:
+    lib.blas_memory_free(addr)
+print(json.dumps([blas.openblas.huge_pages, flags]))
+"""
+    env = dict(os.environ, NUMBA_NUM_THREADS="2", **(env_extra or {}))
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    said, flags = json.loads(p.stdout.strip().splitlines()[-1])
+    return said, flags
+
+
+needs_madvise_thp = pytest.mark.skipif(
+    not blas.FAST or blas.thp_mode() != "madvise" or not hasattr(blas.openblas.lib, "blas_memory_alloc"),
+    reason="needs BLAS from numba, THP in madvise mode and OpenBLAS's blas_memory_alloc")
+
+
+@needs_madvise_thp
+def test_openblas_buffers_are_advised_onto_huge_pages():
+    """Every buffer a numba thread (or numpy beside them) can get is in a mapping flagged ``hg``
+    (MADV_HUGEPAGE), also after the fanout threads' GEMMs."""
+    said, flags = _buffer_vm_flags()
+    assert said.startswith("MADV_HUGEPAGE on "), said
+    assert len(flags) == 3 and all("hg" in f.split() for f in flags), flags
+
+
+@needs_madvise_thp
+def test_the_huge_page_advice_can_be_turned_off():
+    said, flags = _buffer_vm_flags(env_extra={"MINICNN_BLAS_HUGEPAGES": "0"})
+    assert said == "off (MINICNN_BLAS_HUGEPAGES=0)"
+    assert len(flags) == 3 and not any("hg" in f.split() for f in flags), flags
