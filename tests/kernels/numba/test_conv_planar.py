@@ -240,7 +240,11 @@ def test_planar_backward_leaves_nonfinite_images_to_the_gemm(dt):
         nb.conv2d_backward(dy, x, k, (1, 1), (0, 0, 0, 0), need_dx=False)
         with info.trace_kernels() as names:
             got = nb.conv2d_backward(dy, x, k, (1, 1), (0, 0, 0, 0), need_dx=False)
-    want = ref.conv2d_backward(dy, x, k, (1, 1), (0, 0, 0, 0), need_dx=False)
+    # inf meets dy's zeros nowhere in the exact sums, but BLAS's kernels may multiply it by a zero
+    # of their own (a padded lane): whether numpy then warns "invalid value encountered in matmul"
+    # depends on the BLAS core (float64 on OpenBLAS's SkylakeX kernels does; Haswell's did not)
+    with np.errstate(invalid="ignore"):
+        want = ref.conv2d_backward(dy, x, k, (1, 1), (0, 0, 0, 0), need_dx=False)
     assert "conv_planar._planar_bwd" not in names
     assert np.isfinite(want[1]).any() and not np.isfinite(want[1]).all()
     _close_with_nonfinite(got[1], want[1], dt)
