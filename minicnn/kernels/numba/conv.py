@@ -38,9 +38,11 @@ index arithmetic. The backward tiles stay undilated: a dilated conv's backward t
 GEMM (the chunking, the GEMMs and the ordered group sums of the undilated path). Output sizes and
 pads come from :mod:`minicnn.kernels.shapes` with the dilated span, as in the numpy backend.
 
-Tiers: ``@njit`` kernels (:func:`_conv_tiles` in parallel; :func:`_conv_fwd_gemm`,
-:func:`_conv_bwd_gemm` serial over a range of chunks or groups, run on every thread by
-:func:`.fanout.run`, which compiles them in a third of a parfor's time; :func:`_bias_act_rows`
+Tiers: ``@njit`` kernels (:func:`_conv_tiles`, :func:`_conv_fwd_gemm`, :func:`_conv_bwd_gemm`:
+serial over a range of output rows, images, chunks or groups, run on every thread by
+:func:`.fanout.run`, which compiles them in a third of a parfor's time (the tiles: seed, cold
+cache, seed: 6.1 -> 2.8 s; ``benchmarks/README.md``, "The FMA tile kernels left the parfors");
+:func:`_bias_act_rows`
 and :mod:`.im2col`'s im2col_imgs, col2im_imgs serial, called per chunk), Python launchers of the
 tile kernel's three modes (:func:`tiles_forward`, :func:`tiles_dx`, :func:`tiles_backward`:
 arguments by name, the unused ones filled in), and the public :func:`conv2d_forward` /
@@ -51,7 +53,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .. import numpy_backend as _ref
 from . import blas, checks, config, fanout
@@ -90,9 +92,9 @@ def conv_tiles_fit(dtype) -> bool:
     return config.TILES and dtype in (np.float32, np.float64)
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, top, left, gimg, ngroups, relu,
-                xpad, mask, pbias):
+                xpad, mask, pbias, u_lo, u_hi, worker):
     """The conv kernels built on the FMA tiles, in one function so that the tile code is compiled
     once per dtype (each kernel would otherwise re-optimise all of it). Launch it through
     :func:`tiles_forward`, :func:`tiles_dx` or :func:`tiles_backward`.
@@ -135,6 +137,9 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
         mode 2: the layer's relu output y (dz = dy * (y > 0)), or empty: no relu.
     pbias : (G, F) array
         mode 2: the per-group partial sums of dbias.
+    u_lo, u_hi, worker : int
+        The work items to do (mode 0: output rows of all images, N*OH; mode 1: images; mode 2:
+        groups) and the index of this call's ``scratch`` buffer (:func:`.fanout.run`).
 
     What each mode does. 0: parallel over output rows, each a run of tiles of up to 6 pixels x
     64 channels, relu fused. 1 (stride 1; when dkernel goes by GEMM): per image, dy is copied into
@@ -153,7 +158,7 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
     pkb = np.int64(part.ctypes.data)
     xb = np.int64(xpad.ctypes.data)
     has_dx = out.shape[0] > 0
-    # one prange loop for all modes (each prange loop is compiled, with the tiles, separately)
+    # one loop for all modes: the tile code is compiled once
     if mode == 0:
         n_img, hp, wp, c = src.shape
         kh, kw, _, f = wgt.shape
@@ -177,14 +182,15 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
     else:
         ph, pw, pt, pl = oh, ow, 0, 0
     step = gimg if mode == 2 else 1  # images per iteration (mode 0: one output row)
-    for u in prange(total):
-        fpu = denormals_off()  # (see fpu)
+    zero = zeros[0]  # a local: a load from zeros inside a loop that stores may alias the stores
+    fpu = denormals_off()  # (see fpu)
+    for u in range(u_lo, min(u_hi, total)):
         i0 = u * step
         for n in range(i0, min(n_img, i0 + step) if mode != 0 else i0 + 1):
             nrows = 1
             ndx = 0  # mode 2: the first ndx rows are dx rows, the kh after them dkernel rows
             if mode != 0:  # dz[n] into the buffer (mode 2: masked, and summed for dbias)
-                buf = scratch[numba.get_thread_id()]
+                buf = scratch[worker]
                 if mode == 1 or has_dx:
                     for r in range(ph):  # zero the border only; the interior is overwritten just below
                         if r < pt or r >= pt + oh:
@@ -206,11 +212,17 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
                     for i in range(oh):
                         for j in range(ow):
                             row, dyr = buf[pt + i, pl + j], src[n, i, j]
-                            yr = mask[n, i, j] if masked else dyr
-                            for o in range(f):  # a select, not a branch: it vectorises
-                                v = dyr[o] if not masked or yr[o] > 0 else zeros[0]
-                                row[o] = v
-                                pb[o] += v
+                            # loops of one store each, a select at most: they vectorise (a
+                            # loop storing to both row and pb did not, in a serial kernel)
+                            if masked:
+                                yr = mask[n, i, j]
+                                for o in range(f):
+                                    row[o] = dyr[o] if yr[o] > 0 else zero
+                            else:
+                                for o in range(f):
+                                    row[o] = dyr[o]
+                            for o in range(f):
+                                pb[o] += row[o]
                     ndx = hp * sw if has_dx else 0  # (dx row, column phase) pairs
                     nrows = ndx + kh
             for r in range(nrows):  # a single tile call site (tile_grid is a call, not inlined IR)
@@ -236,7 +248,7 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
                     dj0 = (-e) % sw
                     jb = (e + dj0) // sw
                     count, width = (wp - q + sw - 1) // sw, c
-                    a = TileA(np.int64(scratch[numba.get_thread_id()].ctypes.data)
+                    a = TileA(np.int64(scratch[worker].ctypes.data)
                               + ((pt + ib + mi0) * pw + pl + jb) * f * isz, f)
                     b = wb + ((di0 + mi0 * sh) * kw + dj0) * f * c * isz
                     loops = (Loop(max(0, mi1 - mi0), pw * f, sh * kw * f * c),
@@ -248,11 +260,18 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
                     di = r - ndx
                     count, width = kw * c, f
                     a = TileA(xb + ((n * xh + di) * xw) * c * isz, 1)
-                    b = np.int64(scratch[numba.get_thread_id()].ctypes.data) + (pt * pw + pl) * f * isz
+                    b = np.int64(scratch[worker].ctypes.data) + (pt * pw + pl) * f * isz
                     loops = (Loop(1, 0, 0), Loop(oh, sh * xw * c, pw * f), Loop(ow, sw * c, f))
                     dst = TileOut(pkb + ((u * kh + di) * kw * c) * f * isz, f, zb, 0, 1 if n > i0 else 0, 0)
                 tile_grid(zeros, count, width, a, b, loops, dst)
-        denormals_restore(fpu)
+    denormals_restore(fpu)
+
+
+def _tiles_run(mode, items, flops, *args):
+    """:func:`_conv_tiles` in ``mode`` over ``items`` work items, split over numba's threads by
+    :func:`.fanout.run` (``flops``: the call's work, which decides whether to split)."""
+    if items > 0:
+        fanout.run(_conv_tiles, items, mode, *args, work=flops)
 
 
 def tiles_forward(xpad, kernel, bias, y, strides, relu, dilation=(1, 1)):
@@ -260,8 +279,10 @@ def tiles_forward(xpad, kernel, bias, y, strides, relu, dilation=(1, 1)):
     :func:`_conv_tiles`), the kernel dilated by ``dilation``; ``xpad`` already padded, every
     array C-contiguous of one dtype."""
     dt = y.dtype
-    _conv_tiles(0, xpad, kernel, y, bias, bias, EMPTY4[dt], EMPTY2[dt], strides[0], strides[1], dilation[0],
-                dilation[1], 0, 0, 0, 0, 1 if relu else 0, EMPTY4[dt], EMPTY4[dt], EMPTY2[dt])
+    n, oh, ow, f = y.shape
+    _tiles_run(0, n * oh, 2 * y.size * kernel[..., 0].size, xpad, kernel, y, bias, bias, EMPTY4[dt], EMPTY2[dt],
+               strides[0], strides[1], dilation[0], dilation[1], 0, 0, 0, 0, 1 if relu else 0, EMPTY4[dt], EMPTY4[dt],
+               EMPTY2[dt])
 
 
 def tiles_dx(dy, kernel_t, dx, pads, scratch, zeros):
@@ -269,8 +290,8 @@ def tiles_dx(dy, kernel_t, dx, pads, scratch, zeros):
     (KH, KW, F, C), ``scratch`` the per-thread dz buffers (threads, H + KH - 1, W + KW - 1, F),
     ``zeros`` at least max(C, F) zeros."""
     dt = dx.dtype
-    _conv_tiles(1, dy, kernel_t, dx, zeros, zeros, scratch, EMPTY2[dt], 1, 1, 1, 1, pads[0], pads[2], 0, 0, 0,
-                EMPTY4[dt], EMPTY4[dt], EMPTY2[dt])
+    _tiles_run(1, dx.shape[0], 2 * dy.size * kernel_t[..., 0].size, dy, kernel_t, dx, zeros, zeros, scratch,
+               EMPTY2[dt], 1, 1, 1, 1, pads[0], pads[2], 0, 0, 0, EMPTY4[dt], EMPTY4[dt], EMPTY2[dt])
 
 
 def tiles_backward(dy, relu_y, xpad, kernel_t, dx, strides, pads, gimg, scratch, zeros, pk, pb):
@@ -278,8 +299,10 @@ def tiles_backward(dy, relu_y, xpad, kernel_t, dx, strides, pads, gimg, scratch,
     partial sums pk[g] of dkernel and pb[g] of dbias; dx too unless ``dx`` is empty (then
     ``kernel_t`` is only a (KH, KW, 0, 0) placeholder). ``relu_y`` (or None) masks dy."""
     dt = dy.dtype
-    _conv_tiles(2, dy, kernel_t, dx, zeros, zeros, scratch, pk, strides[0], strides[1], 1, 1, pads[0], pads[2], gimg,
-                pk.shape[0], 0, xpad, EMPTY4[dt] if relu_y is None else relu_y, pb)
+    taps = pk.shape[1] // dy.shape[3]  # KH * KW * C
+    _tiles_run(2, pk.shape[0], 2 * dy.size * taps * (1 + (dx.shape[0] > 0)), dy, kernel_t, dx, zeros, zeros, scratch,
+               pk, strides[0], strides[1], 1, 1, pads[0], pads[2], gimg, pk.shape[0], 0, xpad,
+               EMPTY4[dt] if relu_y is None else relu_y, pb)
 
 
 # ----------------------------------------------------------------------------- im2col + GEMM kernels
@@ -431,7 +454,7 @@ def _conv_chunking(n, oh, ow):
 
 
 def _scratch(nrows, kdim, dtype):
-    """One private im2col chunk buffer per numba thread (numba.get_thread_id() indexes it)."""
+    """One private im2col chunk buffer per numba thread (a fanout worker's index picks it)."""
     return np.empty((numba.get_num_threads(), nrows, kdim), dtype=dtype)
 
 

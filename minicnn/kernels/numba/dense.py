@@ -19,9 +19,9 @@
 
 Slices and blocks depend on the shapes only: bitwise the same result for any thread count.
 
-Tiers: parallel ``@njit`` kernels (:func:`_dense_fwd_tiles`, :func:`_dense_bwd_tiles`), the GEMM
-kernels :func:`_dense_fwd`, :func:`_dense_bwd`, serial over a range of blocks and run on every
-thread by :func:`.fanout.run` (cheaper to compile than a parfor), the serial
+Tiers: the tile kernels :func:`_dense_fwd_tiles`, :func:`_dense_bwd_tiles` and the GEMM kernels
+:func:`_dense_fwd`, :func:`_dense_bwd`, all serial over a range of slices or blocks and run on
+every thread by :func:`.fanout.run` (cheaper to compile than a parfor), the serial
 :func:`_dense_finish`, and the public :func:`dense_forward` / :func:`dense_backward`.
 """
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .. import numpy_backend as _ref
 from . import blas, checks, config, fanout
@@ -67,10 +67,10 @@ def _dense_fwd(x, w, nparts, nrowblk, part, u_lo, u_hi, worker):
     denormals_restore(fpu)
 
 
-@njit(parallel=True, cache=True)
-def _dense_fwd_tiles(x, w, nparts, kb, zeros, part):
+@njit(nogil=True, cache=True)
+def _dense_fwd_tiles(x, w, nparts, kb, zeros, part, t_lo, t_hi, worker):
     """float32 ``part[t] = x[:, K_t] @ w[K_t, :]`` on the FMA tiles for ``nparts`` fixed slices K_t of
-    the inner dimension (one per parallel iteration), each in blocks of ``kb`` rows of w (the
+    the inner dimension (slices t_lo..t_hi-1 here: :func:`.fanout.run` splits them), each in blocks of ``kb`` rows of w (the
     block of w and of x stay in L2 while every tile of samples x 64 sweeps them; the block
     results are added into part[t] in order).
 
@@ -84,15 +84,15 @@ def _dense_fwd_tiles(x, w, nparts, kb, zeros, part):
     isz = x.itemsize
     xb, wb, pb, zb = np.int64(x.ctypes.data), np.int64(w.ctypes.data), np.int64(part.ctypes.data), \
         np.int64(zeros.ctypes.data)
-    for t in prange(nparts):
-        fpu = denormals_off()  # (see fpu)
+    fpu = denormals_off()  # (see fpu)
+    for t in range(t_lo, t_hi):
         k0 = t * k // nparts
         k1 = (t + 1) * k // nparts
         for b0 in range(k0, k1, kb):
             # samples x n outputs, reducing over the block's rows b0.. of w (x's columns b0..)
             tile_grid(zeros, m, n, TileA(xb + b0 * isz, k), wb + b0 * n * isz, one_loop(min(k1, b0 + kb) - b0, 1, n),
                       TileOut(pb + t * m * n * isz, n, zb, 0, 1 if b0 > k0 else 0, 0))
-        denormals_restore(fpu)
+    denormals_restore(fpu)
 
 
 @njit(cache=True)
@@ -155,8 +155,8 @@ def _dense_bwd(dy, x, w, need_dx, blk, dx, dw, nonfinite, t_lo, t_hi, worker):
     denormals_restore(fpu)
 
 
-@njit(parallel=True, cache=True)
-def _dense_bwd_tiles(dy, x, w, need_dx, ib, scratch, xpack, zeros, dx, dw, nonfinite):
+@njit(nogil=True, cache=True)
+def _dense_bwd_tiles(dy, x, w, need_dx, ib, scratch, xpack, zeros, dx, dw, nonfinite, t_lo, t_hi, worker):
     """float32 dense backward on the FMA tiles, per block of ``ib`` rows of w (``in`` and ``out``
     multiples of 16): x[:, block] is packed into the thread's ``xpack`` (samples x ib: x's rows are
     ``in`` floats apart, a stride that maps them all to a few cache sets), dw[block] = that^T @ dy
@@ -171,7 +171,7 @@ def _dense_bwd_tiles(dy, x, w, need_dx, ib, scratch, xpack, zeros, dx, dw, nonfi
     need_dx : bool
         Compute dx (else it is untouched).
     ib : int
-        Rows of w per block (one parallel iteration each).
+        Rows of w per block (one work item each: blocks t_lo..t_hi-1 here, on ``worker``'s buffers).
     scratch : (threads, N, ib) array; xpack : (threads, M, ib) array
         Per-thread buffers: the transposed block of w, the packed block of x.
     zeros : (max(N, ib),) zeros
@@ -186,16 +186,21 @@ def _dense_bwd_tiles(dy, x, w, need_dx, ib, scratch, xpack, zeros, dx, dw, nonfi
     wb, dyb = np.int64(w.ctypes.data), np.int64(dy.ctypes.data)
     dxb, dwb, zb = np.int64(dx.ctypes.data), np.int64(dw.ctypes.data), np.int64(zeros.ctypes.data)
     fb = np.int64(nonfinite.ctypes.data)
-    for t in prange(-(-k // ib)):
-        fpu = denormals_off()  # (see fpu)
+    fpu = denormals_off()  # (see fpu)
+    wt = np.int64(scratch[worker].ctypes.data)
+    xp = xpack[worker]
+    for t in range(t_lo, t_hi):
         i0 = t * ib
         rows = min(k, i0 + ib) - i0
-        wt = np.int64(scratch[numba.get_thread_id()].ctypes.data)
-        xp = xpack[numba.get_thread_id()]
         for phase in range(2 if need_dx else 1):  # one tile call site (keeps compiling cheap)
             if phase == 0:  # dw rows i0.. : A = x[s, i0 + r] packed (r along the tile), B = dy[s, :]
+                # a loop over views indexed from 0 (numba then knows the index is non-negative:
+                # no wraparound select), not a slice assignment, which in a serial kernel
+                # compiles numba's shape-mismatch message (+1.7 s cold)
                 for s_ in range(m):
-                    xp[s_, :rows] = x[s_, i0:i0 + rows]
+                    src, dst = x[s_, i0:i0 + rows], xp[s_]
+                    for r in range(rows):
+                        dst[r] = src[r]
                 count, width = rows, n
                 a = TileA(np.int64(xp.ctypes.data), 1)
                 b = dyb
@@ -211,7 +216,7 @@ def _dense_bwd_tiles(dy, x, w, need_dx, ib, scratch, xpack, zeros, dx, dw, nonfi
                 loops = one_loop(n, 1, ib)  # over the outputs
                 dst = TileOut(dxb + i0 * isz, k, zb, 0, 0, 0)
             tile_grid(zeros, count, width, a, b, loops, dst)
-        denormals_restore(fpu)
+    denormals_restore(fpu)
 
 
 def dense_forward(x, kernel, bias, relu=False):
@@ -229,7 +234,8 @@ def dense_forward(x, kernel, bias, relu=False):
     nparts = max(1, min(config.DENSE_KSPLIT, k // config.DENSE_MIN_KSLICE))
     if tiles_fit(x.dtype, n) and m <= config.DENSE_TILE_MAX_SAMPLES:
         part = np.empty((nparts, m, n), dtype=x.dtype)
-        _dense_fwd_tiles(x, kernel, nparts, config.DENSE_TILE_ROWS, np.zeros(n, x.dtype), part)
+        fanout.run(_dense_fwd_tiles, nparts, x, kernel, nparts, config.DENSE_TILE_ROWS, np.zeros(n, x.dtype), part,
+                   work=2 * m * n * k)
     else:
         nrowblk = 1 if nparts > 1 else max(1, min(config.DENSE_MAX_BLOCKS, m // config.DENSE_BLOCK))
         part = np.empty((nparts, m, n), dtype=x.dtype)
@@ -259,8 +265,9 @@ def dense_backward(dy, x, kernel, need_dx=True, check_finite=False):
         scratch = np.empty((numba.get_num_threads(), n, config.DENSE_TILE_ROWS), dtype=dy.dtype)
         xpack = np.empty((numba.get_num_threads(), m, config.DENSE_TILE_ROWS), dtype=dy.dtype)
         nonfinite = np.zeros(-(-k // config.DENSE_TILE_ROWS), dtype=np.int64)
-        _dense_bwd_tiles(dy, x, kernel, bool(need_dx), config.DENSE_TILE_ROWS, scratch, xpack,
-                         np.zeros(max(n, config.DENSE_TILE_ROWS), dy.dtype), dx, dw, nonfinite)
+        fanout.run(_dense_bwd_tiles, nonfinite.size, dy, x, kernel, bool(need_dx), config.DENSE_TILE_ROWS, scratch,
+                   xpack, np.zeros(max(n, config.DENSE_TILE_ROWS), dy.dtype), dx, dw, nonfinite,
+                   work=2 * m * n * k * (1 + bool(need_dx)))
         dw_finite = not nonfinite.any()  # checked by the tiles
     else:
         blk = max(config.DENSE_BLOCK, -(-k // config.DENSE_MAX_BLOCKS))

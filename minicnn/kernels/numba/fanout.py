@@ -8,7 +8,7 @@ serial ``@njit(nogil=True)`` kernel over a range of its groups. Both ran in 29-3
 conv2 shapes, and gave the same bits (Zen 3, float32, batch 100). The price is the hand-off: a
 call split over two Python threads costs ~20 us (a sleeping thread's wake-up) against ~2 us for
 numba's OpenMP launch, so this is for the kernels that do at least a GEMM per work item (the im2col + GEMM conv and dense, the
-planar first layer, the ordered group sums after them), and a call with little work
+planar first layer, the FMA tiles of conv and dense, the ordered group sums after them), and a call with little work
 (``config.FANOUT_MIN_FLOPS``: a batch of one) stays on the calling thread. The elementwise
 kernels, with their microsecond calls, stay on ``prange``.
 

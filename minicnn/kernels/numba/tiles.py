@@ -52,7 +52,7 @@ generated them up to seven times (tile_grid's library, then the gufunc and the k
 ``_dense_fwd_tiles`` 5.1 -> 1.7 s, ``_dense_bwd_tiles`` 6.2 -> 2.4 s, time under LLVM's lock in
 the first step 17.5 -> 7.6 s; the results are bitwise the same. :func:`tile_grid` (with :func:`_tile_run`
 inlined into it) and the small helpers are ordinary ``@njit`` functions, not ``inline="always"``
-into the kernels, so numba types the 15 tile calls once per dtype and the kernels' parfor passes
+into the kernels, so numba types the 15 tile calls once per dtype and the kernels' own compiles
 run on a small body. numba's on-disk cache keys a kernel on its own source file only, and a
 cached kernel carries the drivers' code with it: :mod:`.cachestamp` drops the package's cached
 kernels at import whenever any of its sources changed (the library's own cache key covers this

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 numba = pytest.importorskip("numba")
 
 from minicnn.kernels import numpy_backend as ref  # noqa: E402
-from minicnn.kernels.numba import config, conv, dense, tiles  # noqa: E402
+from minicnn.kernels.numba import config, conv, dense, fanout, tiles  # noqa: E402
 from minicnn.kernels.numba.elementwise import sum_groups  # noqa: E402
 from minicnn.kernels.numba.tiles import Loop, TileA, TileOut  # noqa: E402
 from minicnn.kernels.shapes import window_output  # noqa: E402
@@ -251,7 +251,8 @@ def test_dense_forward_tiles_stay_in_bounds(m, k, n):
     nparts = max(1, min(config.DENSE_KSPLIT, k // config.DENSE_MIN_KSLICE))
     xc, wc, zeros = Canary.holding(x), Canary.holding(w), Canary.holding(np.zeros(n, F32))
     part = Canary((nparts, m, n), F32)
-    dense._dense_fwd_tiles(xc.a, wc.a, nparts, config.DENSE_TILE_ROWS, zeros.a, part.a)
+    fanout.run(dense._dense_fwd_tiles, nparts, xc.a, wc.a, nparts, config.DENSE_TILE_ROWS, zeros.a, part.a,
+               work=float("inf"))
     assert_close(part.a.sum(axis=0, dtype=np.float64).astype(F32), ref.dense_forward(x, w, None), F32, "forward")
     assert all(c.intact() for c in (xc, wc, zeros, part))
 
@@ -272,7 +273,9 @@ def test_dense_backward_tiles_stay_in_bounds(need_dx, m, k, n, bad):
     scratch, xpack = Canary((threads, n, ib), F32), Canary((threads, m, ib), F32)
     dx, dw = Canary((m, k) if need_dx else (0, 0), F32), Canary((k, n), F32)
     nonfinite = Canary.holding(np.zeros(-(-k // ib), np.int64), fill=-1)
-    dense._dense_bwd_tiles(dyc.a, xc.a, wc.a, need_dx, ib, scratch.a, xpack.a, zeros.a, dx.a, dw.a, nonfinite.a)
+    # every block, split over the threads as the layer's call does (work: always split)
+    fanout.run(dense._dense_bwd_tiles, nonfinite.a.size, dyc.a, xc.a, wc.a, need_dx, ib, scratch.a, xpack.a, zeros.a,
+               dx.a, dw.a, nonfinite.a, work=float("inf"))
     with np.errstate(invalid="ignore"):
         want_dx, want_dw, _ = ref.dense_backward(dy, x, w)
     if bad is None:
