@@ -40,8 +40,9 @@ pads come from :mod:`minicnn.kernels.shapes` with the dilated span, as in the nu
 
 Tiers: ``@njit`` kernels (:func:`_conv_tiles`, :func:`_conv_fwd_gemm`, :func:`_conv_bwd_gemm`:
 serial over a range of output rows, images, chunks or groups, run on every thread by
-:func:`.fanout.run`, which compiles them in a third of a parfor's time (the tiles: seed, cold
-cache, seed: 6.1 -> 2.8 s; ``benchmarks/README.md``, "The FMA tile kernels left the parfors");
+:func:`.fanout.run`, which compiles them in a third of a parfor's time (the tiles, the seed's
+first step on a cold cache: 6.1 -> 2.8 s; ``benchmarks/README.md``, "The FMA tile kernels left
+the parfors");
 :func:`_bias_act_rows`
 and :mod:`.im2col`'s im2col_imgs, col2im_imgs serial, called per chunk), Python launchers of the
 tile kernel's three modes (:func:`tiles_forward`, :func:`tiles_dx`, :func:`tiles_backward`:
@@ -290,7 +291,7 @@ def tiles_dx(dy, kernel_t, dx, pads, scratch, zeros):
     (KH, KW, F, C), ``scratch`` the per-thread dz buffers (threads, H + KH - 1, W + KW - 1, F),
     ``zeros`` at least max(C, F) zeros."""
     dt = dx.dtype
-    _tiles_run(1, dx.shape[0], 2 * dy.size * kernel_t[..., 0].size, dy, kernel_t, dx, zeros, zeros, scratch,
+    _tiles_run(1, dx.shape[0], 2 * dx.size * kernel_t[..., 0].size, dy, kernel_t, dx, zeros, zeros, scratch,
                EMPTY2[dt], 1, 1, 1, 1, pads[0], pads[2], 0, 0, 0, EMPTY4[dt], EMPTY4[dt], EMPTY2[dt])
 
 

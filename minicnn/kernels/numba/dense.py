@@ -70,9 +70,9 @@ def _dense_fwd(x, w, nparts, nrowblk, part, u_lo, u_hi, worker):
 @njit(nogil=True, cache=True)
 def _dense_fwd_tiles(x, w, nparts, kb, zeros, part, t_lo, t_hi, worker):
     """float32 ``part[t] = x[:, K_t] @ w[K_t, :]`` on the FMA tiles for ``nparts`` fixed slices K_t of
-    the inner dimension (slices t_lo..t_hi-1 here: :func:`.fanout.run` splits them), each in blocks of ``kb`` rows of w (the
-    block of w and of x stay in L2 while every tile of samples x 64 sweeps them; the block
-    results are added into part[t] in order).
+    the inner dimension (slices t_lo..t_hi-1 here: :func:`.fanout.run` splits them), each in
+    blocks of ``kb`` rows of w (the block of w and of x stay in L2 while every tile of samples x
+    64 sweeps them; the block results are added into part[t] in order).
 
     Parameters
     ----------
