@@ -18,11 +18,10 @@ transparent_hugepage/enabled`` says ``[madvise]``, the default of many distribut
 machines we run on), that buffer sits on 4 KiB pages, while numpy advises its own large arrays
 onto 2 MiB pages. On a 2-core Zen 1 EPYC a single-threaded sgemm at the seed's dense1 shapes
 (100 x 9216 @ 9216 x 128) took 23 ms in a fresh process and 7.7 ms once its buffer was advised
-(``MADV_HUGEPAGE``; its larger L2 and TLB hide it on a Zen 4 EPYC: 0.99-1.00x there, ``python -m
-benchmarks.blas_buffers``). So at
-import the buffers that numba threads will use (one per possible thread, and one more) are taken
-from the table, their mappings advised, and handed back: :meth:`OpenBlas.advise_huge_pages`,
-its outcome in :attr:`OpenBlas.huge_pages`. The advice changes where memory comes from, never what
+(``MADV_HUGEPAGE``); on a Zen 4 EPYC it made no measurable difference (0.99-1.00x, ``python -m
+benchmarks.blas_buffers``). So at import the buffers that numba threads will use (one per
+possible thread, and one more) are taken from the table, their mappings advised, and handed
+back: :meth:`OpenBlas.advise_huge_pages`, its outcome in :attr:`OpenBlas.huge_pages`. The advice changes where memory comes from, never what
 is computed; it is skipped where THP is ``always`` (nothing to do) or ``never``, off Linux, and
 with ``MINICNN_BLAS_HUGEPAGES=0``.
 
@@ -137,9 +136,9 @@ class OpenBlas:
 
         The buffers are taken with ``blas_memory_alloc`` (so none is in use by a GEMM meanwhile),
         each one's whole anonymous mapping gets ``madvise(MADV_HUGEPAGE)``, and all are handed back
-        with ``blas_memory_free``. The advice only makes memory eligible for 2 MiB pages (the
-        kernel moves pages already touched, contents kept), so it is safe for any neighbour the
-        kernel merged into the same mapping.
+        with ``blas_memory_free``. The advice only makes memory eligible for 2 MiB pages (pages
+        already touched keep their contents; the kernel may collapse them, as it did at once on the
+        machines tried), so it is safe for any neighbour the kernel merged into the same mapping.
         """
         value = environ.get(HUGEPAGES_ENV, "").strip().lower()
         if value not in ("", "auto", "1", "on", "true", "yes", "0", "off", "false", "no"):
