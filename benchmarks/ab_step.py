@@ -27,6 +27,8 @@ import minicnn
 from minicnn.presets import build_preset
 preset, dtype, batch, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 minicnn.use_backend("numba")
+# benchmarks.models.preset_step_case, inline: this runs inside the checkout under test,
+# whose benchmarks package may predate it
 shape = (32, 32, 3) if preset.startswith("cifar") else (28, 28, 1)
 model = build_preset(preset, input_shape=shape, num_classes=10, dtype=dtype, seed=0)
 model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])

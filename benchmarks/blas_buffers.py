@@ -35,15 +35,11 @@ import numpy as np
 import minicnn
 from minicnn.kernels import numba_backend as nb
 from minicnn.kernels.numba import blas
-from minicnn.presets import build_preset
+from benchmarks.models import preset_step_case
 preset, dtype, batch, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 minicnn.use_backend("numba")
-shape = (32, 32, 3) if preset.startswith("cifar") else (28, 28, 1)
-model = build_preset(preset, input_shape=shape, num_classes=10, dtype=dtype, seed=0)
-model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-rng = np.random.default_rng(1)
-x = rng.random((batch, *shape)).astype(dtype)
-y = np.eye(10, dtype=dtype)[rng.integers(0, 10, batch)]
+model, x, y = preset_step_case(preset, dtype, batch)
+rng = np.random.default_rng(2)  # the dense layer's input (the step's batch came from seed 1)
 
 def median_s(fn, n):
     fn(); fn()
@@ -65,6 +61,7 @@ res["dense shape"] = [batch, int(k), int(units)]
 print(json.dumps(res))
 """
 
+ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {"on": {}, "off": {"MINICNN_BLAS_HUGEPAGES": "0"}}
 MEASURES = ("sgemm 1 thread", "dense fwd", "train step")
 
@@ -73,8 +70,9 @@ def run_one(setting: str, a, cache: str) -> dict:
     env = dict(os.environ, NUMBA_CACHE_DIR=cache, **SETTINGS[setting])
     if setting == "on":
         env.pop("MINICNN_BLAS_HUGEPAGES", None)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     p = subprocess.run([sys.executable, "-c", _CHILD, a.preset, a.dtype, str(a.batch), str(a.steps)],
-                       env=env, capture_output=True, text=True, check=False)
+                       cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     if p.returncode != 0:
         raise RuntimeError(f"{setting}: child failed\n{p.stderr[-3000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])

@@ -72,6 +72,19 @@ def compiled(spec, dtype, input_shape, num_classes, seed=0):
     return model
 
 
+def preset_step_case(preset: str, dtype: str, batch: int):
+    """(compiled model, x, y) for timing one preset's train step on synthetic data: 32x32x3 input
+    for cifar presets, else 28x28x1; 10 classes; weights seed 0, data seed 1. The children of
+    ``ab_step`` and ``compile_time`` build the same case inline: they run inside other checkouts,
+    whose ``benchmarks`` package may not have this function."""
+    shape = (32, 32, 3) if preset.startswith("cifar") else (28, 28, 1)
+    model = compiled({"preset": preset}, dtype, shape, 10, seed=0)
+    rng = np.random.default_rng(1)
+    x = rng.random((batch, *shape)).astype(dtype)
+    y = np.eye(10, dtype=dtype)[rng.integers(0, 10, batch)]
+    return model, x, y
+
+
 # ----------------------------------------------------------------------------- FLOPs
 def layer_flops(layer, backward: bool = False, need_dx: bool = True) -> tuple[int, str]:
     """(FLOPs of one sample, where the number came from: 'layer.flops'). For a backward,
