@@ -62,16 +62,19 @@ def thp_mode(path: str = _THP_ENABLED) -> str | None:
     return m.group(1) if m else None
 
 
-def _mapping_of(addr: int, maps: str = "/proc/self/maps") -> tuple[int, int] | None:
-    """(start, end) of the private anonymous writable mapping holding ``addr``, or None."""
+def _mappings_of(addrs, maps: str = "/proc/self/maps") -> set[tuple[int, int]]:
+    """The (start, end) of each private anonymous writable mapping holding one of ``addrs`` (one
+    read of the process's map; addresses in any other kind of mapping, or none, are left out)."""
+    found = set()
     with open(maps) as f:
         for line in f:
             fields = line.split()
             lo, hi = (int(v, 16) for v in fields[0].split("-"))
-            if lo <= addr < hi:
-                anonymous = len(fields) == 5 or fields[5] == ""
-                return (lo, hi) if anonymous and fields[1].startswith("rw") and fields[1][3] == "p" else None
-    return None
+            anonymous = len(fields) == 5 or fields[5] == ""
+            if (anonymous and fields[1].startswith("rw") and fields[1][3] == "p"
+                    and any(lo <= a < hi for a in addrs)):
+                found.add((lo, hi))
+    return found
 
 
 class OpenBlas:
@@ -167,10 +170,7 @@ class OpenBlas:
         held = [alloc(0) for _ in range(buffers)]
         advised, failed = set(), []
         try:
-            for addr in held:
-                span = _mapping_of(addr) if addr else None
-                if span is None or span in advised:
-                    continue
+            for span in sorted(_mappings_of([a for a in held if a])):
                 if madvise(span[0], span[1] - span[0], _MADV_HUGEPAGE) == 0:
                     advised.add(span)
                 else:

@@ -95,7 +95,7 @@ def test_a_misspelled_huge_pages_switch_is_refused_by_name():
         blas.openblas.advise_huge_pages(1, environ={"MINICNN_BLAS_HUGEPAGES": "maybe"})
 
 
-def _buffer_vm_flags(script_tail: str = "", env_extra: dict | None = None) -> tuple[str, list[str]]:
+def _buffer_vm_flags(env_extra: dict | None = None) -> tuple[str, list[str]]:
     """In a fresh process: minicnn's numba backend imported, a dense layer run (its GEMM slices on
     the fanout threads), then (what the advice said, the VmFlags of the mapping of each buffer
     OpenBLAS hands out while holding three)."""
