@@ -61,11 +61,17 @@ def measure(fn, repeats, warmup=2, max_discard=None, slack=2) -> dict:
     return summarize(samples, discarded, discarded >= max_discard)
 
 
-def measure_latency(fn, repeats, warmup=20) -> dict:
+def measure_latency(fn, repeats, warmup=None) -> dict:
     """Latency of a short call (batch-1 predict): ``repeats`` back-to-back timed calls after
     ``warmup``, median and p95 (ms). No sample is discarded: a per-call latency includes what the
     machine does meanwhile, and the p95 is there to show it (calls are far shorter than the
-    /proc/stat jiffy that :func:`measure` filters with)."""
+    /proc/stat jiffy that :func:`measure` filters with). ``warmup`` defaults to 20 calls, or the
+    thread picker's :data:`~minicnn.kernels.threads.CALLS_TO_CHOOSE` if more (every timed call
+    then runs on what it picked)."""
+    if warmup is None:
+        from minicnn.kernels.threads import CALLS_TO_CHOOSE
+
+        warmup = max(20, CALLS_TO_CHOOSE)
     for _ in range(warmup):
         fn()
     samples = []

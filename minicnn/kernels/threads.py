@@ -12,8 +12,9 @@ backend, a 2-core Intel Xeon VM, in one process (medians of runs of 200 back-to-
 hour earlier, had one thread ahead on most of these: no fixed threshold fits every machine (nor
 every hour of a shared one). So :class:`ThreadPicker` measures, in the process that runs the
 model: per kind of pass and batch size it
-times a few calls on the pool and as many on one thread, in blocks (a block's first call is not
-timed), and keeps the faster (one thread only when clearly faster).
+times a few calls on the pool and as many on one thread, in alternating blocks (a block's first
+call is not timed), and keeps the faster (one thread only when clearly faster: by its median and by
+its fastest call).
 
 Why that is safe: every numba kernel computes the same bits for any thread count (the reductions
 are split by fixed groups, not by thread; ``tests/kernels/numba`` checks it, and training is tested
@@ -40,10 +41,14 @@ __all__ = ["ThreadPicker", "TRIALS", "CALLS_TO_CHOOSE", "picking_enabled"]
 #: ROUNDS * (BLOCK - 1) samples of back-to-back calls, as a pass then runs (measured: a switch
 #: before every call costs a few %: LeNet-5, one image, 0.36 ms on the pool against 0.34 back to
 #: back, 0.30 on one thread against 0.27)
-ROUNDS = 2
+#: (4 rounds, not 2: with 4 samples a side, two slow pool calls in a burst of another process's
+#: work were enough to pick one thread for LeNet-5's predict at batch 1000, which then ran 1.5x
+#: slower than on the pool, in a 2-core AMD EPYC VM whose pass times vary by +-30%)
+ROUNDS = 4
 BLOCK = 3
-#: one thread is chosen only when its median is below this fraction of the pool's: a close call
-#: keeps the pool (what ran before picking existed), and a noisy trial rarely flips it
+#: one thread is chosen only when both its median and its fastest sample are below this
+#: fraction of the pool's: a close call keeps the pool (what ran before picking existed), and a
+#: burst of noise on one side's samples moves at most one of the two statistics
 MARGIN = 0.95
 #: calls a key needs before its choice holds: an untimed first one (it compiles kernels, allocates
 #: and faults in buffers), then the trials
@@ -74,6 +79,12 @@ def _pool_control():
     backend = get_backend()
     get, put = getattr(backend, "get_num_threads", None), getattr(backend, "set_num_threads", None)
     return (get, put) if get is not None and put is not None else None
+
+
+def _one_is_faster(one: list[float], pool: list[float]) -> bool:
+    """Whether one thread clearly beat the pool: median and fastest sample both below
+    :data:`MARGIN` times the pool's."""
+    return median(one) < MARGIN * median(pool) and min(one) < MARGIN * min(pool)
 
 
 class _Trial:
@@ -141,7 +152,7 @@ class ThreadPicker:
             with self._lock:
                 (trial.one if one else trial.pool).append(dt)
                 if trial.choice is None and len(trial.one) >= TRIALS and len(trial.pool) >= TRIALS:
-                    trial.choice = 1 if median(trial.one) < MARGIN * median(trial.pool) else 0
+                    trial.choice = 1 if _one_is_faster(trial.one, trial.pool) else 0
         return out
 
     def choices(self) -> dict:

@@ -70,6 +70,42 @@ def test_it_alternates_then_keeps_the_faster(pool, clock, one_s, pool_s, want):
     assert pool.n == 2  # always given back
 
 
+def scripted_pass(pool, one_s, pool_s, clock):
+    """A pass whose k-th timed duration on one thread is ``one_s[k]``, on the pool ``pool_s[k]``;
+    the calls the picker does not time (the first, and each block's first) take 10 s, which must
+    not count."""
+    seen, it = [], {1: iter(one_s), 2: iter(pool_s)}
+
+    def fn():
+        k = len(seen) + 1  # the picker's call number
+        seen.append(pool.n)
+        timed = k > 1 and (k - 2) % threads.BLOCK > 0
+        clock[0] += next(it[pool.n]) if timed else 10.0
+        return pool.n
+    return fn, seen
+
+
+@pytest.mark.parametrize("one_ms, pool_ms, want", [
+    # two pool calls caught in a burst of noise: the median still says the pool
+    ([3.0] * threads.TRIALS, [2.0, 9.0, 2.1, 2.0, 9.5, 2.0, 2.2, 2.1][:threads.TRIALS], "pool"),
+    # one lucky one-thread call below the pool's best, the rest slower: the median says the pool
+    ([1.0] + [3.0] * (threads.TRIALS - 1), [2.0] * threads.TRIALS, "pool"),
+    # faster by the median, but the pool's best call is as fast: too close, the pool
+    ([1.5] * threads.TRIALS, [1.5] + [3.0] * (threads.TRIALS - 1), "pool"),
+    # faster by both, with noise on both sides: one thread
+    ([1.0, 1.1, 4.0, 1.0, 1.05, 1.2, 1.0, 1.1][:threads.TRIALS], [2.0, 2.1, 2.0, 7.0, 2.2, 2.0, 2.1, 2.0][:threads.TRIALS],
+     "one")])
+def test_a_noisy_trial_picks_one_thread_only_when_clearly_faster(pool, clock, one_ms, pool_ms, want):
+    assert threads.TRIALS >= 8  # the scripts above give every sample
+    picker = threads.ThreadPicker()
+    fn, seen = scripted_pass(pool, [t / 1e3 for t in one_ms], [t / 1e3 for t in pool_ms], clock)
+    for _ in range(threads.CALLS_TO_CHOOSE):
+        picker.run(("infer", 1000), fn)
+    got = picker.choices()[("infer", 1000)]
+    assert got["threads"] == want
+    assert got["pool_ms"] == pytest.approx(np.median(pool_ms)) and got["one_ms"] == pytest.approx(np.median(one_ms))
+
+
 def test_each_kind_and_batch_size_is_measured_on_its_own(pool, clock):
     picker = threads.ThreadPicker()
     small, _ = timed_pass(pool, 0.001, 0.005, clock)
