@@ -6,10 +6,10 @@ kernel (KH, KW, C, M) seen as (KH, KW, C*M), output channel ``c * M + m`` from i
 input cell (i*SH + di*DH - top, j*SW + dj*DW - left). Cells in the padding are skipped: for each
 tap the loops run only over the output pixels whose input cell lies inside the image.
 
-* **Forward** (:func:`_dw_fwd`): parallel over the N*OH output rows; each row (OW x C*M, in L1) is
+* **Forward** (:func:`_dw_fwd`): the N*OH output rows split over numba's threads; each row (OW x C*M, in L1) is
   zeroed, gets the taps added in (di, dj) order (the numpy twin's order: ``y += tap * k``), then
   the bias and, fused, relu.
-* **Backward** (:func:`_dw_bwd`): parallel over fixed groups of whole images (``gimg`` each, at most
+* **Backward** (:func:`_dw_bwd`): over fixed groups of whole images (``gimg`` each, at most
   ``config.MAX_GROUPS`` groups; the boundaries depend on N only). Per image: dz = dy * (y > 0) when
   relu is fused (into the thread's scratch buffer), its sum into the group's dbias partial; then one
   sweep over the taps adds x * dz into the group's dkernel partial and, scattered into the image's
@@ -28,6 +28,11 @@ Why no GEMM: a depthwise im2col matrix is block diagonal (C blocks of KH*KW x M)
 The reduction per output element is only KH*KW long, so the inner loops run along the C*M
 contiguous channels instead (vectorised), the taps outside.
 
+Threads: serial ``nogil`` kernels over ranges of their work items (rows, groups), split over
+numba's threads by :func:`.fanout.run` (as numba's static schedule split the ``prange`` they were:
+a parfor compiles its body twice over; the mobile preset's cold first step spent 12.4 s in these
+four kernels).
+
 Determinism: rows and image groups are shape-only partitions, every iteration writes its own
 output rows / images / partial sums, and the partials are added in a fixed order: results are
 bitwise equal for any thread count. Denormals are flushed inside each iteration (:mod:`.fpu`).
@@ -37,11 +42,11 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .. import numpy_depthwise as _ref
 from ..shapes import padded_output_hw
-from . import checks, config
+from . import checks, config, fanout
 from .arrays import EMPTY4, FLOATS, as_c
 from .elementwise import sum_groups
 from .fpu import denormals_off, denormals_restore
@@ -58,9 +63,10 @@ def _tap_cols(off, sw, w, ow):
     return j0, max(j0, j1)
 
 
-@njit(parallel=True, cache=True)
-def _dw_fwd(x, k3, b, sh, sw, dh, dw, top, left, use_bias, relu, y):
-    """y = depthwise(x, k3) [+ b] [relu'd], parallel over output rows.
+@njit(nogil=True, cache=True)
+def _dw_fwd(x, k3, b, sh, sw, dh, dw, top, left, use_bias, relu, y, t_lo, t_hi, worker):
+    """y = depthwise(x, k3) [+ b] [relu'd] on the output rows t_lo..t_hi-1 (row t: image
+    t // OH, row t % OH), launched by :func:`.fanout.run` over the N*OH rows.
 
     Parameters
     ----------
@@ -77,14 +83,16 @@ def _dw_fwd(x, k3, b, sh, sw, dh, dw, top, left, use_bias, relu, y):
     use_bias, relu : bool
         Add ``b`` (the numpy twin adds nothing when there is no bias); fuse relu (NaN stays NaN).
     y : (N, OH, OW, C*M) array
-        The output; one parallel iteration per row (n, i).
+        The output; one work item per row (n, i).
+    t_lo, t_hi, worker : int
+        The rows to do (:func:`.fanout.run`; ``worker`` unused).
     """
     n_img, h, w, c = x.shape
     kh, kw, cm = k3.shape
     m = cm // c
     oh, ow = y.shape[1], y.shape[2]
-    for t in prange(n_img * oh):
-        fpu = denormals_off()  # (see fpu)
+    fpu = denormals_off()  # (see fpu)
+    for t in range(t_lo, min(t_hi, n_img * oh)):
         n = t // oh
         i = t - n * oh
         yr = y[n, i]
@@ -114,13 +122,14 @@ def _dw_fwd(x, k3, b, sh, sw, dh, dw, top, left, use_bias, relu, y):
                 for o in range(cm):
                     v = yp[o] + b[o] if use_bias else yp[o]
                     yp[o] = 0 if relu and v < 0 else v
-        denormals_restore(fpu)
+    denormals_restore(fpu)
 
 
-@njit(parallel=True, cache=True)
-def _dw_bwd(dy, mask, x, k3, sh, sw, dh, dw, top, left, gimg, need_dx, scratch, pk, pb, dx):
-    """Per group of ``gimg`` images: pk[g] and pb[g], the group's partial sums of dkernel and
-    dbias; dx of the group's images when ``need_dx``.
+@njit(nogil=True, cache=True)
+def _dw_bwd(dy, mask, x, k3, sh, sw, dh, dw, top, left, gimg, need_dx, scratch, pk, pb, dx, g_lo, g_hi, worker):
+    """Per group g_lo..g_hi-1 of ``gimg`` images: pk[g] and pb[g], the group's partial sums of
+    dkernel and dbias; dx of the group's images when ``need_dx`` (launched by :func:`.fanout.run`
+    over the groups).
 
     Parameters
     ----------
@@ -133,29 +142,31 @@ def _dw_bwd(dy, mask, x, k3, sh, sw, dh, dw, top, left, gimg, need_dx, scratch, 
     sh, sw, dh, dw, top, left : int
         As in :func:`_dw_fwd`.
     gimg : int
-        Images per group (one parallel iteration per group; G = pk.shape[0] groups).
+        Images per group (one work item per group; G = pk.shape[0] groups).
     need_dx : bool
         Compute dx.
     scratch : (threads, OH, OW, C*M) array
-        One dz buffer per numba thread (used only with a mask).
+        One dz buffer per numba thread (used only with a mask; this call's is ``scratch[worker]``).
     pk : (G, KH, KW, C*M) array; pb : (G, C*M) array
         The per-group partial sums (outputs), images added in order.
     dx : (N, H, W, C) array
         The input gradient (output; untouched unless ``need_dx``).
+    g_lo, g_hi, worker : int
+        The groups to do and this call's scratch buffer (:func:`.fanout.run`).
     """
     n_img, oh, ow, cm = dy.shape
     _, h, w, c = x.shape
     kh, kw = k3.shape[0], k3.shape[1]
     m = cm // c
     masked = mask.shape[0] > 0
-    for g in prange(pk.shape[0]):
-        fpu = denormals_off()  # (see fpu)
+    fpu = denormals_off()  # (see fpu)
+    for g in range(g_lo, min(g_hi, pk.shape[0])):
         pkg, pbg = pk[g], pb[g]
         pkg[:] = 0
         pbg[:] = 0
         for n in range(g * gimg, min(n_img, g * gimg + gimg)):
             if masked:  # a select, not a branch: it vectorises
-                dz = scratch[numba.get_thread_id()]
+                dz = scratch[worker]
                 for i in range(oh):
                     for j in range(ow):
                         dzp, dyp, yp = dz[i, j], dy[n, i, j], mask[n, i, j]
@@ -202,12 +213,12 @@ def _dw_bwd(dy, mask, x, k3, sh, sw, dh, dw, top, left, gimg, need_dx, scratch, 
                                         for q in range(1, m):
                                             s += dzp[ch * m + q] * kv[ch * m + q]
                                         dxp[ch] += s
-        denormals_restore(fpu)
+    denormals_restore(fpu)
 
 
 # ----------------------------------------------------------------------------- the flat path
-@njit(parallel=True, cache=True)
-def _dw_fwd_flat(x, kt, bt, sh, dh, dw, top, left, c, use_bias, relu, y):
+@njit(nogil=True, cache=True)
+def _dw_fwd_flat(x, kt, bt, sh, dh, dw, top, left, c, use_bias, relu, y, t_lo, t_hi, worker):
     """:func:`_dw_fwd` for multiplier 1 and column stride 1, on rows seen as flat vectors.
 
     With ``M = 1`` and ``SW = 1`` the input cells a tap reads for the output columns j0..j1-1 are
@@ -231,15 +242,17 @@ def _dw_fwd_flat(x, kt, bt, sh, dh, dw, top, left, c, use_bias, relu, y):
     use_bias, relu : bool
         As in :func:`_dw_fwd`.
     y : (N, OH, OW*C) array
-        The output, one parallel iteration per row (n, i).
+        The output, one work item per row (n, i).
+    t_lo, t_hi, worker : int
+        The rows to do (:func:`.fanout.run`; ``worker`` unused).
     """
     n_img, h, wc = x.shape
     w = wc // c
     kh, kw, owc = kt.shape
     ow = owc // c
     oh = y.shape[1]
-    for t in prange(n_img * oh):
-        fpu = denormals_off()  # (see fpu)
+    fpu = denormals_off()  # (see fpu)
+    for t in range(t_lo, min(t_hi, n_img * oh)):
         n = t // oh
         i = t - n * oh
         yr = y[n, i]
@@ -260,11 +273,12 @@ def _dw_fwd_flat(x, kt, bt, sh, dh, dw, top, left, c, use_bias, relu, y):
             for q in range(owc):
                 v = yr[q] + bt[q] if use_bias else yr[q]
                 yr[q] = 0 if relu and v < 0 else v
-        denormals_restore(fpu)
+    denormals_restore(fpu)
 
 
-@njit(parallel=True, cache=True)
-def _dw_bwd_flat(dy, mask, x, kt, sh, dh, dw, top, left, c, gimg, need_dx, scratch, kacc, bacc, pk, pb, dx):
+@njit(nogil=True, cache=True)
+def _dw_bwd_flat(dy, mask, x, kt, sh, dh, dw, top, left, c, gimg, need_dx, scratch, kacc, bacc, pk, pb, dx,
+                 g_lo, g_hi, worker):
     """:func:`_dw_bwd` for multiplier 1 and column stride 1, on flat rows (as :func:`_dw_fwd_flat`).
 
     The dkernel and dbias sums run per output column too, in the thread's ``kacc`` (KH, KW, OW*C)
@@ -286,21 +300,22 @@ def _dw_bwd_flat(dy, mask, x, kt, sh, dh, dw, top, left, c, gimg, need_dx, scrat
         The per-group partial sums (outputs).
     dx : (N, H, W*C) array
         The input gradient (output; untouched unless ``need_dx``).
+    g_lo, g_hi, worker : int
+        The groups to do and this call's buffers (``scratch``, ``kacc``, ``bacc``: :func:`.fanout.run`).
     """
     n_img, oh, owc = dy.shape
     h, wc = x.shape[1], x.shape[2]
     w, ow = wc // c, owc // c
     kh, kw = kt.shape[0], kt.shape[1]
     masked = mask.shape[0] > 0
-    for g in prange(pk.shape[0]):
-        fpu = denormals_off()  # (see fpu)
-        tid = numba.get_thread_id()
-        ka, ba = kacc[tid], bacc[tid]
+    fpu = denormals_off()  # (see fpu)
+    for g in range(g_lo, min(g_hi, pk.shape[0])):
+        ka, ba = kacc[worker], bacc[worker]
         ka[:] = 0
         ba[:] = 0
         for n in range(g * gimg, min(n_img, g * gimg + gimg)):
             if masked:
-                dz = scratch[tid]
+                dz = scratch[worker]
                 for i in range(oh):
                     dzr, dyr, yr = dz[i], dy[n, i], mask[n, i]
                     for q in range(owc):
@@ -341,7 +356,7 @@ def _dw_bwd_flat(dy, mask, x, kt, sh, dh, dw, top, left, c, gimg, need_dx, scrat
                     kr, kp = ka[di, dj], pkg[di, dj]
                     for o in range(c):
                         kp[o] += kr[j * c + o]
-        denormals_restore(fpu)
+    denormals_restore(fpu)
 
 
 def _flat(m, strides):
@@ -392,11 +407,12 @@ def depthwise_conv2d_forward(x, kernel, bias, strides, pads, relu=False, cache=N
     y = np.empty((x.shape[0], max(oh, 0), max(ow, 0), c * m), dtype=dtype)
     if y.size and _flat(m, strides):
         n, h, w = x.shape[:3]
-        _dw_fwd_flat(x.reshape(n, h, w * c), _tiled(k3, ow), _tiled(b, ow), strides[0], dilation[0], dilation[1],
-                     pads[0], pads[2], c, bias is not None, bool(relu), y.reshape(n, oh, ow * c))
+        fanout.run(_dw_fwd_flat, n * oh, x.reshape(n, h, w * c), _tiled(k3, ow), _tiled(b, ow), strides[0],
+                   dilation[0], dilation[1], pads[0], pads[2], c, bias is not None, bool(relu),
+                   y.reshape(n, oh, ow * c), work=2 * y.size * kh * kw)
     elif y.size:
-        _dw_fwd(x, k3, b, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[2], bias is not None,
-                bool(relu), y)
+        fanout.run(_dw_fwd, x.shape[0] * oh, x, k3, b, strides[0], strides[1], dilation[0], dilation[1], pads[0],
+                   pads[2], bias is not None, bool(relu), y, work=2 * y.size * kh * kw)
     return y
 
 
@@ -427,6 +443,7 @@ def depthwise_conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=
     pb = np.empty((ng, c * m), dtype=dtype)
     dx = np.empty(x.shape if need_dx else (0, 0, 0, 0), dtype=dtype)
     threads = numba.get_num_threads()
+    work = 2 * dy.size * kh * kw * (1 + bool(need_dx))
     if relu_y is not None:
         mask = as_c(relu_y, dtype)
         scratch = np.empty((threads, oh, ow, c * m), dtype=dtype)
@@ -438,13 +455,13 @@ def depthwise_conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=
             mask3, scratch3 = mask.reshape(n, oh, ow * c), scratch.reshape(threads, oh, ow * c)
         else:
             mask3 = scratch3 = mask.reshape(0, 0, 0)
-        _dw_bwd_flat(dy.reshape(n, oh, ow * c), mask3, x.reshape(n, h, w * c), _tiled(k3, ow), strides[0],
-                     dilation[0], dilation[1], pads[0], pads[2], c, gimg, bool(need_dx), scratch3,
-                     np.empty((threads, kh, kw, ow * c), dtype), np.empty((threads, ow * c), dtype),
-                     pk, pb, dx.reshape(n, h, w * c) if need_dx else dx.reshape(0, 0, 0))
+        fanout.run(_dw_bwd_flat, ng, dy.reshape(n, oh, ow * c), mask3, x.reshape(n, h, w * c), _tiled(k3, ow),
+                   strides[0], dilation[0], dilation[1], pads[0], pads[2], c, gimg, bool(need_dx), scratch3,
+                   np.empty((threads, kh, kw, ow * c), dtype), np.empty((threads, ow * c), dtype),
+                   pk, pb, dx.reshape(n, h, w * c) if need_dx else dx.reshape(0, 0, 0), work=work)
     else:
-        _dw_bwd(dy, mask, x, k3, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[2], gimg,
-                bool(need_dx), scratch, pk, pb, dx)
+        fanout.run(_dw_bwd, ng, dy, mask, x, k3, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[2],
+                   gimg, bool(need_dx), scratch, pk, pb, dx, work=work)
     dkernel = np.empty(kh * kw * c * m, dtype=dtype)
     dbias = np.empty(c * m, dtype=dtype)
     sum_groups(pk.reshape(ng, -1), dkernel)
