@@ -6,7 +6,7 @@ rows, cut into **fixed row blocks** of ``R = max(1, BN_BLOCK // C)`` rows (the l
 the blocks depend on the shape only, so every result is bitwise the same for any thread count and
 on the serial path that small inputs take.
 
-* **Statistics** (training forward). Each block (one parallel iteration; R*C values, in L2) gets
+* **Statistics** (training forward). Each block (one work item; R*C values, in L2) gets
   its per-channel sum and its *centred* sum of squares ``sum((x - block_mean)**2)``, both in
   float64: the block is read from memory once and a second time from cache. The blocks' results
   are merged in block order (Chan et al.'s pairwise update, in its two-level form)::
@@ -21,7 +21,7 @@ on the serial path that small inputs take.
   2e-14); float32 within the final rounding (5e-8, numpy 7e-8).
 * **Per channel** (C values, serial): ``inv = 1 / sqrt(var + eps)`` (times gamma),
   ``shift = beta - mean * inv``, rounded in the input's dtype exactly where numpy rounds.
-* **Normalisation** ``y = x * inv + shift``: one more read of ``x``, parallel over the same blocks;
+* **Normalisation** ``y = x * inv + shift``: one more read of ``x``, over the same blocks;
   the same two roundings as numpy (no FMA: no ``fastmath``, so LLVM does not contract), hence
   bitwise numpy's ``y`` for the same ``mean`` and ``var`` (so the inference forward is numpy's,
   denormals aside).
@@ -36,23 +36,24 @@ Denormals are flushed (:mod:`.fpu`) inside the block work, as in the other kerne
 product. The per-channel steps and :func:`batchnorm_update_moving` are not flushed: they touch C
 values (no speed to gain), and the moving statistics stay bitwise numpy's.
 
-Tiers: serial ``@njit`` helpers per block (``_*_block``) and per channel; one parallel kernel
-:func:`_bn` for every mode (FORWARD, TRAIN, BACKWARD, FROZEN), whose one ``prange`` loop runs once
-per pass: numba's parallel compilation costs seconds per loop (cold cache, both dtypes: 46 s with
-a kernel per mode, 37 s so), and its serial twin :func:`_bn_serial` (inputs of fewer than
-``config.BN_SMALL`` values run on the calling thread, where waking the pool would cost more than
-the work); :func:`_update_moving`; then the public functions, which check shapes, coerce inputs
-(any layout; gamma etc. cast to ``x``'s dtype; other dtypes and empty inputs go to the numpy
-kernels), pick a path and allocate the outputs.
+Tiers: serial ``@njit`` helpers per block (``_*_block``) and per channel, dispatched by mode
+(FORWARD, TRAIN, BACKWARD, FROZEN) in :func:`_block`; :func:`_bn_serial`, every mode in one call
+on the calling thread (inputs of fewer than ``config.BN_SMALL`` values, where waking the other
+threads would cost more than the work); :func:`_bn_pass`, one pass's blocks over a range, which
+:func:`_run` splits over numba's threads with :func:`.fanout.run` (serial ``nogil`` kernels: a
+``prange`` kernel's body is compiled twice over, seconds per loop); :func:`_update_moving`; then
+the public functions, which check shapes, coerce inputs (any layout; gamma etc. cast to ``x``'s
+dtype; other dtypes and empty inputs go to the numpy kernels), pick a path and allocate the
+outputs.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .. import numpy_batchnorm as _ref
-from . import checks, config
+from . import checks, config, fanout
 from .arrays import FLOATS, as_c
 from .fpu import denormals_off, denormals_restore
 
@@ -278,7 +279,7 @@ def _grad_merge(psb, psg, count, dgamma, dbeta, a, b):
 
 
 # ----------------------------------------------------------------------------- kernels
-#: the kernels' modes: which passes they make (:func:`_bn`)
+#: the kernels' modes: which passes they make (:func:`_bn_serial`)
 FORWARD, TRAIN, BACKWARD, FROZEN = 0, 1, 2, 3
 
 
@@ -294,7 +295,7 @@ def _prologue(mode, gamma, beta, mean, var, eps, vec):
 
 @njit(cache=True, error_model="numpy")
 def _block(mode, phase, g, rows, x, dy, ry, relu, mean, vec, part, out):
-    """Block ``g`` (rows ``g * rows`` on) of pass ``phase`` of ``mode`` (arguments as in :func:`_bn`):
+    """Block ``g`` (rows ``g * rows`` on) of pass ``phase`` of ``mode`` (arguments as in :func:`_bn_serial`):
     pass 0 the statistics (TRAIN) or the channel sums (BACKWARD; FROZEN: and dx) into ``part[:, g]``;
     pass 1 the normalisation (FORWARD, TRAIN) or dx (BACKWARD) into ``out``."""
     m, c = x.shape
@@ -324,10 +325,23 @@ def _merge(mode, part, rows, m, gamma, beta, eps, count, mean, var, vec, dgamma,
         _grad_merge(part[0], part[1], count, dgamma, dbeta, vec[2], vec[3])
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _bn(mode, x, dy, ry, relu, rows, gamma, beta, mean, var, eps, count, out, dgamma, dbeta):
-    """Every batch normalisation kernel, parallel over the row blocks: one ``prange`` loop run once
-    or twice (numba compiles a ``prange`` loop slowly: one loop for all modes, once per dtype).
+@njit(nogil=True, cache=True, error_model="numpy")
+def _bn_pass(mode, phase, x, dy, ry, relu, rows, groups, mean, vec, part, out, g_lo, g_hi, worker):
+    """Blocks g_lo..g_hi-1 (of ``groups``) of pass ``phase`` of ``mode`` (:func:`_block`, arguments as
+    in :func:`_bn_serial`; ``vec``, ``part`` as :func:`_run` allocates them), launched by
+    :func:`.fanout.run` over the blocks (``worker`` unused: the blocks write their own ``part``
+    column and ``out`` rows)."""
+    fpu = denormals_off()  # (see fpu)
+    for g in range(g_lo, min(g_hi, groups)):
+        _block(mode, phase, g, rows, x, dy, ry, relu, mean, vec, part, out)
+    denormals_restore(fpu)
+
+
+@njit(cache=True, error_model="numpy")
+def _bn_serial(mode, x, dy, ry, relu, rows, gamma, beta, mean, var, eps, count, out, dgamma, dbeta):
+    """Every batch normalisation kernel, in one call on the calling thread (small inputs: one
+    dispatch instead of four; the parallel path, :func:`_run`, makes the same blocks in the same
+    passes: the same bits).
 
     Parameters
     ----------
@@ -353,23 +367,6 @@ def _bn(mode, x, dy, ry, relu, rows, gamma, beta, mean, var, eps, count, out, dg
     dgamma, dbeta : (C,) arrays
         The backward's channel sums (outputs; the forward: empty).
     """
-    m, c = x.shape
-    groups = (m + rows - 1) // rows
-    part = np.empty((2, 0 if mode == FORWARD else groups, c))  # float64 partials per block
-    vec = np.empty((4, c), dtype=out.dtype)  # per-channel vectors (:func:`_prologue`, :func:`_merge`)
-    _prologue(mode, gamma, beta, mean, var, eps, vec)
-    for phase in range(1 if mode == FORWARD else 0, 1 if mode == FROZEN else 2):
-        for g in prange(groups):
-            fpu = denormals_off()  # (see fpu)
-            _block(mode, phase, g, rows, x, dy, ry, relu, mean, vec, part, out)
-            denormals_restore(fpu)
-        if phase == 0:
-            _merge(mode, part, rows, m, gamma, beta, eps, count, mean, var, vec, dgamma, dbeta)
-
-
-@njit(cache=True, error_model="numpy")
-def _bn_serial(mode, x, dy, ry, relu, rows, gamma, beta, mean, var, eps, count, out, dgamma, dbeta):
-    """:func:`_bn` on the calling thread: the same blocks in order, the same bits."""
     m, c = x.shape
     groups = (m + rows - 1) // rows
     part = np.empty((2, 0 if mode == FORWARD else groups, c))
@@ -414,12 +411,29 @@ def _vector(v, dtype):
 
 
 def _run(mode, x2, dy2, gamma, beta, mean, var, eps, count, out, dgamma, dbeta, relu=False, ry=None):
-    """:func:`_bn` or, below ``config.BN_SMALL`` values, :func:`_bn_serial` (2-D arrays; ``ry``:
-    the backward's fused relu output, 2-D, or None)."""
-    kernel = _bn_serial if x2.size < config.BN_SMALL else _bn
+    """``mode`` on 2-D arrays (``ry``: the backward's fused relu output, 2-D, or None): below
+    ``config.BN_SMALL`` values one call of :func:`_bn_serial`; else the same steps from here, each
+    pass's blocks split over numba's threads by :func:`.fanout.run` (serial ``nogil`` kernels, not a
+    ``prange``: numba compiled the parallel kernel's body twice over, 9.6 s of the vgg_bn preset's
+    cold first step)."""
     ry = x2[:0] if ry is None else ry
-    kernel(mode, x2, dy2, ry, relu or ry.shape[0] > 0, block_rows(*x2.shape), gamma, beta, mean, var, eps, count,
-           out, dgamma, dbeta)
+    relu = relu or ry.shape[0] > 0
+    m, c = x2.shape
+    rows = block_rows(m, c)
+    if x2.size < config.BN_SMALL:
+        _bn_serial(mode, x2, dy2, ry, relu, rows, gamma, beta, mean, var, eps, count, out, dgamma, dbeta)
+        return
+    groups = -(-m // rows)
+    part = np.empty((2, 0 if mode == FORWARD else groups, c))  # float64 partials per block
+    vec = np.empty((4, c), dtype=out.dtype)  # per-channel vectors (_prologue, _merge)
+    _prologue(mode, gamma, beta, mean, var, eps, vec)
+    for phase in range(1 if mode == FORWARD else 0, 1 if mode == FROZEN else 2):
+        # BN_SMALL decided that these passes are worth the threads: the fan-out's own threshold
+        # (in FLOPs, for GEMM-sized work) is passed as the work so that it agrees
+        fanout.run(_bn_pass, groups, mode, phase, x2, dy2, ry, relu, rows, groups, mean, vec, part, out,
+                   work=config.FANOUT_MIN_FLOPS)
+        if phase == 0:
+            _merge(mode, part, rows, m, gamma, beta, eps, count, mean, var, vec, dgamma, dbeta)
 
 
 def batchnorm_forward(x, gamma, beta, mean, var, epsilon, relu=False):
