@@ -1,6 +1,8 @@
-"""Max pooling on numba: one parallel pass computing max + first argmax; the backward is a gather.
+"""Max pooling on numba: one pass computing max + first argmax; the backward is a gather.
 
-Tiers: the parallel ``@njit`` kernels :func:`_maxpool_fwd` / :func:`_maxpool_bwd`, and the public
+Tiers: the serial ``nogil`` kernels :func:`_maxpool_fwd` / :func:`_maxpool_bwd` over ranges of
+rows, split over numba's threads by :func:`.fanout.run` (a ``prange`` kernel compiles its body
+twice over: 1.8 s each of the vgg_bn preset's cold first step), and the public
 :func:`maxpool2d_forward` / :func:`maxpool2d_backward` (any layout; non-float dtypes go to the
 numpy backend). Results equal the numpy backend's exactly (argmax included).
 """
@@ -8,17 +10,24 @@ numpy backend). Results equal the numpy backend's exactly (argmax included).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .. import numpy_backend as _ref
-from . import checks
+from . import checks, config, fanout
 from .arrays import FLOATS
 
 __all__ = ["maxpool2d_forward", "maxpool2d_backward"]
 
+#: :func:`.fanout.run`'s work per window cell visited, in FLOPs of the kernels its threshold
+#: (``config.FANOUT_MIN_FLOPS``, ~50 us of one thread's GEMM work) was set for. Measured on one
+#: thread, float32, 2x2 windows (Zen 4): 0.15-0.5 ns a cell forward, 0.25-0.6 backward, (100, 16,
+#: 16, 64) 0.35 / 0.47 ms: a cell costs about what 20 FLOPs of a tile kernel do, so calls of about
+#: 200,000 cells and up (batch 32 at (16, 16, 64)) are split, a batch of one is not
+POOL_WORK = 20
 
-@njit(parallel=True, cache=True)
-def _maxpool_fwd(x, ph, pw, sh, sw, top, left, y, arg):
+
+@njit(nogil=True, cache=True)
+def _maxpool_fwd(x, ph, pw, sh, sw, top, left, y, arg, t_lo, t_hi, worker):
     """Max and first argmax per window, np.argmax's rule: a NaN wins, padded cells are -inf.
 
     The window loop is outside the channel loop, so the compare-and-select is vectorised over C.
@@ -32,13 +41,15 @@ def _maxpool_fwd(x, ph, pw, sh, sw, top, left, y, arg):
     top, left : int
         Padding at the top and left (the far sides follow from y's shape).
     y : (N, OH, OW, C) array
-        The maxima (output; parallel over the N*OH output rows).
+        The maxima (output; one work item per output row, N*OH of them).
     arg : (N, OH, OW, C) int32 array
         The window-local index ``i * PW + j`` of each maximum (output).
+    t_lo, t_hi, worker : int
+        The output rows to do (:func:`.fanout.run`; ``worker`` unused).
     """
     n_img, h, w, c = x.shape
     _, oh, ow, _ = y.shape
-    for t in prange(n_img * oh):
+    for t in range(t_lo, min(t_hi, n_img * oh)):
         n = t // oh
         i = t - n * oh
         for j in range(ow):
@@ -61,8 +72,8 @@ def _maxpool_fwd(x, ph, pw, sh, sw, top, left, y, arg):
                                 arg[n, i, j, ch] = kk
 
 
-@njit(parallel=True, cache=True)
-def _maxpool_bwd(dy, arg, ph, pw, sh, sw, top, left, dx):
+@njit(nogil=True, cache=True)
+def _maxpool_bwd(dy, arg, ph, pw, sh, sw, top, left, dx, t_lo, t_hi, worker):
     """Gather: each input cell sums dy of the windows whose argmax is it, in (di, dj) order.
 
     Parameters
@@ -71,11 +82,13 @@ def _maxpool_bwd(dy, arg, ph, pw, sh, sw, top, left, dx):
     ph, pw, sh, sw, top, left : int
         As in :func:`_maxpool_fwd`.
     dx : (N, H, W, C) array
-        The input gradient (output; parallel over the N*H input rows).
+        The input gradient (output; one work item per input row, N*H of them).
+    t_lo, t_hi, worker : int
+        The input rows to do (:func:`.fanout.run`; ``worker`` unused).
     """
     n_img, h, w, c = dx.shape
     _, oh, ow, _ = dy.shape
-    for t in prange(n_img * h):
+    for t in range(t_lo, min(t_hi, n_img * h)):
         n = t // h
         r = t - n * h
         for s in range(w):
@@ -108,7 +121,8 @@ def maxpool2d_forward(x, pool_size, strides, pads):
     n, _, _, c = x.shape
     y = np.empty((n, oh, ow, c), dtype=x.dtype)
     arg = np.empty((n, oh, ow, c), dtype=np.int32)
-    _maxpool_fwd(x, ph, pw, strides[0], strides[1], pads[0], pads[2], y, arg)
+    fanout.run(_maxpool_fwd, n * oh, x, ph, pw, strides[0], strides[1], pads[0], pads[2], y, arg,
+               work=POOL_WORK * y.size * ph * pw)
     return y, arg
 
 
@@ -120,5 +134,6 @@ def maxpool2d_backward(dy, argmax, x_shape, pool_size, strides, pads):
         return _ref.maxpool2d_backward(dy, argmax, x_shape, pool_size, strides, pads)
     argmax = np.ascontiguousarray(argmax, dtype=np.int32)
     dx = np.empty(tuple(x_shape), dtype=dy.dtype)
-    _maxpool_bwd(dy, argmax, pool_size[0], pool_size[1], strides[0], strides[1], pads[0], pads[2], dx)
+    fanout.run(_maxpool_bwd, dx.shape[0] * dx.shape[1], dy, argmax, pool_size[0], pool_size[1], strides[0],
+               strides[1], pads[0], pads[2], dx, work=POOL_WORK * dy.size * pool_size[0] * pool_size[1])
     return dx
