@@ -63,7 +63,7 @@ from .conv_planar import MAX_FILTERS_BACKWARD, planar_backward, planar_fits, pla
 from .elementwise import relu_backward, relu_bwd_range, sum_groups
 from .fpu import denormals_off, denormals_restore
 from .im2col import col2im_imgs, im2col_imgs
-from .tiles import Loop, TileA, TileOut, tile_grid
+from .tiles import Loop, TileA, TileOut, tile_grid, uses_tiles
 
 __all__ = ["conv2d_forward", "conv2d_backward", "conv_tiles_fit", "tiles_forward", "tiles_dx", "tiles_backward"]
 
@@ -93,6 +93,7 @@ def conv_tiles_fit(dtype) -> bool:
     return config.TILES and dtype in (np.float32, np.float64)
 
 
+@uses_tiles
 @njit(nogil=True, cache=True)
 def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, top, left, gimg, ngroups, relu,
                 xpad, mask, pbias, u_lo, u_hi, worker):

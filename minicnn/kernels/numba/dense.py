@@ -35,7 +35,7 @@ from .. import numpy_backend as _ref
 from . import blas, checks, config, fanout
 from .arrays import FLOATS, as_c, bias_or_zeros
 from .fpu import denormals_off, denormals_restore
-from .tiles import LANES, TileA, TileOut, one_loop, tile_grid, tiles_fit, transpose16
+from .tiles import LANES, TileA, TileOut, one_loop, tile_grid, tiles_fit, transpose16, uses_tiles
 
 __all__ = ["dense_forward", "dense_backward"]
 
@@ -67,6 +67,7 @@ def _dense_fwd(x, w, nparts, nrowblk, part, u_lo, u_hi, worker):
     denormals_restore(fpu)
 
 
+@uses_tiles
 @njit(nogil=True, cache=True)
 def _dense_fwd_tiles(x, w, nparts, kb, zeros, part, t_lo, t_hi, worker):
     """float32 ``part[t] = x[:, K_t] @ w[K_t, :]`` on the FMA tiles for ``nparts`` fixed slices K_t of
@@ -155,6 +156,7 @@ def _dense_bwd(dy, x, w, need_dx, blk, dx, dw, nonfinite, t_lo, t_hi, worker):
     denormals_restore(fpu)
 
 
+@uses_tiles
 @njit(nogil=True, cache=True)
 def _dense_bwd_tiles(dy, x, w, need_dx, ib, scratch, xpack, zeros, dx, dw, nonfinite, t_lo, t_hi, worker):
     """float32 dense backward on the FMA tiles, per block of ``ib`` rows of w (``in`` and ``out``

@@ -91,6 +91,11 @@ class NativeLibrary:
         self.source = None
         self.path = None
 
+    @property
+    def built(self) -> bool:
+        """Whether :meth:`build` has finished: every symbol registered."""
+        return self._engine is not None
+
     def add(self, symbol: str, params, emit) -> None:
         if self._engine is not None:
             raise RuntimeError(f"native library {self.name!r}: add({symbol!r}) after build()")

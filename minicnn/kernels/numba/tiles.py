@@ -41,8 +41,10 @@ widest tile first (:func:`_tile_run`). Each output element is one tile's sum in 
 blocks).
 
 **Compiling and caching.** The 30 tile bodies (15 shapes, float32 and float64) and the transpose
-are compiled once per machine into a native library (:mod:`.native`, :data:`NATIVE`, built when
-this module is imported; later processes load its cached object file, ~4 ms of CPU) and called by symbol:
+are compiled once per machine into two native libraries (:mod:`.native`, :data:`NATIVE`: the
+float32 bodies and the transpose, built when this module is imported, and the float64 bodies,
+built the first time a float64 tile kernel is compiled or loaded, :func:`uses_tiles`; later
+processes load their cached object files, ~4 ms of CPU) and called by symbol:
 a kernel's IR holds a declaration and a call, not a copy of them. numba links a callee into its
 caller as IR and optimises and generates all of it again, once for a parallel kernel's gufunc and
 once for the kernel around it: with the bodies in every module, the seed model's first step
@@ -61,22 +63,58 @@ file, and the kernels call the bodies by name).
 
 from __future__ import annotations
 
+import threading
 from typing import NamedTuple
 
 import numpy as np
 from llvmlite import ir
 import numba
 from numba import njit, types
-from numba.core import cgutils
+from numba.core import cgutils, sigutils
 from numba.extending import intrinsic
 
 from . import config
 from .native import NativeLibrary
 
-__all__ = ["LANES", "TileA", "Loop", "TileOut", "one_loop", "tile_grid", "transpose16", "tiles_fit"]
+__all__ = ["LANES", "TileA", "Loop", "TileOut", "one_loop", "tile_grid", "transpose16", "tiles_fit", "uses_tiles",
+           "need_float64"]
 
-#: the tiles' and the transpose's machine code (:mod:`.native`), built at the end of this module
-NATIVE = NativeLibrary("tiles")
+#: the tiles' and the transpose's machine code (:mod:`.native`), by dtype (False: float32, True:
+#: float64). float32 is built at the end of this module; float64 only when something needs it
+#: (:func:`need_float64`): a float32 user's first-ever import then compiles half the bodies (the
+#: library took 1.2 s of the seed model's 6.0 s cold start, its float64 half ~0.6 s of it)
+NATIVE = {False: NativeLibrary("tiles-f32"), True: NativeLibrary("tiles-f64")}
+_build_lock = threading.Lock()
+
+
+def need_float64() -> None:
+    """Build (or load from the cache) the float64 tile library, once per process: before any
+    code calling its functions is compiled or loaded (an unresolved symbol would abort the
+    process in LLVM's linker)."""
+    if not NATIVE[True].built and not numba.config.DISABLE_JIT:
+        with _build_lock:  # (a model's warm-up may compile on another thread)
+            NATIVE[True].build()
+
+
+def _float64_in(sig) -> bool:
+    args = sig if isinstance(sig, tuple) else sigutils.normalize_signature(sig)[0]
+    return any(isinstance(a, types.Array) and a.dtype == types.float64 for a in args)
+
+
+def uses_tiles(dispatcher):
+    """Mark an ``@njit`` function whose code calls the tiles, directly or through :func:`tile_grid`:
+    every compile of it (numba's path for a new signature, from Python or from another kernel's
+    typing, and for loading a cached one, which is not typed again) with a float64 array argument
+    builds the float64 library first (:func:`need_float64`). Returns ``dispatcher``."""
+    compile_ = dispatcher.compile
+
+    def compile(sig):
+        if _float64_in(sig):
+            need_float64()
+        return compile_(sig)
+
+    dispatcher.compile = compile
+    return dispatcher
 
 #: lanes per 512-bit vector, by itemsize
 LANES = {4: 16, 8: 8}
@@ -287,7 +325,7 @@ def _tile_codegen(R, V, double):
     def codegen(context, builder, signature, args):
         # a call of the native library's function (:mod:`.native`): its body is compiled
         # once per machine, not linked into and optimised again in every kernel's module
-        fn = NATIVE.declare(builder.module, _tile_symbol(R, V, double))
+        fn = NATIVE[double].declare(builder.module, _tile_symbol(R, V, double))
         flat = _flat_tile_args(context, builder, signature, args)
         if V == 1:
             flat.append(context.cast(builder, args[5], signature.args[5], types.int64))
@@ -304,14 +342,16 @@ def _make_tile(R, V):
     covers, 1..L (its vector accesses are masked to them)."""
     nparams = len(_TILE_PARAMS) + (1 if V == 1 else 0)
     for double in (False, True):
-        NATIVE.add(_tile_symbol(R, V, double), [ir.IntType(64)] * nparams,
-                   lambda builder, args, double=double: _emit_tile_body(builder, R, V, double, args))
+        NATIVE[double].add(_tile_symbol(R, V, double), [ir.IntType(64)] * nparams,
+                           lambda builder, args, double=double: _emit_tile_body(builder, R, V, double, args))
     if V == 1:
         @intrinsic
         def tile(typingctx, carrier, a, b, loops, out, lanes):
             """``carrier`` is any array of the working dtype (it picks float or double, nothing else)."""
             if not (_tile_types_ok(carrier, a, b, loops, out) and isinstance(lanes, types.Integer)):
                 return None  # numba reports the mismatch
+            if carrier.dtype == types.float64:  # (also for callers not marked with uses_tiles)
+                need_float64()
             return (types.void(carrier, a, b, loops, out, lanes),
                     _tile_codegen(R, V, carrier.dtype == types.float64))
     else:
@@ -320,6 +360,8 @@ def _make_tile(R, V):
             """``carrier`` is any array of the working dtype (it picks float or double, nothing else)."""
             if not _tile_types_ok(carrier, a, b, loops, out):
                 return None  # numba reports the mismatch
+            if carrier.dtype == types.float64:  # (also for callers not marked with uses_tiles)
+                need_float64()
             return types.void(carrier, a, b, loops, out), _tile_codegen(R, V, carrier.dtype == types.float64)
 
     return tile
@@ -349,6 +391,7 @@ def _out_cols(out, offset):
     return TileOut(out.addr + offset, out.item, out.bias + offset, out.relu, out.accumulate, out.flag)
 
 
+@uses_tiles
 @njit(cache=True)
 def _tile_run1(carrier, count, a, b, loops, out, lanes):
     """``count`` items of one vector masked to ``lanes`` columns (16, 8, 4, 2, 1 rows per tile);
@@ -413,6 +456,7 @@ def _tile_run(carrier, v, count, a, b, loops, out, lanes):
         _tile_run1(carrier, count, a, b, loops, out, lanes)
 
 
+@uses_tiles
 @njit(cache=True)
 def tile_grid(carrier, count, width, a, b, loops, out):
     """``count`` items x ``width`` output columns on the tiles: column blocks of 4 vectors, then 2,
@@ -485,12 +529,12 @@ def transpose16(typingctx, src, lds, dst, ldd):
     sig = types.void(types.int64, types.int64, types.int64, types.int64)
 
     def codegen(context, builder, signature, args):
-        builder.call(NATIVE.declare(builder.module, "minicnn_transpose16_f32"), list(args))
+        builder.call(NATIVE[False].declare(builder.module, "minicnn_transpose16_f32"), list(args))
         return context.get_dummy_value()
 
     return sig, codegen
 
 
-NATIVE.add("minicnn_transpose16_f32", [ir.IntType(64)] * 4, _emit_transpose16)
+NATIVE[False].add("minicnn_transpose16_f32", [ir.IntType(64)] * 4, _emit_transpose16)
 if not numba.config.DISABLE_JIT:  # before any kernel that calls the tiles is compiled or loaded
-    NATIVE.build()
+    NATIVE[False].build()

@@ -100,9 +100,13 @@ def test_add_after_build(cache):
 
 
 def test_tiles_library_is_built_and_every_symbol_defined():
-    assert tiles.NATIVE.source in ("cache", "compiled")
-    for symbol in tiles.NATIVE._functions:
-        assert llvm.address_of_symbol(symbol), symbol
+    assert tiles.NATIVE[False].source in ("cache", "compiled")  # float32: at import
+    tiles.need_float64()
+    for double in (False, True):
+        assert tiles.NATIVE[double].built
+        for symbol in tiles.NATIVE[double]._functions:
+            assert llvm.address_of_symbol(symbol), symbol
+            assert symbol.endswith("f64") == double, symbol
 
 
 def test_kernels_call_the_tiles_by_symbol():

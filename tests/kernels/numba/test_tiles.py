@@ -285,3 +285,59 @@ def test_dense_backward_tiles_stay_in_bounds(need_dx, m, k, n, bad):
     np.testing.assert_array_equal(nonfinite.a, [int(not np.isfinite(want_dw[t * ib:(t + 1) * ib]).all())
                                                 for t in range(nonfinite.a.size)])
     assert all(c.intact() for c in (dyc, xc, wc, zeros, scratch, xpack, dx, dw, nonfinite))
+
+
+# ----------------------------------------------------------------------------- the float64 library
+_LAZY_CHILD = r"""
+import json, sys
+import numpy as np
+from minicnn.kernels.numba import conv, tiles
+seen = {"import": tiles.NATIVE[True].built}
+rng = np.random.default_rng(0)
+for dt in sys.argv[1].split(","):
+    x = rng.standard_normal((3, 9, 9, 3)).astype(dt)
+    k = rng.standard_normal((3, 3, 3, 16)).astype(dt)
+    y = conv.conv2d_forward(x, k, None, (1, 1), (1, 1, 1, 1), relu=True)
+    want = conv._ref.conv2d_forward(x, k, None, (1, 1), (1, 1, 1, 1), relu=True)
+    assert np.allclose(y, want, rtol=1e-4, atol=1e-4), dt
+    seen[dt] = tiles.NATIVE[True].built
+seen["source"] = tiles.NATIVE[True].source
+print(json.dumps(seen))
+"""
+
+
+def _lazy_child(dtypes, env=None):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _LAZY_CHILD, dtypes], env={**os.environ, **(env or {})},
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not config.TILES, reason="the FMA tiles are off here")
+def test_the_float64_library_is_built_only_when_float64_tiles_run():
+    """A float32 process never builds the float64 bodies; its first float64 tile kernel does
+    (here from this session's warm kernel cache: loading a cached float64 kernel builds it too)."""
+    assert _lazy_child("float32") == {"import": False, "float32": False, "source": None}
+    got = _lazy_child("float32,float64")
+    assert (got["import"], got["float32"], got["float64"]) == (False, False, True)
+    assert got["source"] in ("cache", "compiled")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not config.TILES, reason="the FMA tiles are off here")
+def test_a_cached_float64_kernel_without_its_library_file_builds_the_library_first(tmp_path):
+    """numba's cache holds the float64 conv kernel, which calls the float64 bodies by symbol, but
+    their object file is gone (deleted, or never written): loading the kernel must not meet an
+    undefined symbol (LLVM would abort the process): the library is compiled again first."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path)}
+    assert _lazy_child("float64", env)["source"] == "compiled"
+    (f64,) = tmp_path.glob("minicnn-native-tiles-f64-*.o")
+    f64.unlink()
+    got = _lazy_child("float64", env)
+    assert (got["import"], got["float64"], got["source"]) == (False, True, "compiled")
+    assert _lazy_child("float64", env)["source"] == "cache"
