@@ -398,7 +398,7 @@ def _tile_run1(carrier, count, a, b, loops, out, lanes):
     a function of its own, called from the two places that need it, so that its tiles are typed
     and lowered once."""
     isz = carrier.itemsize
-    j = 0
+    j = np.int64(0)  # (a literal 0 would type the first _a_at/_out_at call apart: a second compile)
     while count - j >= 16:
         _t16x1(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz), lanes)
         j += 16
@@ -420,7 +420,7 @@ def _tile_run(carrier, v, count, a, b, loops, out, lanes):
     """``count`` items of ``v`` vectors (4, 2 or 1): the widest tile first, then 4, 2, 1 for the
     rest (arguments as in :func:`tile_grid`; ``lanes``: the columns of a 1-vector run, 1..L)."""
     isz = carrier.itemsize
-    j = 0
+    j = np.int64(0)  # (as in _tile_run1)
     if v == 4:
         while count - j >= 6:
             _t6x4(carrier, _a_at(a, j, isz), b, loops, _out_at(out, j, isz))
