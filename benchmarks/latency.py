@@ -35,7 +35,8 @@ def section(R, A) -> list[str]:
     if not rows:
         return []
     return ["## Batch-1 latency\n",
-            "One image through each framework's inference call: back-to-back calls after 20 warm-up calls, "
+            "One image through each framework's inference call: back-to-back calls after the warm-up "
+            "(`timing.measure_latency`: 20 calls, or more to cover minicnn's thread-picker trials), "
             "no sample discarded; ms. \"vs TF\": the faster of Keras's `model(x)` and `predict_on_batch` over "
             "this call (the goal's comparison). \"(1 thread)\": minicnn's thread picker ran the pass on the "
             "calling thread, measured faster there than on the pool.\n",
