@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from .. import numpy_backend as _ref
-from . import checks, config, fanout
+from . import checks, fanout
 from .arrays import FLOATS
 
 __all__ = ["maxpool2d_forward", "maxpool2d_backward"]
