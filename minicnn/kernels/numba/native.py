@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import llvmlite
@@ -87,6 +88,7 @@ class NativeLibrary:
         self.name = name
         self._functions = {}
         self._engine = None  # keeps the machine code alive for the process
+        self._lock = threading.Lock()
         #: where the object code came from after :meth:`build`: "cache", "compiled" or None
         self.source = None
         self.path = None
@@ -148,9 +150,16 @@ class NativeLibrary:
         return h.hexdigest()[:24]
 
     def build(self) -> "NativeLibrary":
-        """Compile or load the library and register its symbols (once; later calls return)."""
+        """Compile or load the library and register its symbols (once; later calls return, and
+        concurrent ones wait for the first: a model's warm-up may compile on another thread)."""
         if self._engine is not None:
             return self
+        with self._lock:
+            if self._engine is None:
+                self._build()
+        return self
+
+    def _build(self) -> None:
         tm, cpu, features = _target_machine()
         key = self._key(cpu, features)
         where = cache_dir()
@@ -171,7 +180,6 @@ class NativeLibrary:
                 raise RuntimeError(f"native library {self.name!r}: {symbol!r} missing from its object code")
             llvm.add_symbol(symbol, addr)
         self._engine, self.path = engine, path
-        return self
 
 
 #: the cache file's first bytes, then the SHA-256 of the object code, then the object code

@@ -63,7 +63,6 @@ file, and the kernels call the bodies by name).
 
 from __future__ import annotations
 
-import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -84,16 +83,14 @@ __all__ = ["LANES", "TileA", "Loop", "TileOut", "one_loop", "tile_grid", "transp
 #: (:func:`need_float64`): a float32 user's first-ever import then compiles half the bodies (the
 #: library took 1.2 s of the seed model's 6.0 s cold start, its float64 half ~0.6 s of it)
 NATIVE = {False: NativeLibrary("tiles-f32"), True: NativeLibrary("tiles-f64")}
-_build_lock = threading.Lock()
 
 
 def need_float64() -> None:
     """Build (or load from the cache) the float64 tile library, once per process: before any
     code calling its functions is compiled or loaded (an unresolved symbol would abort the
     process in LLVM's linker)."""
-    if not NATIVE[True].built and not numba.config.DISABLE_JIT:
-        with _build_lock:  # (a model's warm-up may compile on another thread)
-            NATIVE[True].build()
+    if not numba.config.DISABLE_JIT:
+        NATIVE[True].build()
 
 
 def _float64_in(sig) -> bool:
