@@ -7,10 +7,11 @@ every jitted callee (im2col, BLAS wrappers, relu's rule) and optimises them agai
 serial ``@njit(nogil=True)`` kernel over a range of its groups. Both ran in 29-31 ms at the seed's
 conv2 shapes, and gave the same bits (Zen 3, float32, batch 100). The price is the hand-off: a
 call split over two Python threads costs ~20 us (a sleeping thread's wake-up) against ~2 us for
-numba's OpenMP launch, so this is for the kernels that do at least a GEMM per work item (the im2col + GEMM conv and dense, the
-planar first layer, the FMA tiles of conv and dense, the ordered group sums after them), and a call with little work
-(``config.FANOUT_MIN_FLOPS``: a batch of one) stays on the calling thread. The elementwise
-kernels, with their microsecond calls, stay on ``prange``.
+numba's OpenMP launch, so this is for kernels whose calls take tens of microseconds or more (the
+im2col + GEMM conv and dense, the planar first layer, the FMA tiles of conv and dense, the ordered
+group sums after them, and the batch norm, depthwise and max-pooling passes), and a call with
+little work (``config.FANOUT_MIN_FLOPS``: a batch of one) stays on the calling thread. The
+elementwise kernels, with their microsecond calls, stay on ``prange``.
 
 Work items are split into contiguous blocks, one per worker, as numba's static schedule splits a
 ``prange``. The kernels decide their partial sums by the shapes only, never by the block bounds,
