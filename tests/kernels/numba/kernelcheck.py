@@ -1,4 +1,5 @@
-"""Shared helpers of the numba kernel tests: tolerances, the tiles switch, layouts, canaries.
+"""Shared helpers of the numba kernel tests: tolerances, the tiles switch, layouts, canaries, a child
+process that reports in JSON.
 
 Tolerances (relative: max|difference| / max|reference|): 1e-12 in float64, 1e-5 in float32.
 Max-pooling argmax and the relu/pool gradients must be *exactly* equal.
@@ -7,6 +8,10 @@ Max-pooling argmax and the relu/pool gradients must be *exactly* equal.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import subprocess
+import sys
 
 import numba
 import numpy as np
@@ -20,6 +25,16 @@ from minicnn.kernels.numba import config  # noqa: E402
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def child_json(code, *argv, env=None, timeout=600):
+    """Run ``code`` in a fresh interpreter (``argv`` after ``-c``; ``env`` the whole environment,
+    default this process's) and return the JSON its last line of output prints; a child that fails
+    fails the test with the tail of its stderr."""
+    out = subprocess.run([sys.executable, "-c", code, *argv], env=os.environ if env is None else env,
+                         capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ import pytest
 nb = pytest.importorskip("minicnn.kernels.numba_backend")
 
 from minicnn.kernels.numba import blas  # noqa: E402
-from tests.kernels.numba.kernelcheck import model_like_case  # noqa: E402
+from tests.kernels.numba.kernelcheck import child_json, model_like_case  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("numba_kernels_even_for_small_inputs")
 
@@ -99,10 +99,7 @@ def _buffer_vm_flags(env_extra: dict | None = None) -> tuple[str, list[str]]:
     """In a fresh process: minicnn's numba backend imported, a dense layer run (its GEMM slices on
     the fanout threads), then (what the advice said, the VmFlags of the mapping of each buffer
     OpenBLAS hands out while holding three)."""
-    import json
     import os
-    import subprocess
-    import sys
 
     code = r"""
 import ctypes, json
@@ -133,8 +130,7 @@ for addr in held:
 print(json.dumps([blas.openblas.huge_pages, flags]))
 """
     env = dict(os.environ, NUMBA_NUM_THREADS="2", **(env_extra or {}))
-    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    said, flags = json.loads(p.stdout.strip().splitlines()[-1])
+    said, flags = child_json(code, env=env)
     return said, flags
 
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from minicnn.kernels.numba import cachestamp
 from minicnn.kernels.numba.cachestamp import STAMP, drop_stale, sources_digest
+from tests.kernels.numba.kernelcheck import child_json
 
 PACKAGE = Path(cachestamp.__file__).resolve().parent
 
@@ -86,9 +84,7 @@ print(json.dumps({"cache": str(cachestamp.cache_path())}))
 
 
 def _run_child(env):
-    out = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr
-    return Path(json.loads(out.stdout.strip().splitlines()[-1])["cache"])
+    return Path(child_json(_CHILD, env=env)["cache"])
 
 
 def _kernels(cache):

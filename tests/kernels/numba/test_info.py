@@ -3,11 +3,8 @@ the kernels an op ran (trace_kernels, path_of), and kernels really compiled for 
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,7 +14,7 @@ pytest.importorskip("numba")
 from minicnn.kernels import numba_backend as nb  # noqa: E402
 from minicnn.kernels import numpy_backend as ref  # noqa: E402
 from minicnn.kernels.numba import blas, config, conv, info  # noqa: E402
-from tests.kernels.numba.kernelcheck import tiles  # noqa: E402
+from tests.kernels.numba.kernelcheck import child_json, tiles  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 #: the environment of `make test-portable`'s AVX2 variant (kernels compiled for Haswell)
@@ -116,9 +113,7 @@ def test_kernels_compiled_for_an_avx2_cpu(tmp_path):
     ])
     env = {**os.environ, **AVX2_ENV, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "MINICNN_NUMBA_TILES": "1",
            "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res = child_json(code, env=env, timeout=900)
     assert res["isa"]["vector_isa"] == "AVX2" and res["isa"]["cpu_name"] == "haswell"
     assert res["zmm"] == 0 and res["ymm"] > 0
     assert res["err"]["True"] <= 1e-5 and res["err"]["False"] <= 1e-5

@@ -15,6 +15,8 @@ spill registers, so they are only slow), and the MINICNN_NUMBA_TILES=0 CI run ch
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -27,7 +29,7 @@ from minicnn.kernels.numba import config, conv, dense, fanout, tiles  # noqa: E4
 from minicnn.kernels.numba.elementwise import sum_groups  # noqa: E402
 from minicnn.kernels.numba.tiles import Loop, TileA, TileOut  # noqa: E402
 from minicnn.kernels.shapes import window_output  # noqa: E402
-from tests.kernels.numba.kernelcheck import SENTINEL, SETTINGS, Canary, assert_close  # noqa: E402
+from tests.kernels.numba.kernelcheck import SENTINEL, SETTINGS, Canary, assert_close, child_json  # noqa: E402
 
 pytestmark = pytest.mark.skipif(numba.config.DISABLE_JIT, reason="the tiles are LLVM IR: they need the JIT")
 
@@ -307,15 +309,7 @@ print(json.dumps(seen))
 
 
 def _lazy_child(dtypes, env=None):
-    import json
-    import os
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", _LAZY_CHILD, dtypes], env={**os.environ, **(env or {})},
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return child_json(_LAZY_CHILD, dtypes, env={**os.environ, **(env or {})})
 
 
 @pytest.mark.skipif(not config.TILES, reason="the FMA tiles are off here")
