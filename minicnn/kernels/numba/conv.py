@@ -44,8 +44,8 @@ serial over a range of output rows, images, chunks or groups, run on every threa
 first step on a cold cache: 6.1 -> 2.8 s; ``benchmarks/README.md``, "The FMA tile kernels left
 the parfors"); :func:`_bias_act_rows` and :mod:`.im2col`'s im2col_imgs, col2im_imgs serial,
 called per chunk), Python launchers of the
-tile kernel's three modes (:func:`tiles_forward`, :func:`tiles_dx`, :func:`tiles_backward`:
-arguments by name, the unused ones filled in), and the public :func:`conv2d_forward` /
+tile kernel's two modes (:func:`tiles_forward`, :func:`tiles_backward`: arguments by name, the
+unused ones filled in), and the public :func:`conv2d_forward` /
 :func:`conv2d_backward`.
 """
 
@@ -59,12 +59,12 @@ from .. import numpy_backend as _ref
 from . import blas, checks, config, fanout
 from .arrays import EMPTY2, EMPTY4, FLOATS, as_c, bias_or_zeros
 from .conv_planar import MAX_FILTERS_BACKWARD, planar_backward, planar_fits, planar_forward
-from .elementwise import relu_backward, relu_bwd_range, sum_groups
+from .elementwise import relu_bwd_range, sum_groups
 from .fpu import denormals_off, denormals_restore
 from .im2col import col2im_imgs, im2col_imgs
 from .tiles import Loop, TileA, TileOut, tile_grid, uses_tiles
 
-__all__ = ["conv2d_forward", "conv2d_backward", "conv_tiles_fit", "tiles_forward", "tiles_dx", "tiles_backward"]
+__all__ = ["conv2d_forward", "conv2d_backward", "conv_tiles_fit", "tiles_forward", "tiles_backward"]
 
 
 # ----------------------------------------------------------------------------- tile kernel
@@ -98,36 +98,38 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
                 xpad, mask, pbias, u_lo, u_hi, worker):
     """The conv kernels built on the FMA tiles, in one function so that the tile code is compiled
     once per dtype (each kernel would otherwise re-optimise all of it). Launch it through
-    :func:`tiles_forward`, :func:`tiles_dx` or :func:`tiles_backward`.
+    :func:`tiles_forward` or :func:`tiles_backward`.
 
     Parameters
     ----------
     mode : int
-        0 forward, 1 dx alone, 2 the whole backward (below).
+        0 forward, 2 the whole backward (below). (A mode 1, dx alone beside a dkernel by GEMM,
+        was dropped: with the tiles on, dkernel leaves them only for a dilated conv, and then dx
+        leaves them too; it cost compile time on every first run.)
     src : 4-D array
-        mode 0: padded x (N, Hp, Wp, C); modes 1, 2: dy (N, OH, OW, F).
+        mode 0: padded x (N, Hp, Wp, C); mode 2: dy (N, OH, OW, F).
     wgt : 4-D array
-        mode 0: the kernel (KH, KW, C, F); modes 1, 2: the flipped, transposed kernel (KH, KW, F, C)
-        (mode 2 without dx: an empty (KH, KW, 0, 0) placeholder giving the kernel size).
+        mode 0: the kernel (KH, KW, C, F); mode 2: the flipped, transposed kernel (KH, KW, F, C)
+        (without dx: an empty (KH, KW, 0, 0) placeholder giving the kernel size).
     out : 4-D array
-        mode 0: y (N, OH, OW, F); modes 1, 2: dx (N, H, W, C) (mode 2: empty when dx is not wanted).
+        mode 0: y (N, OH, OW, F); mode 2: dx (N, H, W, C), empty when dx is not wanted.
     vec : 1-D array
         mode 0: the bias (F,).
     zeros : 1-D array
         At least max(C, F) zeros of the working dtype: the tiles' bias when there is none (mode 0
         passes the bias here too: only its dtype and address are used there).
     scratch : (threads, PH, PW, F) array
-        modes 1, 2: one dz buffer per numba thread, ``PH, PW`` from :func:`dx_buffer` when dx is
+        mode 2: one dz buffer per numba thread, ``PH, PW`` from :func:`dx_buffer` when dx is
         computed (dz with a zero border left and right), else OH, OW.
     part : (G, KH*KW*C*F) array
         mode 2: the per-group partial sums of dkernel.
     sh, sw : int
-        Strides (mode 1: 1).
+        Strides.
     dh, dw : int
         mode 0: the dilation (tap (di, dj) reads padded row i*sh + di*dh, column j*sw + dj*dw);
-        modes 1, 2: 1.
+        mode 2: 1.
     top, left : int
-        modes 1, 2: the forward's padding at the top and left.
+        mode 2: the forward's padding at the top and left.
     gimg, ngroups : int
         mode 2: images per group and the number of groups G.
     relu : int
@@ -139,16 +141,14 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
     pbias : (G, F) array
         mode 2: the per-group partial sums of dbias.
     u_lo, u_hi, worker : int
-        The work items to do (mode 0: output rows of all images, N*OH; mode 1: images; mode 2:
-        groups) and the index of this call's ``scratch`` buffer (:func:`.fanout.run`).
+        The work items to do (mode 0: output rows of all images, N*OH; mode 2: groups) and the index of this call's ``scratch`` buffer (:func:`.fanout.run`).
 
     What each mode does. 0: parallel over output rows, each a run of tiles of up to 6 pixels x
-    64 channels, relu fused. 1 (stride 1; when dkernel goes by GEMM): per image, dy is copied into
-    the thread's zero-bordered buffer and correlated with ``wgt``; kernel rows that would meet
-    no dz row are skipped. 2 (one pass over dy, relu's gradient fused): per group of
-    ``gimg`` images, one image at a time: dz = dy * (y > 0) goes into the thread's buffer while
-    pbias[g] sums it; then the dx rows (as in mode 1, per column phase of the stride: the
-    pixels q, q + sw, ... of a dx row share their taps) and, per kernel row di, a tile of the
+    64 channels, relu fused. 2 (one pass over dy, relu's gradient fused): per group of
+    ``gimg`` images, one image at a time: dz = dy * (y > 0) goes into the thread's
+    zero-bordered buffer while pbias[g] sums it; then the dx rows (dz correlated with ``wgt``, per
+    column phase of the stride: the pixels q, q + sw, ... of a dx row share their taps; kernel
+    rows that would meet no dz row are skipped) and, per kernel row di, a tile of the
     (kw, c) rows x f filters of dkernel[di] read dz from there (part[g] accumulates the group's
     images in order). dz never goes to memory.
     """
@@ -165,20 +165,15 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
         kh, kw, _, f = wgt.shape
         oh, ow = out.shape[1], out.shape[2]
         total = n_img * oh
-    elif mode == 1:
-        n_img, hp, wp, c = out.shape  # dx (N, H, W, C); hp, wp are H, W here
-        kh, kw, f = wgt.shape[0], wgt.shape[1], wgt.shape[2]
-        oh, ow = src.shape[1], src.shape[2]
-        total = n_img
     else:
         n_img, oh, ow, f = src.shape
         kh, kw = wgt.shape[0], wgt.shape[1]
         c = xpad.shape[3]
         xh, xw = xpad.shape[1], xpad.shape[2]
-        hp, wp = (out.shape[1], out.shape[2]) if has_dx else (oh, ow)  # dx's H, W (as in mode 1)
+        hp, wp = (out.shape[1], out.shape[2]) if has_dx else (oh, ow)  # dx's H, W
         total = ngroups
-    # mode 1/2 buffer: dz of one image, (PH, PW, F), its interior at (pt, pl); without dx, no border
-    if mode == 1 or has_dx:
+    # mode 2 buffer: dz of one image, (PH, PW, F), its interior at (pt, pl); without dx, no border
+    if has_dx:
         ph, pw, pt, pl = dx_buffer(hp, wp, oh, ow, kh, kw, sw, left)
     else:
         ph, pw, pt, pl = oh, ow, 0, 0
@@ -190,42 +185,35 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
         for n in range(i0, min(n_img, i0 + step) if mode != 0 else i0 + 1):
             nrows = 1
             ndx = 0  # mode 2: the first ndx rows are dx rows, the kh after them dkernel rows
-            if mode != 0:  # dz[n] into the buffer (mode 2: masked, and summed for dbias)
+            if mode != 0:  # dz[n] into the buffer, masked, and summed for dbias
                 buf = scratch[worker]
-                if mode == 1 or has_dx:
+                if has_dx:
                     for r in range(ph):  # zero the border only; the interior is overwritten just below
                         if r < pt or r >= pt + oh:
                             buf[r] = 0
                         else:
                             buf[r, :pl] = 0
                             buf[r, pl + ow:] = 0
-                if mode == 1:
-                    for i in range(oh):
-                        for j in range(ow):
+                pb = pbias[u]
+                if n == i0:
+                    pb[:] = 0
+                masked = mask.shape[0] > 0
+                for i in range(oh):
+                    for j in range(ow):
+                        row, dyr = buf[pt + i, pl + j], src[n, i, j]
+                        # loops of one store each, a select at most: they vectorise (a
+                        # loop storing to both row and pb did not, in a serial kernel)
+                        if masked:
+                            yr = mask[n, i, j]
                             for o in range(f):
-                                buf[pt + i, pl + j, o] = src[n, i, j, o]
-                    nrows = hp
-                else:
-                    pb = pbias[u]
-                    if n == i0:
-                        pb[:] = 0
-                    masked = mask.shape[0] > 0
-                    for i in range(oh):
-                        for j in range(ow):
-                            row, dyr = buf[pt + i, pl + j], src[n, i, j]
-                            # loops of one store each, a select at most: they vectorise (a
-                            # loop storing to both row and pb did not, in a serial kernel)
-                            if masked:
-                                yr = mask[n, i, j]
-                                for o in range(f):
-                                    row[o] = dyr[o] if yr[o] > 0 else zero
-                            else:
-                                for o in range(f):
-                                    row[o] = dyr[o]
+                                row[o] = dyr[o] if yr[o] > 0 else zero
+                        else:
                             for o in range(f):
-                                pb[o] += row[o]
-                    ndx = hp * sw if has_dx else 0  # (dx row, column phase) pairs
-                    nrows = ndx + kh
+                                row[o] = dyr[o]
+                        for o in range(f):
+                            pb[o] += row[o]
+                ndx = hp * sw if has_dx else 0  # (dx row, column phase) pairs
+                nrows = ndx + kh
             for r in range(nrows):  # a single tile call site (tile_grid is a call, not inlined IR)
                 if mode == 0:  # output row (n_, i): ow pixels x f channels, reducing over (kh, kw, c)
                     n_ = u // oh
@@ -235,7 +223,7 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
                     b = wb
                     loops = (Loop(kh, dh * wp * c, kw * c * f), Loop(kw, dw * c, c * f), Loop(c, 1, f))
                     dst = TileOut(ob + (u * ow) * f * isz, f, vb, relu, 0, 0)
-                elif mode == 1 or r < ndx:  # dx row rr of image n, its pixels q, q + sw, ... x c channels
+                elif r < ndx:  # dx row rr of image n, its pixels q, q + sw, ... x c channels
                     # flipped taps di' = di0 + mi*sh (mi0 <= mi < mi1: dz row ib + mi exists) and
                     # dj' = dj0 + mj*sw (dz column t + jb + mj for the pixel t of the phase)
                     rr = r // sw
@@ -284,15 +272,6 @@ def tiles_forward(xpad, kernel, bias, y, strides, relu, dilation=(1, 1)):
     _tiles_run(0, n * oh, 2 * y.size * kernel[..., 0].size, xpad, kernel, y, bias, bias, EMPTY4[dt], EMPTY2[dt],
                strides[0], strides[1], dilation[0], dilation[1], 0, 0, 0, 0, 1 if relu else 0, EMPTY4[dt], EMPTY4[dt],
                EMPTY2[dt])
-
-
-def tiles_dx(dy, kernel_t, dx, pads, scratch, zeros):
-    """dx of a stride-1 conv on the tiles (mode 1): ``kernel_t`` the flipped, transposed kernel
-    (KH, KW, F, C), ``scratch`` the per-thread dz buffers (threads, H + KH - 1, W + KW - 1, F),
-    ``zeros`` at least max(C, F) zeros."""
-    dt = dx.dtype
-    _tiles_run(1, dx.shape[0], 2 * dx.size * kernel_t[..., 0].size, dy, kernel_t, dx, zeros, zeros, scratch,
-               EMPTY2[dt], 1, 1, 1, 1, pads[0], pads[2], 0, 0, 0, EMPTY4[dt], EMPTY4[dt], EMPTY2[dt])
 
 
 def tiles_backward(dy, relu_y, xpad, kernel_t, dx, strides, pads, gimg, scratch, zeros, pk, pb):
@@ -556,14 +535,10 @@ def conv2d_backward(dy, x, kernel, strides, pads, need_dx=True, cache=None, relu
         planar_backward(dy, x, kernel, pads, dilation, None if relu_y is None else as_c(relu_y, dtype), dkernel, dbias)
         if dx_mode is None:
             return None, dkernel.reshape(kernel.shape), dbias
-    # what is left: dx (of a strided conv, a dilated one, or beside the planar dkernel), or
-    # dkernel/dbias with the tiles off
+    # what is left, by GEMM: dx (of a dilated conv, beside the planar dkernel, or beside the tiles'
+    # dkernel when a pad reaches the kernel size), or dkernel/dbias with the tiles off. (dx is
+    # on the tiles only when dkernel is: both need the tiles for this dtype and no dilation.)
     cimg, _, ngroups = _conv_chunking(n, oh, ow)
-    if relu_y is not None and dx_mode == "tiles":  # the dx tiles read the whole dz
-        dy, relu_y = relu_backward(dy, relu_y), None
-    if dx_mode == "tiles":  # (and dkernel by GEMM below)
-        scratch = np.empty((numba.get_num_threads(), x.shape[1] + kh - 1, x.shape[2] + kw - 1, f), dtype=dtype)
-        tiles_dx(dy, wt, dx, pads, scratch, zeros)
     # relu's gradient fused: each chunk of dy masked into a cache-sized per-thread buffer
     relu_y = EMPTY4[dtype] if relu_y is None else as_c(relu_y, dtype)
     dzbuf = np.empty((numba.get_num_threads(), cimg * oh * ow * f if relu_y.size else 0), dtype=dtype)

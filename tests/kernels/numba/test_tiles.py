@@ -195,16 +195,20 @@ def _kernel_t(kern):
 @pytest.mark.parametrize(("c", "f", "padding"), [(16, 32, "valid"), (32, 16, "same"), (16, 48, "same"),
                                                  (6, 16, "valid"), (3, 5, "same")])
 def test_conv_dx_tiles_stay_in_bounds(c, f, padding):
+    """dx from the one-pass backward at stride 1, channel counts beyond the next test's (more
+    input than output channels, three vectors of filters): only dx is checked here."""
     x, kern, _ = _conv_case(2, 7, 9, c, f, 3, seed=c + f)
     (oh, ow), pads = window_output((7, 9), (3, 3), (1, 1), padding)
     dy = np.random.default_rng(0).standard_normal((2, oh, ow, f)).astype(F32)
-    dyc, ktc = Canary.holding(dy), Canary.holding(_kernel_t(kern))
+    dyc, xc, ktc = Canary.holding(dy), Canary.holding(ref.pad_nhwc(x, pads)), Canary.holding(_kernel_t(kern))
     zeros = Canary.holding(np.zeros(max(c, f), F32))
-    scratch = Canary((numba.get_num_threads(), 7 + 2, 9 + 2, f), F32)
+    bh, bw = conv.dx_buffer(7, 9, oh, ow, 3, 3, 1, pads[2])[:2]
+    scratch = Canary((numba.get_num_threads(), bh, bw, f), F32)
+    pk, pb = Canary((2, 9 * c * f), F32), Canary((2, f), F32)
     dx = Canary(x.shape, F32)
-    conv.tiles_dx(dyc.a, ktc.a, dx.a, pads, scratch.a, zeros.a)
+    conv.tiles_backward(dyc.a, None, xc.a, ktc.a, dx.a, (1, 1), pads, 1, scratch.a, zeros.a, pk.a, pb.a)
     assert_close(dx.a, ref.conv2d_backward(dy, x, kern, (1, 1), pads)[0], F32, "dx")
-    assert all(c_.intact() for c_ in (dyc, ktc, zeros, scratch, dx))
+    assert all(c_.intact() for c_ in (dyc, xc, ktc, zeros, scratch, pk, pb, dx))
 
 
 @pytest.mark.parametrize("with_dx", [True, False])
