@@ -22,6 +22,7 @@ import llvmlite.binding as _llvm
 import numba
 import numpy as np
 from numba.core import config as _numba_config
+from numba.core import types as numba_types
 from numba.core.registry import CPUDispatcher
 
 from .. import numpy_backend as _ref
@@ -175,8 +176,8 @@ def trace_kernels():
     jitted kernels (a numba dispatcher), and the numpy backend's public functions (recorded as
     "numpy_backend.NAME", without what they call in turn). Calls from compiled code to compiled
     code are not seen (resolved when compiled); the Python tier, which picks each op's path, is.
-    Run the operation once *before* tracing it: a kernel compiled while instrumented would see a
-    Python wrapper instead of a dispatcher and fail to type. Kernels that :func:`.fanout.run` calls on
+    A kernel compiled while the trace is open still compiles (its callees' wrappers type as the
+    dispatchers they wrap); the first call's compile time lands inside the traced code. Kernels that :func:`.fanout.run` calls on
     its pool threads are recorded (once, like the others); open it from one thread at a time.
     """
     names: list[str] = []
@@ -202,8 +203,14 @@ def trace_kernels():
             finally:
                 depth["numpy"] -= numpy_side
 
-        wrappers[id(obj)] = functools.wraps(getattr(obj, "py_func", obj))(call)
-        return wrappers[id(obj)]
+        wrapper = functools.wraps(getattr(obj, "py_func", obj))(call)
+        if isinstance(obj, CPUDispatcher):
+            # a kernel compiled while the trace is open looks its callees up in its module's
+            # globals and finds this wrapper: numba's typeof reads ``_numba_type_``, so it types
+            # (and lowers) the call as one to the dispatcher itself, not seen by the trace
+            wrapper._numba_type_ = numba_types.Dispatcher(obj)
+        wrappers[id(obj)] = wrapper
+        return wrapper
 
     try:
         for modname, mod in sorted(sys.modules.items()):

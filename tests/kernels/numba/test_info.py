@@ -64,7 +64,7 @@ def test_trace_records_the_path_taken_and_restores_every_global(dtype):
     before = {name: obj for name, obj in vars(conv).items()}
     ref_before = dict(vars(ref))
     run = lambda: nb.conv2d_forward(x, k, None, (1, 1), (1, 1, 1, 1))  # noqa: E731
-    expected = run()  # compiled before tracing (the documented contract)
+    expected = run()  # compiled before tracing (the test below compiles inside one)
     with info.trace_kernels() as names:
         y = run()
     np.testing.assert_array_equal(y, expected)
@@ -86,6 +86,38 @@ def test_trace_sees_the_tiles_switch():
         with info.trace_kernels() as names:
             nb.conv2d_forward(x, k, None, (1, 1), (1, 1, 1, 1))
     assert not any("tiles" in n for n in names)
+
+
+#: a kernel compiled for the first time inside a trace (a cold cache): average pooling's forward,
+#: whose kernel calls another kernel of its module (_avg_row, a traced global while it compiles)
+FIRST_COMPILE_IN_TRACE = """
+import json, sys
+import numpy as np
+from minicnn.kernels import numba_backend as nb
+from minicnn.kernels import numpy_pooling as ref
+from minicnn.kernels.numba import avgpool, info
+x = np.random.default_rng(0).standard_normal((2, 6, 6, 3)).astype(np.float32)
+args = ((2, 2), (2, 2), (0, 0, 0, 0))
+names = []
+if sys.argv[1] == "trace":
+    with info.trace_kernels() as names:
+        y = nb.avgpool2d_forward(x, *args)
+else:
+    y = nb.avgpool2d_forward(x, *args)
+print(json.dumps({"names": names, "same": y.tobytes() == ref.avgpool2d_forward(x, *args).tobytes(),
+                  "restored": type(avgpool._avg_row).__name__}))
+"""
+
+
+def test_a_kernel_first_compiled_inside_a_trace_compiles_and_caches(tmp_path):
+    """The trace's wrappers type as the dispatchers they wrap: a kernel compiled while the trace is
+    open (here with an empty cache) types its calls to them, runs, and loads from the cache in the
+    next process."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": ROOT}
+    traced = child_json(FIRST_COMPILE_IN_TRACE, "trace", env=env)
+    assert traced == {"names": ["avgpool._avg_fwd"], "same": True, "restored": "CPUDispatcher"}
+    assert any(p.name.startswith("avgpool._avg_fwd") for p in tmp_path.rglob("*.nbi"))
+    assert child_json(FIRST_COMPILE_IN_TRACE, "plain", env=env)["same"]
 
 
 @pytest.mark.slow
