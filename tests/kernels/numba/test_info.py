@@ -4,7 +4,6 @@ the kernels an op ran (trace_kernels, path_of), and kernels really compiled for 
 from __future__ import annotations
 
 import os
-import re
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ pytest.importorskip("numba")
 
 from minicnn.kernels import numba_backend as nb  # noqa: E402
 from minicnn.kernels import numpy_backend as ref  # noqa: E402
-from minicnn.kernels.numba import blas, config, conv, info  # noqa: E402
+from minicnn.kernels.numba import blas, conv, info  # noqa: E402
 from tests.kernels.numba.kernelcheck import child_json, tiles  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
