@@ -141,7 +141,8 @@ def _conv_tiles(mode, src, wgt, out, vec, zeros, scratch, part, sh, sw, dh, dw, 
     pbias : (G, F) array
         mode 2: the per-group partial sums of dbias.
     u_lo, u_hi, worker : int
-        The work items to do (mode 0: output rows of all images, N*OH; mode 2: groups) and the index of this call's ``scratch`` buffer (:func:`.fanout.run`).
+        The work items to do (mode 0: output rows of all images, N*OH; mode 2: groups) and the
+        index of this call's ``scratch`` buffer (:func:`.fanout.run`).
 
     What each mode does. 0: parallel over output rows, each a run of tiles of up to 6 pixels x
     64 channels, relu fused. 2 (one pass over dy, relu's gradient fused): per group of
