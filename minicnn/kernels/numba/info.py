@@ -177,8 +177,9 @@ def trace_kernels():
     "numpy_backend.NAME", without what they call in turn). Calls from compiled code to compiled
     code are not seen (resolved when compiled); the Python tier, which picks each op's path, is.
     A kernel compiled while the trace is open still compiles (its callees' wrappers type as the
-    dispatchers they wrap); the first call's compile time lands inside the traced code. Kernels that :func:`.fanout.run` calls on
-    its pool threads are recorded (once, like the others); open it from one thread at a time.
+    dispatchers they wrap); the first call's compile time lands inside the traced code. Kernels
+    that :func:`.fanout.run` calls on its pool threads are recorded (once, like the others); open
+    it from one thread at a time.
     """
     names: list[str] = []
     lock = threading.Lock()
