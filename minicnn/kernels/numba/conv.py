@@ -43,10 +43,9 @@ serial over a range of output rows, images, chunks or groups, run on every threa
 :func:`.fanout.run`, which compiles them in a third of a parfor's time (the tiles, the seed's
 first step on a cold cache: 6.1 -> 2.8 s; ``benchmarks/README.md``, "The FMA tile kernels left
 the parfors"); :func:`_bias_act_rows` and :mod:`.im2col`'s im2col_imgs, col2im_imgs serial,
-called per chunk), Python launchers of the
-tile kernel's two modes (:func:`tiles_forward`, :func:`tiles_backward`: arguments by name, the
-unused ones filled in), and the public :func:`conv2d_forward` /
-:func:`conv2d_backward`.
+called per chunk), Python launchers of the tile kernel's two modes (:func:`tiles_forward`,
+:func:`tiles_backward`: arguments by name, the unused ones filled in), and the public
+:func:`conv2d_forward` / :func:`conv2d_backward`.
 """
 
 from __future__ import annotations
