@@ -31,7 +31,7 @@ __all__ = ["adam_update"]
 ADAM_WORK_PER_ELEMENT = 130
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def _adam_at(i, p, g, m, v, c1, c2, alpha, eps):
     """Element ``i`` of the update (arguments as in :func:`adam_update`)."""
     gi = g[i]
@@ -42,7 +42,10 @@ def _adam_at(i, p, g, m, v, c1, c2, alpha, eps):
     p[i] = p[i] - mi * alpha / (np.sqrt(vi) + eps)
 
 
-@njit(nogil=True, cache=True)
+# error_model="numpy": a float division by zero gives IEEE inf/NaN, as numpy's does, instead of
+# numba's default ZeroDivisionError check, a branch in the loop that kept LLVM from vectorising it
+# (scalar vsqrtss/vdivss: 11.2 ms for the seed's dense1 on one thread, 2.5 ms vectorised)
+@njit(nogil=True, cache=True, error_model="numpy")
 def _adam(p, g, m, v, c1, c2, alpha, eps, b_lo, b_hi, worker):
     """The update of 1-D ``p``, ``m``, ``v`` (in place) from ``g`` on the blocks b_lo..b_hi-1 of
     ``EW_BLOCK`` elements; scalars as in :func:`adam_update` (``worker`` unused)."""

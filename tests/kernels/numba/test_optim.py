@@ -61,3 +61,32 @@ def test_adam_update_touches_only_its_arrays(size):
     for name, c, w in zip("pgmv", (pc, gc, mc, vc), want):
         np.testing.assert_array_equal(c.a, w, err_msg=name)
         assert c.intact(), name
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_update_divides_by_zero_as_numpy_does(dtype):
+    """eps = 0 and a weight whose gradient and moments are all 0: numpy's update is 0 / 0 = NaN
+    there (inf elsewhere would be x / 0), and so is this one's, instead of numba's default
+    ZeroDivisionError check (whose branch also kept the loop from vectorising)."""
+    size = 2 * config.EW_BLOCK + 3
+    rng = np.random.default_rng(3)
+    p = rng.standard_normal(size).astype(dtype)
+    g = rng.standard_normal(size).astype(dtype)
+    g[::5] = 0
+    m, v = np.zeros(size, dtype), np.zeros(size, dtype)
+    scalars = (dtype(0.1), dtype(0.001), dtype(1e-3), dtype(0))
+    a = [x.copy() for x in (p, g, m, v)]
+    b = [x.copy() for x in (p, g, m, v)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        numpy_backend.adam_update(*a, *scalars)
+    numba_optim.adam_update(*b, *scalars)
+    assert np.isnan(a[0][::5]).all() and np.isfinite(a[0][1::5]).all()
+    for name, x, y in zip("pgmv", a, b):
+        np.testing.assert_array_equal(x, y, err_msg=name)
+
+
+def test_the_update_loop_uses_numpy_division_semantics():
+    """The kernel and its inlined element step compile with error_model='numpy' (see the kernel's
+    comment: the Python model's zero check made the seed's dense1 update 4.5x slower)."""
+    for kernel in (numba_optim._adam, numba_optim._adam_at):
+        assert kernel.targetoptions.get("error_model") == "numpy", kernel
