@@ -10,7 +10,8 @@ Python tier at each call (shapes of work items, path thresholds), so one process
 value in turn and time the same compiled kernels: no recompile, no second process whose cache or
 page state differs. A case is ``step:PRESET:BATCH`` (``train_on_batch`` on synthetic data,
 :func:`benchmarks.models.preset_step_case`), ``predict:PRESET:BATCH`` (``model.predict`` of BATCH
-images in one chunk) or ``latency:PRESET`` (``predict`` of one image). Each round times every
+images, ``batch_size=BATCH``, in predict's own cache-sized chunks) or ``latency:PRESET``
+(``predict`` of one image). Each round times every
 value of a parameter (the order rotated from round to round, so no value always runs first after
 a change) for ``calls`` calls after two warm-up calls, and takes the median; the ratio of a value
 is its median over the shipped value's in the same round, and the summary is the median and range
@@ -28,7 +29,6 @@ import argparse
 import json
 import os
 import statistics
-import time
 from pathlib import Path
 
 #: the constants this sweep may set: name -> (smallest allowed value, value must be a multiple of)
@@ -101,20 +101,11 @@ def case_fn(kind: str, preset: str, batch: int, dtype: str):
     return lambda: model.predict(x, batch_size=batch, verbose=0)
 
 
-def median_ms(fn, calls: int) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
 def sweep(name: str, values: list[int], fn, rounds: int, calls: int) -> dict:
     """Per value: the medians of each round (ms) and the ratios to the shipped value's."""
     from minicnn.kernels.numba import config
+
+    from .timing import measure_latency  # back-to-back calls after a warm-up, no sample discarded
 
     shipped = getattr(config, name)
     vals = values if shipped in values else [shipped, *values]
@@ -124,7 +115,7 @@ def sweep(name: str, values: list[int], fn, rounds: int, calls: int) -> dict:
             k = r % len(vals)
             for v in vals[k:] + vals[:k]:
                 setattr(config, name, v)
-                per[v].append(median_ms(fn, calls))
+                per[v].append(measure_latency(fn, calls, warmup=2)["median_ms"])
     finally:
         setattr(config, name, shipped)
     out = {}
@@ -182,12 +173,15 @@ def main(argv=None) -> int:
         ap.error(str(e))
     if a.rounds < 1 or a.calls < 1:
         ap.error("--rounds and --calls must be >= 1")
-    saved_pick = os.environ.get("MINICNN_THREAD_PICK")
+    from minicnn import kernels
+
+    saved_pick, saved_backend = os.environ.get("MINICNN_THREAD_PICK"), kernels.backend_name()
     if not a.pick:
         os.environ["MINICNN_THREAD_PICK"] = "0"
     try:
         _run(a, params, cases)
-    finally:
+    finally:  # a caller in the same process (a test) gets its settings back
+        kernels.use_backend(saved_backend)
         if saved_pick is None:
             os.environ.pop("MINICNN_THREAD_PICK", None)
         else:

@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("minicnn.kernels.numba_backend")
 
 from benchmarks import config_sweep  # noqa: E402
+from minicnn import kernels  # noqa: E402
 from minicnn.kernels.numba import config  # noqa: E402
 
 
@@ -46,14 +47,17 @@ def test_bad_cases_say_what_is_wrong(text, message):
         config_sweep.parse_case(text)
 
 
-def test_a_sweep_times_every_value_and_restores_the_shipped_one(tmp_path, capsys, monkeypatch):
+def test_a_sweep_times_every_value_and_restores_the_shipped_one(tmp_path, capsys, monkeypatch, request):
     monkeypatch.setenv("MINICNN_THREAD_PICK", "1")
+    request.addfinalizer(lambda before=kernels.backend_name(): kernels.use_backend(before))
+    kernels.use_backend("numpy")  # the sweep runs on numba and gives the caller's backend back
     shipped = config.DENSE_TILE_MAX_SAMPLES
     out = tmp_path / "sweep.json"
     assert config_sweep.main(["--param", "DENSE_TILE_MAX_SAMPLES=0", "--case", "step:seed:8", "--rounds", "2",
                               "--calls", "1", "--json", str(out)]) == 0
     assert config.DENSE_TILE_MAX_SAMPLES == shipped
     assert os.environ["MINICNN_THREAD_PICK"] == "1"  # picking was off during the sweep only
+    assert kernels.backend_name() == "numpy"
     (res,) = json.loads(out.read_text())["results"]
     assert res["case"] == "step seed batch 8" and res["param"] == "DENSE_TILE_MAX_SAMPLES"
     got = res["values"]
